@@ -1,0 +1,199 @@
+"""DynamoDB adapter of the execution table (aioboto3 low-level client).
+
+Conditions are built from the guard's named parts; on a failed condition DynamoDB returns the
+current item (``ALL_OLD``), which becomes the ``current`` of the domain error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from coordinator.records import ExecutionRecord, Status, from_item, partition_key, to_item
+from coordinator.store.memory import due_entry
+from coordinator.store.port import DueEntry, Guard, Page
+from infra.resources import DUE_AT, DUE_INDEX, DUE_SHARD
+from tpf.errors import AlreadyExists, NotFound, StaleRecord
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+# Expression attribute names for every attribute a condition mentions (some are reserved words).
+_NAMES = {"#pk": "pk", "#v": "v", "#st": "st", "#tk": "tk", "#dt": DUE_AT, "#au": "au", "#p": "p"}
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in item.items()}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def condition_for(guard: Guard) -> tuple[str, dict[str, Any]]:
+    """The condition expression of a guard, one named clause per part."""
+    clauses = {
+        "record exists": "attribute_exists(#pk)",
+        "fencing token": "#v = :v",
+        "allowed states": "#st IN ({})".format(
+            ", ".join(f":st{i}" for i in range(len(guard.statuses)))
+        ),
+    }
+    values: dict[str, Any] = {":v": guard.version}
+    values.update({f":st{i}": s.value for i, s in enumerate(sorted(guard.statuses))})
+    if guard.transition_key is not None:
+        clauses["same transition"] = "#tk = :tk"
+        values[":tk"] = guard.transition_key
+    if guard.due_by_ms is not None:
+        clauses["deadline passed"] = "#dt <= :due"
+        values[":due"] = guard.due_by_ms
+    if guard.await_unit_id is not None:
+        clauses["same await unit"] = "#au = :au"
+        values[":au"] = guard.await_unit_id
+    return " AND ".join(clauses.values()), serialize(values)
+
+
+def _names_in(expression: str) -> dict[str, str]:
+    used = set(re.findall(r"#\w+", expression))
+    return {k: v for k, v in _NAMES.items() if k in used}
+
+
+def _condition_failed(exc: ClientError) -> dict[str, Any] | None:
+    """The current item if ``exc`` is a failed condition, else re-raise."""
+    if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+        raise exc
+    old = exc.response.get("Item")
+    return deserialize(old) if old else None
+
+
+class DynamoExecutionTable:
+    def __init__(self, client: Any, table_name: str, *, shards: int) -> None:
+        self.client = client
+        self.table_name = table_name
+        self.shards = shards
+
+    async def insert(self, record: ExecutionRecord) -> None:
+        try:
+            await self.client.put_item(
+                TableName=self.table_name,
+                Item=serialize(to_item(record, shards=self.shards)),
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": "pk"},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ReturnConsumedCapacity="INDEXES",
+            )
+        except ClientError as exc:
+            old = _condition_failed(exc)
+            raise AlreadyExists(
+                "execution exists", current=from_item(old) if old else None
+            ) from exc
+
+    async def replace(self, record: ExecutionRecord, guard: Guard) -> None:
+        expression, values = condition_for(guard)
+        try:
+            await self.client.put_item(
+                TableName=self.table_name,
+                Item=serialize(to_item(record, shards=self.shards)),
+                ConditionExpression=expression,
+                ExpressionAttributeNames=_names_in(expression),
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ReturnConsumedCapacity="INDEXES",
+            )
+        except ClientError as exc:
+            old = _condition_failed(exc)
+            if old is None:
+                raise NotFound(f"no execution {record.execution_id}") from exc
+            raise StaleRecord("execution changed", current=from_item(old)) from exc
+
+    async def renew(
+        self, tenant_id: str, execution_id: str, *, transition_key: str, due_at_ms: int
+    ) -> None:
+        expression = "#st IN (:running, :waiting) AND #tk = :tk AND #dt < :dt"
+        try:
+            await self.client.update_item(
+                TableName=self.table_name,
+                Key=serialize({"pk": partition_key(tenant_id, execution_id)}),
+                UpdateExpression="SET #dt = :dt",
+                ConditionExpression=expression,
+                ExpressionAttributeNames=_names_in(expression),
+                ExpressionAttributeValues=serialize(
+                    {
+                        ":running": Status.RUNNING.value,
+                        ":waiting": Status.WAIT_RETRY.value,
+                        ":tk": transition_key,
+                        ":dt": due_at_ms,
+                    }
+                ),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ReturnConsumedCapacity="INDEXES",
+            )
+        except ClientError as exc:
+            old = _condition_failed(exc)
+            if old is None:
+                raise NotFound(f"no execution {execution_id}") from exc
+            raise StaleRecord("transition no longer running", current=from_item(old)) from exc
+
+    async def get(self, tenant_id: str, execution_id: str) -> ExecutionRecord | None:
+        response = await self.client.get_item(
+            TableName=self.table_name,
+            Key=serialize({"pk": partition_key(tenant_id, execution_id)}),
+            ConsistentRead=True,
+            ReturnConsumedCapacity="TOTAL",
+        )
+        item = response.get("Item")
+        return from_item(deserialize(item)) if item else None
+
+    async def due(self, shard: str, *, now_ms: int, limit: int) -> list[DueEntry]:
+        response = await self.client.query(
+            TableName=self.table_name,
+            IndexName=DUE_INDEX,
+            KeyConditionExpression="#ds = :shard AND #dt <= :now",
+            ExpressionAttributeNames={"#ds": DUE_SHARD, "#dt": DUE_AT},
+            ExpressionAttributeValues=serialize({":shard": shard, ":now": now_ms}),
+            Limit=limit,
+            ReturnConsumedCapacity="INDEXES",
+        )
+        return [due_entry(deserialize(item)) for item in response.get("Items", [])]
+
+    async def page(
+        self,
+        *,
+        statuses: Iterable[Status] | None = None,
+        pipeline_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Limit": limit,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        filters, values = [], {}
+        if statuses:
+            wanted = sorted({s.value for s in statuses})
+            filters.append("#st IN ({})".format(", ".join(f":s{i}" for i in range(len(wanted)))))
+            values.update({f":s{i}": s for i, s in enumerate(wanted)})
+        if pipeline_id:
+            filters.append("#p = :p")
+            values[":p"] = pipeline_id
+        if filters:
+            expression = " AND ".join(filters)
+            kwargs.update(
+                FilterExpression=expression,
+                ExpressionAttributeNames=_names_in(expression),
+                ExpressionAttributeValues=serialize(values),
+            )
+        if cursor:
+            kwargs["ExclusiveStartKey"] = serialize({"pk": json.loads(cursor)})
+        response = await self.client.scan(**kwargs)
+        last = response.get("LastEvaluatedKey")
+        return Page(
+            [from_item(deserialize(item)) for item in response.get("Items", [])],
+            json.dumps(deserialize(last)["pk"]) if last else None,
+        )

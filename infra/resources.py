@@ -1,0 +1,175 @@
+"""Every resource of a stack, declared once.
+
+The provisioner (``infra.provision``), the CloudFormation template and the tests all read this
+description; nothing else names a table, queue or bucket. Names here are logical: the physical
+name is ``<stack>-<name>`` (``Settings.resource``), so two stacks share one account or emulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from tpf.settings import Settings
+
+KeyType = Literal["S", "N", "B"]
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: KeyType = "S"
+
+
+@dataclass(frozen=True)
+class Index:
+    """A global secondary index. Sparse when only some items carry its key attributes."""
+
+    name: str
+    partition_key: Key
+    sort_key: Key | None = None
+    projection: tuple[str, ...] | Literal["ALL", "KEYS_ONLY"] = "KEYS_ONLY"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    partition_key: Key
+    sort_key: Key | None = None
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = "ttl"
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    visibility_timeout: timedelta
+    max_receive_count: int = 5
+    """Receives before SQS moves a message to ``<name>-dlq``; 1..1000."""
+    retention: timedelta = timedelta(days=4)
+    dead_letter_retention: timedelta = timedelta(days=14)
+    purpose: str = ""
+
+    @property
+    def dead_letter_name(self) -> str:
+        return f"{self.name}-dlq"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """S3 object-created events for keys with ``suffix`` go to ``queue``."""
+
+    queue: str
+    suffix: str = ""
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    expire_after: timedelta | None = None
+    notification: Notification | None = None
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class StackDescription:
+    tables: tuple[Table, ...]
+    queues: tuple[Queue, ...]
+    buckets: tuple[Bucket, ...]
+    settings: Settings = field(repr=False)
+
+    def table(self, name: str) -> Table:
+        return next(t for t in self.tables if t.name == name)
+
+    def queue(self, name: str) -> Queue:
+        return next(q for q in self.queues if q.name == name)
+
+    def bucket(self, name: str) -> Bucket:
+        return next(b for b in self.buckets if b.name == name)
+
+    def physical(self, name: str) -> str:
+        return self.settings.resource(name)
+
+
+# Attribute names of the sparse due-work index (see coordinator.records): only records with a
+# pending deadline or due time carry them, so the sweeper reads just the work that is due.
+DUE_INDEX = "due"
+DUE_SHARD = "ds"
+DUE_AT = "dt"
+# The index carries what a sweeper needs to act with a conditional write and no extra read.
+DUE_PROJECTION = ("st", "v", "tk", "si", "at")
+
+EXECUTION_TTL = timedelta(days=30)
+
+
+def describe(settings: Settings) -> StackDescription:
+    t = settings.timings
+    # SQS must not redeliver a command while its worker still extends visibility, and the
+    # results consumer commits in well under the visibility timeout.
+    visibility = t.visibility_timeout
+    return StackDescription(
+        settings=settings,
+        tables=(
+            Table(
+                "executions",
+                Key("pk"),
+                indexes=(
+                    Index(DUE_INDEX, Key(DUE_SHARD), Key(DUE_AT, "N"), projection=DUE_PROJECTION),
+                ),
+                purpose="one record per execution; every change a conditional write",
+            ),
+            Table(
+                "history",
+                Key("pk"),
+                Key("sk", "N"),
+                purpose="small per-execution history of state changes",
+            ),
+            Table(
+                "payloads",
+                Key("pk"),
+                purpose="immutable small payloads written once (claim checks)",
+            ),
+            Table(
+                "awaits",
+                Key("pk"),
+                Key("sk"),
+                indexes=(
+                    Index("pending", Key("pp"), Key("ps"), projection="ALL"),
+                    Index("correlation", Key("cid"), projection="KEYS_ONLY"),
+                ),
+                purpose="await units and their interactions",
+            ),
+            Table(
+                "registry",
+                Key("pk"),
+                Key("sk"),
+                purpose="contracts, releases, activations and workers",
+            ),
+        ),
+        queues=(
+            Queue("work", visibility, purpose="transition commands for workers"),
+            Queue("results", visibility, purpose="results and heartbeats from workers"),
+            Queue("ingest", visibility, purpose="S3 events for the CSV inbox"),
+            Queue("await-requests", visibility, purpose="await requests for providers"),
+            Queue("await-completions", visibility, purpose="await completions from providers"),
+            Queue("dead-letters", visibility, purpose="envelopes of terminally failed executions"),
+        ),
+        buckets=(
+            Bucket(
+                "payloads",
+                expire_after=EXECUTION_TTL + timedelta(days=1),
+                purpose="payloads too large for DynamoDB or SQS",
+            ),
+            Bucket(
+                "inbox",
+                expire_after=EXECUTION_TTL + timedelta(days=1),
+                notification=Notification("ingest", suffix=".csv"),
+                purpose="CSV uploads; each object starts one execution",
+            ),
+            Bucket("outbox", expire_after=EXECUTION_TTL + timedelta(days=1), purpose="CSV results"),
+            Bucket("releases", purpose="release artifacts"),
+        ),
+    )

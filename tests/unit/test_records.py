@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coordinator.records import (
+    MAX_COUNTER,
+    MAX_EPOCH_MS,
+    MAX_ERROR_CODE,
+    MAX_ERROR_MESSAGE,
+    MAX_KEY,
+    MAX_PIPELINE,
+    MAX_RELEASE,
+    MAX_TENANT,
+    MAX_UNIT_ID,
+    ExecutionRecord,
+    Status,
+    cap_message,
+    execution_id_for,
+    from_item,
+    to_item,
+    transition_key,
+)
+from tpf.payloads import MAX_INLINE, PayloadRef, digest_of
+
+
+def number_size(value: int | Decimal) -> int:
+    """DynamoDB: one byte per two significant digits, plus one."""
+    digits = str(abs(int(value))).strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
+def dynamodb_item_size(item: dict[str, object]) -> int:
+    """Item size as DynamoDB bills it: attribute names plus values."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if isinstance(value, str):
+            size += len(value.encode())
+        elif isinstance(value, int | Decimal):
+            size += number_size(value)
+        else:
+            raise TypeError(f"unexpected attribute type {type(value)} for {name}")
+    return size
+
+
+INLINE = PayloadRef.of_inline('"' + "x" * (MAX_INLINE - 2) + '"')
+BIG_COUNTER = MAX_COUNTER - 1  # 999999999: nine significant digits
+BIG_TIME = MAX_EPOCH_MS - 1
+
+
+def worst_case_record(status: Status) -> ExecutionRecord:
+    """The largest record each status can hold, with every field it may carry at its cap."""
+    execution_id = execution_id_for("t" * MAX_TENANT, "p" * MAX_PIPELINE, "k" * MAX_KEY)
+    record = ExecutionRecord(
+        tenant_id="t" * MAX_TENANT,
+        execution_id=execution_id,
+        execution_key="k" * MAX_KEY,
+        pipeline_id="p" * MAX_PIPELINE,
+        contract_version="sha256:" + "f" * 64,
+        release_version="r" * MAX_RELEASE,
+        status=status,
+        version=BIG_COUNTER,
+        step_index=9_999,
+        attempt=BIG_COUNTER,
+        retries_used=BIG_COUNTER,
+        redrive_generation=BIG_COUNTER,
+        input=INLINE,
+        continuation=PayloadRef(tier="s3", digest=digest_of(b"c")),
+        created_at_ms=BIG_TIME,
+        updated_at_ms=BIG_TIME,
+    )
+    error = {"error_code": "E" * MAX_ERROR_CODE, "error_message": cap_message("é" * 1000)}
+    key = transition_key(execution_id, 9_999, BIG_COUNTER)
+    if status in (Status.QUEUED, Status.RUNNING, Status.WAIT_RETRY):
+        record = record.change(due_at_ms=BIG_TIME, transition_key=key, **error)
+    elif status is Status.WAITING_EXTERNAL:
+        record = record.change(await_unit_id="u" * MAX_UNIT_ID)
+    elif status is Status.SUCCEEDED:
+        record = record.change(continuation=None, result=INLINE)
+    else:
+        record = record.change(**error)
+    return record
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_the_worst_case_record_of_every_status_stays_under_one_kilobyte(status: Status) -> None:
+    size = dynamodb_item_size(to_item(worst_case_record(status), shards=256))
+    assert size < 1024, f"{status}: {size} bytes"
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_a_record_survives_the_trip_through_its_item(status: Status) -> None:
+    record = worst_case_record(status)
+    assert from_item(to_item(record, shards=8)) == record
+
+
+def test_records_without_pending_work_carry_no_due_index_keys() -> None:
+    item = to_item(worst_case_record(Status.SUCCEEDED), shards=8)
+    assert "ds" not in item and "dt" not in item
+
+
+def test_execution_ids_are_deterministic_per_tenant_pipeline_and_key() -> None:
+    assert execution_id_for("a", "p", "k") == execution_id_for("a", "p", "k")
+    assert execution_id_for("a", "p", "k") != execution_id_for("b", "p", "k")
+    assert execution_id_for("a", "p", "k") != execution_id_for("a", "q", "k")
+
+
+@given(st.text(max_size=2000))
+def test_capped_messages_fit_their_byte_budget(message: str) -> None:
+    capped = cap_message(message)
+    assert len(capped.encode()) <= MAX_ERROR_MESSAGE
+    if len(message.encode()) <= MAX_ERROR_MESSAGE:
+        assert capped == message
+
+
+@pytest.mark.parametrize("tier", ["item", "s3"])
+def test_payload_references_round_trip_through_their_compact_form(tier: str) -> None:
+    ref = PayloadRef(tier=tier, digest=digest_of(b"payload"))  # type: ignore[arg-type]
+    assert PayloadRef.from_compact(ref.compact()) == ref

@@ -1,0 +1,137 @@
+"""Request accounting: every AWS call the process makes, counted where botocore makes it.
+
+Handlers hang on botocore's event system, so sync boto3 clients and aioboto3 clients are counted
+the same way and no call site has to remember to count. DynamoDB capacity comes from
+``ReturnConsumedCapacity`` in the responses; a failed conditional write consumes capacity but
+reports none, so it is counted separately (and priced as one WRU, the worst case for records
+under 1 KB).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import defaultdict
+from typing import Any
+
+SQS_CHUNK = 64 * 1024
+"""SQS bills one request per started 64 KiB of payload."""
+
+_READS = frozenset(
+    {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "ExecuteStatement"}
+)
+_CONDITIONAL_FAILURES = frozenset(
+    {"ConditionalCheckFailedException", "TransactionCanceledException"}
+)
+
+
+class RequestLedger:
+    """Counts requests per service and operation, with DynamoDB capacity and SQS chunks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: defaultdict[str, defaultdict[str, int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
+        self.errors: defaultdict[str, int] = defaultdict(int)
+        self.wru_table = 0.0
+        self.wru_indexes = 0.0
+        self.rru_table = 0.0
+        self.rru_indexes = 0.0
+        self.failed_conditional_writes = 0
+        self.sqs_billed_chunks = 0
+
+    # -- botocore hooks ---------------------------------------------------------------------
+
+    def attach(self, events: Any) -> None:
+        """Register on a client's (or session's) botocore event emitter."""
+        events.register("before-call", self._before_call, unique_id="tpf-ledger-before")
+        events.register("after-call", self._after_call, unique_id="tpf-ledger-after")
+
+    def _before_call(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.service_model.service_name != "sqs":
+            return
+        body = params.get("body") or b""
+        size = len(body) if isinstance(body, bytes | str) else 0
+        with self._lock:
+            self.sqs_billed_chunks += max(1, math.ceil(size / SQS_CHUNK))
+
+    def _after_call(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        service = model.service_model.service_name
+        operation = model.name
+        error = (parsed.get("Error") or {}).get("Code")
+        with self._lock:
+            self.requests[service][operation] += 1
+            if error:
+                self.errors[f"{service}.{operation}.{error}"] += 1
+            if service != "dynamodb":
+                return
+            if error in _CONDITIONAL_FAILURES:
+                self.failed_conditional_writes += 1
+            self._add_capacity(operation, parsed.get("ConsumedCapacity"))
+
+    def _add_capacity(self, operation: str, consumed: Any) -> None:
+        entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
+        read = operation in _READS
+        for entry in entries:
+            table = float((entry.get("Table") or {}).get("CapacityUnits", 0.0))
+            indexes = sum(
+                float(index.get("CapacityUnits", 0.0))
+                for group in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes")
+                for index in (entry.get(group) or {}).values()
+            )
+            if not table and not indexes:
+                table = float(entry.get("CapacityUnits", 0.0))
+            if read:
+                self.rru_table += table
+                self.rru_indexes += indexes
+            else:
+                self.wru_table += table
+                self.wru_indexes += indexes
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def total_requests(self, service: str | None = None) -> int:
+        with self._lock:
+            services = [service] if service else list(self.requests)
+            return sum(sum(self.requests[s].values()) for s in services if s in self.requests)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": {s: dict(ops) for s, ops in sorted(self.requests.items())},
+                "errors": dict(self.errors),
+                "dynamodb": {
+                    "wru": {"table": self.wru_table, "indexes": self.wru_indexes},
+                    "rru": {"table": self.rru_table, "indexes": self.rru_indexes},
+                    "failed_conditional_writes": self.failed_conditional_writes,
+                },
+                "sqs": {"billed_chunks": self.sqs_billed_chunks},
+            }
+
+    def to_json(self) -> str:
+        return json.dumps(self.snapshot(), sort_keys=True)
+
+    @staticmethod
+    def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+        """Add up the snapshots of several processes."""
+        total = RequestLedger()
+        for snap in snapshots:
+            for service, ops in snap.get("requests", {}).items():
+                for op, n in ops.items():
+                    total.requests[service][op] += n
+            for key, n in snap.get("errors", {}).items():
+                total.errors[key] += n
+            ddb = snap.get("dynamodb", {})
+            total.wru_table += ddb.get("wru", {}).get("table", 0.0)
+            total.wru_indexes += ddb.get("wru", {}).get("indexes", 0.0)
+            total.rru_table += ddb.get("rru", {}).get("table", 0.0)
+            total.rru_indexes += ddb.get("rru", {}).get("indexes", 0.0)
+            total.failed_conditional_writes += ddb.get("failed_conditional_writes", 0)
+            total.sqs_billed_chunks += snap.get("sqs", {}).get("billed_chunks", 0)
+        return total.snapshot()
+
+
+LEDGER = RequestLedger()
+"""The process-wide ledger; every client built by ``tpf.substrate`` reports here."""

@@ -1,0 +1,46 @@
+"""The ``tpf`` command. Each command group lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from tpf.errors import TpfError
+
+app = typer.Typer(
+    name="tpf",
+    help="Durable pipeline executions on DynamoDB, SQS and S3.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+
+def _register() -> None:
+    from tpf.cli import infra
+
+    app.add_typer(infra.app, name="infra")
+
+
+def main() -> None:
+    """Entry point: framework errors become one line on stderr and exit code 2."""
+    _register()
+    try:
+        app(standalone_mode=False)
+    except TpfError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

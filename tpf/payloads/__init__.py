@@ -1,0 +1,122 @@
+"""Payloads, stored once, in the cheapest tier that fits (REFERENCE section 2, cost rules).
+
+| size              | where                                   | why                                |
+|-------------------|-----------------------------------------|------------------------------------|
+| <= 64 B           | inline in the execution record          | no extra request at all            |
+| <= 8 KiB          | an immutable payload item (DynamoDB)    | <= 8 WRU, cheaper than an S3 PUT   |
+| larger            | an S3 object                            | $5 per million PUTs beats WRU      |
+
+Keys derive from tenant, execution and the content's digest, so writing the same content twice
+is harmless and a reference needs only the tier and digest. Reads verify the digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from tpf.errors import TpfError
+
+MAX_INLINE = 64
+"""Bytes of JSON kept inside the execution record; anything larger is a claim check."""
+
+
+def digest_of(data: bytes) -> str:
+    """sha256 as unpadded base64url: 43 characters instead of 71 for ``sha256:<hex>``."""
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+class PayloadRef(BaseModel):
+    """Where a payload lives: inline (tiny), a payload item, or an S3 object; always with digest.
+
+    Compact form in the record: ``i:<json>``, ``d:<digest>``, ``s:<digest>``. The item key and
+    object key derive from tenant, execution and digest, so they need not be stored.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    tier: Literal["inline", "item", "s3"]
+    digest: str
+    inline: str | None = None
+
+    @classmethod
+    def of_inline(cls, text: str) -> PayloadRef:
+        return cls(tier="inline", digest=digest_of(text.encode()), inline=text)
+
+    def compact(self) -> str:
+        if self.tier == "inline":
+            return f"i:{self.inline}"
+        return f"{'d' if self.tier == 'item' else 's'}:{self.digest}"
+
+    @classmethod
+    def from_compact(cls, value: str) -> PayloadRef:
+        tag, _, rest = value.partition(":")
+        if tag == "i":
+            return cls.of_inline(rest)
+        return cls(tier="item" if tag == "d" else "s3", digest=rest)
+
+
+ITEM_LIMIT = 8 * 1024
+
+
+class PayloadCorrupt(TpfError):
+    """Stored bytes whose digest is not the one referenced."""
+
+
+class PayloadMissing(TpfError):
+    """A reference to a payload that is not (or no longer) stored."""
+
+
+def item_key(tenant_id: str, execution_id: str, digest: str) -> str:
+    return f"{tenant_id}#{execution_id}#{digest}"
+
+
+def object_key(tenant_id: str, execution_id: str, digest: str) -> str:
+    return f"{tenant_id}/{execution_id}/{digest}"
+
+
+def tier_for(size: int) -> str:
+    if size <= MAX_INLINE:
+        return "inline"
+    return "item" if size <= ITEM_LIMIT else "s3"
+
+
+class PayloadBackend(Protocol):
+    async def write_item(self, key: str, data: bytes) -> None: ...
+    async def read_item(self, key: str) -> bytes | None: ...
+    async def write_object(self, key: str, data: bytes) -> None: ...
+    async def read_object(self, key: str) -> bytes | None: ...
+
+
+class PayloadStore:
+    """Tier choice and digest checks over a backend (AWS or in-memory)."""
+
+    def __init__(self, backend: PayloadBackend) -> None:
+        self.backend = backend
+
+    async def put(self, tenant_id: str, execution_id: str, data: bytes) -> PayloadRef:
+        tier = tier_for(len(data))
+        if tier == "inline":
+            return PayloadRef.of_inline(data.decode())
+        digest = digest_of(data)
+        if tier == "item":
+            await self.backend.write_item(item_key(tenant_id, execution_id, digest), data)
+        else:
+            await self.backend.write_object(object_key(tenant_id, execution_id, digest), data)
+        return PayloadRef(tier=tier, digest=digest)  # type: ignore[arg-type]
+
+    async def get(self, tenant_id: str, execution_id: str, ref: PayloadRef) -> bytes:
+        if ref.tier == "inline":
+            return (ref.inline or "").encode()
+        if ref.tier == "item":
+            data = await self.backend.read_item(item_key(tenant_id, execution_id, ref.digest))
+        else:
+            data = await self.backend.read_object(object_key(tenant_id, execution_id, ref.digest))
+        if data is None:
+            raise PayloadMissing(f"payload {ref.compact()} of execution {execution_id} is gone")
+        if digest_of(data) != ref.digest:
+            raise PayloadCorrupt(f"payload {ref.compact()} of execution {execution_id} is corrupt")
+        return data

@@ -1,0 +1,106 @@
+"""Settings shared by every role, read from ``TPF_*`` variables and the standard AWS ones.
+
+Timings come from a *profile*: ``default`` for production, ``test`` for suites and crash runs
+where waiting out a 30 s visibility timeout would make recovery tests slow.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Substrate = Literal["embedded", "localstack", "aws"]
+ProfileName = Literal["default", "test"]
+
+
+class Timings(BaseModel):
+    """How long things may take before the framework assumes they died."""
+
+    model_config = ConfigDict(frozen=True)
+
+    visibility_timeout: timedelta
+    """SQS visibility of a command; a worker extends it while the transition runs."""
+    transition_timeout: timedelta
+    """Time a transition may run without a heartbeat before the coordinator retries it."""
+    queue_allowance: timedelta
+    """Time a command may sit in the work queue; added to the transition deadline on dispatch."""
+    heartbeat_interval: timedelta
+    sweep_interval: timedelta
+    retry_base: timedelta
+    retry_cap: timedelta
+    long_poll: timedelta
+    """SQS long-poll wait; short in tests so shutdowns are prompt."""
+    shutdown_grace: timedelta
+
+
+PROFILES: dict[ProfileName, Timings] = {
+    "default": Timings(
+        visibility_timeout=timedelta(seconds=60),
+        transition_timeout=timedelta(seconds=60),
+        queue_allowance=timedelta(seconds=300),
+        heartbeat_interval=timedelta(seconds=15),
+        sweep_interval=timedelta(seconds=5),
+        retry_base=timedelta(seconds=1),
+        retry_cap=timedelta(minutes=15),
+        long_poll=timedelta(seconds=20),
+        shutdown_grace=timedelta(seconds=30),
+    ),
+    "test": Timings(
+        visibility_timeout=timedelta(seconds=5),
+        transition_timeout=timedelta(seconds=3),
+        queue_allowance=timedelta(seconds=5),
+        heartbeat_interval=timedelta(seconds=1),
+        sweep_interval=timedelta(milliseconds=500),
+        retry_base=timedelta(milliseconds=50),
+        retry_cap=timedelta(seconds=2),
+        long_poll=timedelta(seconds=1),
+        shutdown_grace=timedelta(seconds=5),
+    ),
+}
+
+
+def _aws(name: str) -> AliasChoices:
+    """Accept the unprefixed standard AWS variable name for a field."""
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TPF_", extra="ignore", populate_by_name=True)
+
+    stack: str = Field(default="tpf", pattern=r"^[a-z][a-z0-9-]{1,30}$")
+    """Prefix of every resource name, so two stacks can share one account or emulator."""
+    substrate: Substrate = "embedded"
+    profile: ProfileName = "default"
+    due_shards: int = Field(default=8, ge=1, le=256)
+    """Shards of the sparse due-work index; more shards spread a busy sweep over partitions."""
+    state_dir: Path = Path.home() / ".tpf"
+    """Where `tpf up` records the endpoint and tokens of the stack it owns."""
+
+    region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("TPF_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    endpoint_url: str | None = Field(default=None, validation_alias=_aws("AWS_ENDPOINT_URL"))
+    endpoint_url_dynamodb: str | None = Field(
+        default=None, validation_alias=_aws("AWS_ENDPOINT_URL_DYNAMODB")
+    )
+    endpoint_url_sqs: str | None = Field(
+        default=None, validation_alias=_aws("AWS_ENDPOINT_URL_SQS")
+    )
+    endpoint_url_s3: str | None = Field(default=None, validation_alias=_aws("AWS_ENDPOINT_URL_S3"))
+
+    @property
+    def timings(self) -> Timings:
+        return PROFILES[self.profile]
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / f"{self.stack}.json"
+
+    def resource(self, name: str) -> str:
+        """The physical name of a logical resource in this stack."""
+        return f"{self.stack}-{name}"

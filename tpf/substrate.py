@@ -1,0 +1,143 @@
+"""Where the AWS-shaped services are, and clients that talk to them.
+
+Three substrates share one code path; only endpoints differ:
+
+- ``embedded``: moto's server, owned by a command that owns a stack (``tpf demo``, ``tpf up``,
+  test fixtures). Other processes learn its endpoint from ``AWS_ENDPOINT_URL`` or the state file.
+- ``localstack``: LocalStack for S3 and SQS, DynamoDB Local for DynamoDB (``localstack/up``).
+- ``aws``: the real thing; endpoints come from the SDK's own resolution.
+
+Every client built here reports to the process's request ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aioboto3
+import boto3
+from botocore.config import Config
+
+from tpf.accounting import LEDGER, RequestLedger
+from tpf.errors import ConfigurationError
+from tpf.settings import Settings
+
+SERVICES = ("dynamodb", "sqs", "s3")
+LOCALSTACK_DEFAULTS = {
+    "dynamodb": "http://127.0.0.1:8000",
+    "sqs": "http://127.0.0.1:4566",
+    "s3": "http://127.0.0.1:4566",
+}
+EMULATOR_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    max_pool_connections=64,
+    connect_timeout=5,
+    read_timeout=60,
+)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Per-service endpoint URLs; ``None`` means the SDK's default (real AWS)."""
+
+    dynamodb: str | None
+    sqs: str | None
+    s3: str | None
+
+    def for_service(self, service: str) -> str | None:
+        value: str | None = getattr(self, service)
+        return value
+
+    def as_env(self) -> dict[str, str]:
+        """The standard variables that point a child process (or the AWS CLI) here."""
+        env = {
+            f"AWS_ENDPOINT_URL_{s.upper()}": url for s in SERVICES if (url := self.for_service(s))
+        }
+        return env
+
+
+def read_state(settings: Settings) -> dict[str, Any] | None:
+    """The state file written by the process that owns the stack, if there is one."""
+    try:
+        data: dict[str, Any] = json.loads(settings.state_file.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+def resolve_endpoints(settings: Settings) -> Endpoints:
+    """Explicit variables win; then the substrate's convention. Fails with one clear line."""
+    explicit = {
+        s: getattr(settings, f"endpoint_url_{s}") or settings.endpoint_url for s in SERVICES
+    }
+    if all(explicit.values()) or settings.substrate == "aws":
+        return Endpoints(**explicit)
+    if settings.substrate == "localstack":
+        return Endpoints(**{s: explicit[s] or LOCALSTACK_DEFAULTS[s] for s in SERVICES})
+    state = read_state(settings)
+    if state and state.get("endpoint_url"):
+        return Endpoints(**{s: explicit[s] or state["endpoint_url"] for s in SERVICES})
+    raise ConfigurationError(
+        "no embedded substrate is running for stack "
+        f"{settings.stack!r}: start one with `tpf up` (or `tpf demo`), or set AWS_ENDPOINT_URL"
+    )
+
+
+def client_kwargs(settings: Settings, service: str, endpoints: Endpoints) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "region_name": settings.region,
+        "endpoint_url": endpoints.for_service(service),
+        "config": _CLIENT_CONFIG,
+    }
+    emulated = settings.substrate != "aws"
+    if emulated and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        kwargs.update(EMULATOR_CREDENTIALS)
+    return kwargs
+
+
+def sync_client(
+    settings: Settings,
+    service: str,
+    *,
+    endpoints: Endpoints | None = None,
+    ledger: RequestLedger = LEDGER,
+) -> Any:
+    """A boto3 client for scripts and provisioning (not for the hot path)."""
+    endpoints = endpoints or resolve_endpoints(settings)
+    client = boto3.session.Session().client(service, **client_kwargs(settings, service, endpoints))  # type: ignore[call-overload]
+    ledger.attach(client.meta.events)
+    return client
+
+
+@dataclass
+class AwsClients:
+    """The three async clients a role needs, opened once per process."""
+
+    dynamodb: Any
+    sqs: Any
+    s3: Any
+    endpoints: Endpoints
+
+
+@asynccontextmanager
+async def open_clients(
+    settings: Settings, *, endpoints: Endpoints | None = None, ledger: RequestLedger = LEDGER
+) -> AsyncIterator[AwsClients]:
+    endpoints = endpoints or resolve_endpoints(settings)
+    session = aioboto3.Session()
+    async with AsyncExitStack() as stack:
+        opened = {}
+        for service in SERVICES:
+            client = await stack.enter_async_context(
+                session.client(service, **client_kwargs(settings, service, endpoints))  # type: ignore[call-overload]
+            )
+            ledger.attach(client.meta.events)
+            opened[service] = client
+        yield AwsClients(endpoints=endpoints, **opened)

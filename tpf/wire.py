@@ -1,0 +1,227 @@
+"""Wire envelopes: every message that crosses SQS (or the REST worker transport).
+
+Frozen at protocol version 1; later work adds optional fields only. Each envelope names its
+``kind`` so one decoder serves every queue, and carries a ``signature`` block that covers the
+canonical JSON of everything else (``tpf.signing``). Decoding wraps any failure in
+``MalformedMessage``, so a poller handles exactly one error type for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
+
+from tpf.errors import TpfError
+
+PROTOCOL = 1
+TRANSITION_ENCODING = "application/tpf-transition+json"
+
+
+class MalformedMessage(TpfError):
+    """A message that is not a valid envelope of this protocol."""
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore"
+    )
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+    def signed_body(self) -> bytes:
+        """Canonical bytes the signature covers: every field but the signature itself."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"signature"})
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+class Signature(Wire):
+    """HMAC-SHA256 with an explicit validity window; replay protection comes from fencing."""
+
+    key_id: str
+    issued_at_epoch_ms: int
+    expires_at_epoch_ms: int
+    nonce: str
+    value: str
+
+
+class PayloadRefWire(Wire):
+    """Claim check for a payload stored in the payload table or bucket."""
+
+    tier: Literal["item", "s3"]
+    digest: str
+    size: int
+
+
+class Payload(Wire):
+    """TPF's payload envelope, with an optional claim check instead of the inline string."""
+
+    payload_type_id: str
+    payload_encoding: str = TRANSITION_ENCODING
+    payload: str | None = None
+    """The JSON document as a string (TPF clients json-decode it)."""
+    payload_ref: PayloadRefWire | None = None
+
+
+class WorkerIdentity(Wire):
+    worker_id: str
+    release_version: str
+    contract_version: str | None = None
+
+
+class TransitionCommand(Wire):
+    """Run ``executionId`` from ``currentStepIndex`` up to ``stopBeforeStepIndex``."""
+
+    kind: Literal["command"] = "command"
+    protocol: int = PROTOCOL
+    tenant_id: str
+    execution_id: str
+    pipeline_id: str
+    contract_version: str
+    release_version: str
+    current_step_index: int
+    stop_before_step_index: int
+    attempt: int
+    execution_version: int
+    transition_key: str
+    redrive_generation: int = 0
+    trace_id: str
+    deadline_epoch_ms: int
+    input: Payload
+    """The payload ``currentStepIndex`` starts from (TPF: payloadTypeId/Encoding/payload)."""
+    signature: Signature | None = None
+
+
+class Failure(Wire):
+    category: Literal[
+        "timeout", "auth", "unavailable", "malformed", "protocol", "cancelled", "unexpected"
+    ]
+    error_code: str
+    message: str
+    retryable: bool
+    retry_after_ms: int | None = None
+    step_index: int | None = None
+
+
+class Suspension(Wire):
+    """An await reached: what the coordinator needs to open the await unit."""
+
+    step_id: str
+    step_index: int
+    transport: str
+    timeout_ms: int
+    requests: Payload
+    """A JSON list of request payloads (one per item when itemized); by claim check if large."""
+    continuation: Payload | None = None
+    """State to carry past the await (the request itself when omitted)."""
+
+
+class TransitionResult(Wire):
+    kind: Literal["result"] = "result"
+    protocol: int = PROTOCOL
+    tenant_id: str
+    execution_id: str
+    transition_key: str
+    execution_version: int
+    outcome: Literal["COMPLETED", "WAITING_EXTERNAL", "FAILED"]
+    next_step_index: int | None = None
+    """For COMPLETED: the step to continue at, or the step count when the pipeline ended."""
+    output: Payload | None = None
+    suspension: Suspension | None = None
+    failure: Failure | None = None
+    worker: WorkerIdentity
+    duration_ms: int
+    signature: Signature | None = None
+
+
+class Heartbeat(Wire):
+    """Sent on the results channel while a long transition runs; extends its deadline."""
+
+    kind: Literal["heartbeat"] = "heartbeat"
+    protocol: int = PROTOCOL
+    tenant_id: str
+    execution_id: str
+    transition_key: str
+    execution_version: int
+    worker: WorkerIdentity
+    sent_at_epoch_ms: int
+    signature: Signature | None = None
+
+
+class AwaitRequest(Wire):
+    """Published to a provider on the await request queue."""
+
+    kind: Literal["await-request"] = "await-request"
+    protocol: int = PROTOCOL
+    tenant_id: str
+    execution_id: str
+    unit_id: str
+    interaction_id: str
+    correlation_id: str
+    step_id: str
+    step_index: int
+    item_index: int | None = None
+    idempotency_key: str
+    deadline_epoch_ms: int
+    request_payload: dict[str, Any]
+    resume_token: str | None = None
+    signature: Signature | None = None
+
+
+class AwaitCompletion(Wire):
+    """A provider's answer on the completion queue (or the HTTP complete call)."""
+
+    kind: Literal["await-completion"] = "await-completion"
+    protocol: int = PROTOCOL
+    tenant_id: str
+    interaction_id: str | None = None
+    correlation_id: str | None = None
+    resume_token: str | None = None
+    idempotency_key: str | None = None
+    response_payload: Payload
+    actor: str | None = None
+    completed_at_epoch_ms: int | None = None
+    signature: Signature | None = None
+
+
+class DeadLetter(Wire):
+    """Published for every execution that ends FAILED or DLQ."""
+
+    kind: Literal["dead-letter"] = "dead-letter"
+    protocol: int = PROTOCOL
+    tenant_id: str
+    execution_id: str
+    execution_key: str
+    pipeline_id: str
+    release_version: str
+    transition_key: str | None = None
+    status: Literal["FAILED", "DLQ"]
+    reason: str
+    error_code: str
+    error_message: str
+    attempts: int
+    created_at_epoch_ms: int
+    failed_at_epoch_ms: int
+
+
+Envelope = Annotated[
+    TransitionCommand | TransitionResult | Heartbeat | AwaitRequest | AwaitCompletion | DeadLetter,
+    Field(discriminator="kind"),
+]
+_envelope: TypeAdapter[Envelope] = TypeAdapter(Envelope)
+
+
+def decode(raw: str | bytes) -> Envelope:
+    """Parse any envelope; every failure becomes ``MalformedMessage`` with a short reason."""
+    try:
+        envelope = _envelope.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "/".join(str(p) for p in first["loc"])
+        raise MalformedMessage(f"not a tpf envelope: {where}: {first['msg']}") from exc
+    if envelope.protocol != PROTOCOL:
+        raise MalformedMessage(f"unsupported protocol version {envelope.protocol}")
+    return envelope
