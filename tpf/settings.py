@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Substrate = Literal["embedded", "localstack", "aws"]
@@ -79,6 +79,19 @@ class Settings(BaseSettings):
     """Shards of the sparse due-work index; more shards spread a busy sweep over partitions."""
     state_dir: Path = Path.home() / ".tpf"
     """Where `tpf up` records the endpoint and tokens of the stack it owns."""
+
+    signing_key: str = "env:TPF_SIGNING_SECRET"
+    """Secret reference (``env:NAME`` or ``file:PATH``) of the HMAC key for commands and results."""
+    signing_key_previous: str | None = None
+    """The key being rotated out; still accepted when verifying."""
+    control_plane_token: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8081
+    require_remote_worker: bool = True
+    """A coordinator never runs business steps unless one-process mode is asked for."""
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    """Transitions one worker process runs at once."""
 
     region: str = Field(
         default="us-east-1",

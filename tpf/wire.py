@@ -53,7 +53,7 @@ class PayloadRefWire(Wire):
 
     tier: Literal["item", "s3"]
     digest: str
-    size: int
+    size: int | None = None
 
 
 class Payload(Wire):

@@ -116,12 +116,12 @@ class ExecutionStore:
         return await self._write(new, guard)
 
     async def renew(
-        self, record: ExecutionRecord, *, transition_key: str, deadline_ms: int
+        self, tenant_id: str, execution_id: str, *, transition_key: str, deadline_ms: int
     ) -> None:
         """Heartbeat: extend the deadline; ``version`` stays, so no fencing is disturbed."""
         await self.table.renew(
-            record.tenant_id,
-            record.execution_id,
+            tenant_id,
+            execution_id,
             transition_key=transition_key,
             due_at_ms=deadline_ms,
         )

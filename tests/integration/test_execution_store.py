@@ -229,13 +229,13 @@ async def test_a_heartbeat_extends_the_deadline_without_changing_the_version(
 ) -> None:
     record = await running(execution_store)
     key = record.transition_key or ""
-    await execution_store.renew(record, transition_key=key, deadline_ms=NOW + 60_000)
+    await execution_store.renew(*record.key, transition_key=key, deadline_ms=NOW + 60_000)
     renewed = await execution_store.get(*record.key)
     assert renewed.due_at_ms == NOW + 60_000 and renewed.version == record.version
     with pytest.raises(StaleRecord):
-        await execution_store.renew(record, transition_key=key + "x", deadline_ms=NOW + 90_000)
+        await execution_store.renew(*record.key, transition_key=key + "x", deadline_ms=NOW + 90_000)
     with pytest.raises(StaleRecord):  # never shortens
-        await execution_store.renew(record, transition_key=key, deadline_ms=NOW + 30_000)
+        await execution_store.renew(*record.key, transition_key=key, deadline_ms=NOW + 30_000)
     # A sweeper that read the old deadline must not time out the renewed transition.
     with pytest.raises(StaleRecord):
         await execution_store.retry(

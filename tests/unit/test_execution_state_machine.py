@@ -164,7 +164,7 @@ class ExecutionLifecycle(RuleBasedStateMachine):
         try:
             self.run(
                 self.store.renew(
-                    snap, transition_key=snap.transition_key or "none", deadline_ms=self.now + 80
+                    *snap.key, transition_key=snap.transition_key or "none", deadline_ms=self.now + 80
                 )
             )
         except StaleRecord:

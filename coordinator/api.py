@@ -1,0 +1,193 @@
+"""The control-plane HTTP API, wire-compatible with TPF's self-hosted coordinator (REFERENCE 5).
+
+Errors are JSON ``{errorCode, message, pointer?}``: 400 names the JSON pointer of the field at
+fault, 401 a missing or wrong bearer token (compared in constant time), 404 and 409 the state
+conflict. Health and metrics need no token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from coordinator.records import ExecutionRecord
+from coordinator.service import ExecutionService, NoActiveRelease
+from tpf import metrics
+from tpf.clock import now_ms
+from tpf.codec import decode_envelope, encode_envelope
+from tpf.errors import IdempotencyKeyReused, InvalidInput, NotFound, TpfError
+
+CONTROL_PLANE = "/tpf/control-plane"
+
+
+class ApiError(TpfError):
+    def __init__(self, status: int, code: str, message: str, pointer: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.pointer = status, code, pointer
+
+
+class SubmitRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    pipelineId: str
+    inputShape: Literal["UNI"] = "UNI"
+    inputPayload: dict[str, Any]
+    idempotencyKey: str | None = None
+    outputStreaming: Literal[False] = False
+
+
+def bearer(token_of: str) -> Any:
+    """A dependency that admits requests carrying the named token."""
+
+    def check(request: Request) -> None:
+        expected = getattr(request.app.state, token_of)
+        header = request.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        ok = scheme.lower() == "bearer" and expected is not None
+        # compare_digest runs in time independent of where the strings differ.
+        if not (ok and hmac.compare_digest(presented.encode(), expected.encode())):
+            raise ApiError(401, "UNAUTHORIZED", "missing or wrong bearer token")
+
+    return Depends(check)
+
+
+def status_body(record: ExecutionRecord) -> dict[str, Any]:
+    return {
+        "executionId": record.execution_id,
+        "tenantId": record.tenant_id,
+        "pipelineId": record.pipeline_id,
+        "releaseVersion": record.release_version,
+        "status": record.status.value,
+        "stepIndex": record.step_index,
+        "attempt": record.attempt,
+        "version": record.version,
+        "nextDueAtEpochMs": record.due_at_ms,
+        "createdAtEpochMs": record.created_at_ms,
+        "updatedAtEpochMs": record.updated_at_ms,
+        "errorCode": record.error_code,
+        "errorMessage": record.error_message,
+    }
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "INVALID_JSON", f"body is not JSON: {exc}", "") from exc
+
+
+def _pointer(loc: tuple[Any, ...]) -> str:
+    return "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in loc)
+
+
+def control_plane(service: ExecutionService) -> APIRouter:
+    router = APIRouter(prefix=CONTROL_PLANE, dependencies=[bearer("control_plane_token")])
+
+    @router.post("/tenants/{tenant_id}/executions")
+    async def submit(tenant_id: str, request: Request) -> dict[str, Any]:
+        body = await _json_body(request)
+        try:
+            submit = SubmitRequest.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ApiError(400, "INVALID_INPUT", first["msg"], _pointer(first["loc"])) from exc
+        value = decode_envelope(submit.inputPayload, pointer="/inputPayload")
+        try:
+            outcome = await service.submit(
+                tenant_id=tenant_id,
+                pipeline_id=submit.pipelineId,
+                value=value,
+                idempotency_key=submit.idempotencyKey,
+                now_ms=now_ms(),
+            )
+        except InvalidInput as exc:
+            if exc.pointer.startswith("/pipelineId") or exc.pointer.startswith("/idempotencyKey"):
+                raise
+            raise InvalidInput(str(exc), pointer="/inputPayload/payload" + exc.pointer) from exc
+        record = outcome.record
+        metrics.SUBMISSIONS.labels(duplicate=str(outcome.duplicate).lower()).inc()
+        return {
+            "executionId": record.execution_id,
+            "duplicate": outcome.duplicate,
+            "statusUrl": f"{CONTROL_PLANE}/tenants/{tenant_id}/executions/{record.execution_id}",
+            "submittedAtEpochMs": record.created_at_ms,
+        }
+
+    @router.get("/tenants/{tenant_id}/executions/{execution_id}")
+    async def status(tenant_id: str, execution_id: str) -> dict[str, Any]:
+        return status_body(await service.status(tenant_id, execution_id))
+
+    @router.get("/tenants/{tenant_id}/executions/{execution_id}/result")
+    async def result(tenant_id: str, execution_id: str) -> dict[str, Any]:
+        outcome = await service.result(tenant_id, execution_id)
+        payload = None
+        if outcome.result_type_id is not None:
+            payload = encode_envelope(outcome.result_type_id, outcome.result)
+        return {"status": outcome.record.status.value, "resultPayload": payload}
+
+    return router
+
+
+def create_app(
+    service: ExecutionService,
+    *,
+    control_plane_token: str,
+    admin_token: str,
+    routers: list[APIRouter] | None = None,
+) -> FastAPI:
+    app = FastAPI(title="tpf coordinator", docs_url=None, redoc_url=None, openapi_url="/q/openapi")
+    app.state.control_plane_token = control_plane_token
+    app.state.admin_token = admin_token
+    app.state.ready = False
+    app.include_router(control_plane(service))
+    for router in routers or []:
+        app.include_router(router)
+
+    @app.get("/q/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "UP"}
+
+    @app.get("/q/health/ready")
+    async def ready(request: Request) -> JSONResponse:
+        up = bool(request.app.state.ready)
+        return JSONResponse({"status": "UP" if up else "DOWN"}, status_code=200 if up else 503)
+
+    @app.get("/q/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def body(code: str, message: str, pointer: str | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {"errorCode": code, "message": message}
+        if pointer is not None:
+            data["pointer"] = pointer
+        return data
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(body(exc.code, str(exc), exc.pointer), status_code=exc.status)
+
+    @app.exception_handler(InvalidInput)
+    async def invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse(body("INVALID_INPUT", str(exc), exc.pointer), status_code=400)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse(body("NOT_FOUND", str(exc)), status_code=404)
+
+    @app.exception_handler(IdempotencyKeyReused)
+    async def reused(_: Request, exc: IdempotencyKeyReused) -> JSONResponse:
+        return JSONResponse(body("IDEMPOTENCY_KEY_REUSED", str(exc)), status_code=409)
+
+    @app.exception_handler(NoActiveRelease)
+    async def no_release(_: Request, exc: NoActiveRelease) -> JSONResponse:
+        return JSONResponse(body("NO_ACTIVE_RELEASE", str(exc)), status_code=409)

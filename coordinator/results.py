@@ -1,0 +1,118 @@
+"""The results channel: worker results and heartbeats, consumed by every coordinator replica.
+
+A message is deleted once its effect is durable (or it is deterministically useless: late,
+unsigned, unknown). A transient failure leaves it in the queue for redelivery; a malformed one is
+released at once so the queue's redrive policy carries it to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from coordinator.store import ExecutionStore
+from coordinator.transitions import IN_FLIGHT, TransitionCommitter
+from tpf import metrics
+from tpf.clock import now_ms
+from tpf.errors import StaleRecord
+from tpf.queues import Queue, Received
+from tpf.settings import Timings
+from tpf.signing import SignatureRejected, Signer
+from tpf.wire import Heartbeat, MalformedMessage, TransitionResult, decode
+
+log = logging.getLogger("tpf.coordinator")
+
+
+class ResultsConsumer:
+    def __init__(
+        self,
+        *,
+        queue: Queue,
+        committer: TransitionCommitter,
+        store: ExecutionStore,
+        signer: Signer,
+        timings: Timings,
+    ) -> None:
+        self.queue, self.committer, self.store = queue, committer, store
+        self.signer, self.timings = signer, timings
+
+    async def run(self, stop: asyncio.Event) -> None:
+        wait_s = max(1, int(self.timings.long_poll.total_seconds()))
+        while not stop.is_set():
+            try:
+                messages = await self.queue.receive(wait_s=wait_s)
+            except Exception:
+                log.exception("receiving results failed", extra={"action": "receive-results"})
+                await _pause(stop, 1.0)
+                continue
+            await asyncio.gather(*(self.handle(m) for m in messages))
+
+    async def handle(self, message: Received) -> None:
+        now = now_ms()
+        try:
+            envelope = decode(message.body)
+            self.signer.verify(envelope, channel="results", now_ms=now)
+        except MalformedMessage as exc:
+            self._rejected(message, "malformed", str(exc))
+            await self.queue.change_visibility(message.receipt, 0)
+            return
+        except SignatureRejected as exc:
+            self._rejected(message, exc.reason, str(exc))
+            await self.queue.delete(message.receipt)
+            return
+        try:
+            if isinstance(envelope, Heartbeat):
+                await self.heartbeat(envelope, now_ms=now)
+            elif isinstance(envelope, TransitionResult):
+                await self.committer.commit(envelope, now_ms=now)
+            else:
+                self._rejected(message, "unexpected-kind", envelope.kind)
+        except Exception:
+            # Transient (throttling, a network blip): leave it for redelivery.
+            log.exception(
+                "result not committed; it will be redelivered",
+                extra={"action": "commit-result", "messageId": message.message_id},
+            )
+            return
+        await self.queue.delete(message.receipt)
+
+    async def heartbeat(self, heartbeat: Heartbeat, *, now_ms: int) -> None:
+        deadline = now_ms + int(self.timings.transition_timeout.total_seconds() * 1000)
+        try:
+            await self.store.renew(
+                heartbeat.tenant_id,
+                heartbeat.execution_id,
+                transition_key=heartbeat.transition_key,
+                deadline_ms=deadline,
+            )
+            metrics.HEARTBEATS.labels(role="coordinator", outcome="extended").inc()
+        except StaleRecord as exc:
+            current = exc.current
+            live = (
+                current is not None
+                and current.status in IN_FLIGHT
+                and current.transition_key == heartbeat.transition_key
+            )
+            # A live transition whose deadline is already later needs no extension.
+            metrics.HEARTBEATS.labels(
+                role="coordinator", outcome="not-needed" if live else "stale"
+            ).inc()
+
+    def _rejected(self, message: Received, reason: str, detail: str) -> None:
+        metrics.MESSAGES_REJECTED.labels(role="coordinator", reason=reason).inc()
+        log.warning(
+            "message rejected",
+            extra={
+                "action": "reject-message",
+                "reason": reason,
+                "detail": detail,
+                "messageId": message.message_id,
+            },
+        )
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds`` unless asked to stop first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

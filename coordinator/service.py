@@ -1,0 +1,120 @@
+"""Submit, status and result: the coordinator's entry points behind the HTTP API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.dispatcher import Dispatcher
+from coordinator.records import (
+    MAX_KEY,
+    MAX_PIPELINE,
+    MAX_TENANT,
+    ExecutionRecord,
+    check_identifier,
+    execution_id_for,
+    new_execution,
+)
+from coordinator.registry import Registry
+from coordinator.store import ExecutionStore
+from tpf.errors import InvalidInput, NotFound, TpfError
+from tpf.payloads import PayloadStore
+from tpf.settings import Timings
+
+
+class NoActiveRelease(TpfError):
+    """The pipeline is registered but no release of it is active (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    record: ExecutionRecord
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    record: ExecutionRecord
+    result: Any | None
+    result_type_id: str | None
+
+
+def canonical(value: Any) -> bytes:
+    """One byte form per document, so equal inputs have equal digests."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        *,
+        store: ExecutionStore,
+        registry: Registry,
+        payloads: PayloadStore,
+        dispatcher: Dispatcher,
+        timings: Timings,
+    ) -> None:
+        self.store, self.registry, self.payloads = store, registry, payloads
+        self.dispatcher, self.timings = dispatcher, timings
+
+    async def submit(
+        self,
+        *,
+        tenant_id: str,
+        pipeline_id: str,
+        value: Any,
+        idempotency_key: str | None,
+        now_ms: int,
+    ) -> Submission:
+        check_identifier(tenant_id, what="tenant id", pointer="", limit=MAX_TENANT)
+        check_identifier(pipeline_id, what="pipelineId", pointer="/pipelineId", limit=MAX_PIPELINE)
+        key = idempotency_key or uuid.uuid4().hex
+        if len(key) > MAX_KEY:
+            raise InvalidInput(
+                f"idempotencyKey is longer than {MAX_KEY}", pointer="/idempotencyKey"
+            )
+        release = await self.registry.active_release(pipeline_id)
+        if release is None:
+            if await self.registry.known_pipeline(pipeline_id):
+                raise NoActiveRelease(f"pipeline {pipeline_id!r} has no active release")
+            raise NotFound(f"unknown pipeline {pipeline_id!r}")
+        contract = await self.registry.contract(pipeline_id, release.contract_version)
+        contract.validate_input(value)
+
+        data = canonical(value)
+        record = new_execution(
+            tenant_id=tenant_id,
+            pipeline_id=pipeline_id,
+            idempotency_key=key,
+            contract_version=release.contract_version,
+            release_version=release.release_version,
+            input=await self.payloads.put(
+                tenant_id,
+                execution_id_for(tenant_id, pipeline_id, key),
+                data,
+            ),
+            now_ms=now_ms,
+            # If this process dies before dispatching, a sweeper does it after the allowance.
+            due_at_ms=now_ms + int(self.timings.queue_allowance.total_seconds() * 1000),
+        )
+        outcome = await self.store.submit(record, now_ms=now_ms)
+        if outcome.duplicate:
+            return Submission(outcome.record, duplicate=True)
+        running = await self.dispatcher.dispatch(outcome.record, now_ms=now_ms, payload=data)
+        return Submission(running, duplicate=False)
+
+    async def status(self, tenant_id: str, execution_id: str) -> ExecutionRecord:
+        record = await self.store.get(tenant_id, execution_id)
+        if record is None:
+            raise NotFound(f"no execution {execution_id} for tenant {tenant_id}")
+        return record
+
+    async def result(self, tenant_id: str, execution_id: str) -> ExecutionResult:
+        record = await self.status(tenant_id, execution_id)
+        if record.result is None:
+            return ExecutionResult(record, None, None)
+        data = await self.payloads.get(tenant_id, execution_id, record.result)
+        contract = await self.registry.contract(record.pipeline_id, record.contract_version)
+        return ExecutionResult(record, json.loads(data), contract.output.type_id)

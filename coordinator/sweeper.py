@@ -1,0 +1,97 @@
+"""The sweeper: finds due work through the sparse due index and acts on it (no Scan).
+
+Due work is a QUEUED record whose dispatch never happened (its submitter died), a retry whose
+time has come (delays longer than SQS's 900 s), and a transition whose deadline passed (command
+lost, dead-lettered, or every worker that took it died). Every replica sweeps every shard; each
+action is a conditional write, so racing replicas cost a failed write, never a double dispatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+
+from coordinator.dispatcher import Dispatcher
+from coordinator.records import Status
+from coordinator.store import DueEntry, ExecutionStore
+from coordinator.transitions import IN_FLIGHT, TransitionCommitter
+from tpf import metrics
+from tpf.clock import now_ms
+from tpf.errors import StaleRecord
+from tpf.settings import Timings
+from tpf.wire import Failure
+
+log = logging.getLogger("tpf.coordinator")
+
+TIMEOUT = Failure(
+    category="timeout",
+    error_code="TRANSITION_TIMEOUT",
+    message="the transition's deadline passed without a result",
+    retryable=True,
+)
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        store: ExecutionStore,
+        dispatcher: Dispatcher,
+        committer: TransitionCommitter,
+        shards: int,
+        timings: Timings,
+        batch: int = 100,
+    ) -> None:
+        self.store, self.dispatcher, self.committer = store, dispatcher, committer
+        self.shards = [str(i) for i in range(shards)]
+        self.timings, self.batch = timings, batch
+
+    async def run(self, stop: asyncio.Event) -> None:
+        interval = self.timings.sweep_interval.total_seconds()
+        while not stop.is_set():
+            try:
+                await self.sweep_once(now_ms())
+            except Exception:
+                log.exception("sweep failed", extra={"action": "sweep"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def sweep_once(self, now: int) -> int:
+        """Act on everything due at ``now``; returns how many actions applied."""
+        # Replicas start at different shards so they rarely contend for the same records.
+        shards = random.sample(self.shards, len(self.shards))
+        found = await asyncio.gather(
+            *(self.store.due(s, now_ms=now, limit=self.batch) for s in shards)
+        )
+        outcomes = await asyncio.gather(*(self._act(e, now) for entries in found for e in entries))
+        return sum(outcomes)
+
+    async def _act(self, entry: DueEntry, now: int) -> bool:
+        record = await self.store.get(entry.tenant_id, entry.execution_id)
+        if record is None or record.due_at_ms is None or record.due_at_ms > now:
+            return False  # the index lags the table; the record moved on
+        try:
+            if record.status is Status.QUEUED or (
+                record.status is Status.WAIT_RETRY and record.transition_key is None
+            ):
+                await self.dispatcher.dispatch(record, now_ms=now, only_if_due=True)
+                metrics.SWEEPS.labels(action="dispatch").inc()
+            elif record.status in IN_FLIGHT:
+                await self.committer.fail_attempt(record, TIMEOUT, now_ms=now, timed_out=True)
+                metrics.SWEEPS.labels(action="timeout").inc()
+                log.info(
+                    "transition timed out",
+                    extra={
+                        "action": "timeout",
+                        "executionId": record.execution_id,
+                        "transitionKey": record.transition_key,
+                    },
+                )
+            else:
+                return False
+        except StaleRecord:
+            metrics.SWEEPS.labels(action="lost-race").inc()
+            return False
+        return True

@@ -1,0 +1,189 @@
+"""Committing transition outcomes (REFERENCE section 1, steps 4 and 5).
+
+A result is committed only while the record is still in flight with the same transition key
+and version; anything else is a late or duplicate result, rejected and counted. Committing a
+COMPLETED transition and dispatching the next one is a single conditional write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from coordinator.dead_letters import DeadLetterPublisher
+from coordinator.dispatcher import Dispatcher
+from coordinator.identities import await_unit_id
+from coordinator.records import ExecutionRecord, Status
+from coordinator.registry import Registry
+from coordinator.retries import decide
+from coordinator.store import ExecutionStore
+from tpf import metrics
+from tpf.errors import StaleRecord
+from tpf.payloads import PayloadRef, PayloadStore
+from tpf.wire import Failure, Payload, Suspension, TransitionResult
+
+log = logging.getLogger("tpf.coordinator")
+
+IN_FLIGHT = frozenset({Status.RUNNING, Status.WAIT_RETRY})
+
+# Called when a transition parks on an await: (record as parked, suspension). Awaits plug in here.
+AwaitOpener = Callable[[ExecutionRecord, Suspension], Awaitable[None]]
+
+
+class TransitionCommitter:
+    def __init__(
+        self,
+        *,
+        store: ExecutionStore,
+        registry: Registry,
+        payloads: PayloadStore,
+        dispatcher: Dispatcher,
+        dead_letters: DeadLetterPublisher,
+        open_await: AwaitOpener | None = None,
+    ) -> None:
+        self.store, self.registry, self.payloads = store, registry, payloads
+        self.dispatcher, self.dead_letters = dispatcher, dead_letters
+        self.open_await = open_await
+
+    async def commit(self, result: TransitionResult, *, now_ms: int) -> ExecutionRecord | None:
+        """Apply a worker's result; ``None`` when it was late, duplicate or unknown."""
+        record = await self.store.get(result.tenant_id, result.execution_id)
+        if record is None:
+            return self._reject(result, "unknown-execution")
+        if (
+            record.status not in IN_FLIGHT
+            or record.transition_key != result.transition_key
+            or record.version != result.execution_version
+        ):
+            return self._reject(result, "stale")
+        try:
+            committed = await self._apply(record, result, now_ms)
+        except StaleRecord:  # a sweeper or another replica got there first
+            return self._reject(result, "stale")
+        metrics.TRANSITIONS.labels(role="coordinator", outcome=result.outcome).inc()
+        return committed
+
+    async def _apply(
+        self, record: ExecutionRecord, result: TransitionResult, now_ms: int
+    ) -> ExecutionRecord:
+        key = result.transition_key
+        if result.outcome == "FAILED":
+            assert result.failure is not None
+            return await self.fail_attempt(record, result.failure, now_ms=now_ms)
+        if result.outcome == "WAITING_EXTERNAL":
+            assert result.suspension is not None and result.next_step_index is not None
+            return await self._park(record, result.suspension, result.next_step_index, now_ms)
+        contract = await self.registry.contract(record.pipeline_id, record.contract_version)
+        assert result.output is not None and result.next_step_index is not None
+        data, ref = await self._stored(record, result.output)
+        if result.next_step_index >= len(contract.steps):
+            return await self.store.succeed(record, transition_key=key, result=ref, now_ms=now_ms)
+        running = await self.store.advance(
+            record,
+            transition_key=key,
+            step_index=result.next_step_index,
+            continuation=ref,
+            now_ms=now_ms,
+            dispatch_deadline_ms=self.dispatcher.deadline(now_ms),
+        )
+        await self.dispatcher.send(running, now_ms=now_ms, payload=data)
+        return running
+
+    async def fail_attempt(
+        self,
+        record: ExecutionRecord,
+        failure: Failure,
+        *,
+        now_ms: int,
+        timed_out: bool = False,
+    ) -> ExecutionRecord:
+        """Count a failed attempt: retry with backoff, or end FAILED / DLQ."""
+        contract = await self.registry.contract(record.pipeline_id, record.contract_version)
+        step = contract.steps[min(failure.step_index or record.step_index, len(contract.steps) - 1)]
+        retry_after = timedelta(milliseconds=failure.retry_after_ms or 0) or None
+        decision = decide(
+            step.retry,
+            failures=record.retries_used + 1,
+            retryable=failure.retryable,
+            retry_after=retry_after,
+        )
+        key = record.transition_key or ""
+        if decision.action == "retry":
+            metrics.RETRIES.labels(error_code=failure.error_code).inc()
+            if decision.via_queue_delay:
+                scheduled = await self.store.retry(
+                    record,
+                    transition_key=key,
+                    error_code=failure.error_code,
+                    message=failure.message,
+                    due_at_ms=self.dispatcher.deadline(now_ms, decision.delay),
+                    now_ms=now_ms,
+                    next_transition_key=True,
+                    timed_out=timed_out,
+                )
+                await self.dispatcher.send(scheduled, now_ms=now_ms, delay=decision.delay)
+                return scheduled
+            return await self.store.retry(
+                record,
+                transition_key=key,
+                error_code=failure.error_code,
+                message=failure.message,
+                due_at_ms=now_ms + int(decision.delay.total_seconds() * 1000),
+                now_ms=now_ms,
+                timed_out=timed_out,
+            )
+        status = Status.DLQ if decision.action == "dlq" else Status.FAILED
+        ended = await self.store.fail(
+            record,
+            transition_key=key,
+            status=status,
+            error_code=failure.error_code,
+            message=failure.message,
+            now_ms=now_ms,
+            timed_out=timed_out,
+        )
+        metrics.TERMINAL_FAILURES.labels(status=status.value).inc()
+        reason = "retries exhausted" if status is Status.DLQ else "non-retryable failure"
+        await self.dead_letters.publish(ended, reason=reason, transition_key=key)
+        return ended
+
+    async def _park(
+        self, record: ExecutionRecord, suspension: Suspension, next_step: int, now_ms: int
+    ) -> ExecutionRecord:
+        unit_id = await_unit_id(record, suspension.step_id, suspension.step_index)
+        parked = await self.store.park(
+            record,
+            transition_key=record.transition_key or "",
+            await_unit_id=unit_id,
+            step_index=next_step,
+            continuation=None,
+            now_ms=now_ms,
+        )
+        if self.open_await is not None:
+            await self.open_await(parked, suspension)
+        return parked
+
+    async def _stored(
+        self, record: ExecutionRecord, payload: Payload
+    ) -> tuple[bytes | None, PayloadRef]:
+        """The output's bytes (when carried inline) and its reference, written once."""
+        if payload.payload_ref is not None:
+            ref = PayloadRef(tier=payload.payload_ref.tier, digest=payload.payload_ref.digest)
+            return None, ref
+        data = (payload.payload or "null").encode()
+        ref = await self.payloads.put(record.tenant_id, record.execution_id, data)
+        return data, ref
+
+    def _reject(self, result: TransitionResult, reason: str) -> None:
+        metrics.RESULTS_REJECTED.labels(reason=reason).inc()
+        log.info(
+            "result rejected",
+            extra={
+                "action": "reject-result",
+                "reason": reason,
+                "executionId": result.execution_id,
+                "transitionKey": result.transition_key,
+            },
+        )
+        return None
