@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from tpf.contract import Contract
 from tpf.errors import AlreadyExists, NotFound
+from tpf.pipeline import Pipeline
 
 
 class RegistryTable(Protocol):
@@ -197,4 +198,13 @@ def release_for(contract: Contract, release_version: str, *, now_ms: int) -> Rel
     )
 
 
-__all__ = ["Registry", "ReleaseRecord"]
+async def register_pipeline(
+    registry: Registry, pipeline: Pipeline, release_version: str, *, now_ms: int
+) -> Contract:
+    """Register a pipeline's contract and a release of it, then activate that release."""
+    contract = Contract.from_pipeline(pipeline)
+    await registry.put_contract(contract)
+    await registry.register_release(release_for(contract, release_version, now_ms=now_ms))
+    await registry.activate(pipeline.id, release_version, now_ms=now_ms)
+    return contract
+

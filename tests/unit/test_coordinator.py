@@ -1,0 +1,266 @@
+"""Coordinator logic over in-memory fakes: submit, dispatch, commit, retries, sweeps."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import timedelta
+
+import pytest
+from pydantic import BaseModel
+
+from coordinator.records import Status
+from coordinator.retries import decide
+from coordinator.testing import InMemoryCoordinator
+from examples.orders import orders
+from tpf.contract import ContractRetry
+from tpf.errors import InvalidInput, NotFound
+from tpf.pipeline import Pipeline, RetryPolicy
+from tpf.wire import Failure, Payload, TransitionCommand, TransitionResult, WorkerIdentity, decode
+
+WORKER = WorkerIdentity(worker_id="w-test", release_version="1.0.0")
+ORDER = {"orderId": "o-1", "amountCents": 1200, "customer": "Ada"}
+
+
+class Doc(BaseModel):
+    n: int
+
+
+checkpointed = Pipeline(
+    "org.example.checkpointed",
+    input=Doc,
+    retry=RetryPolicy(max_attempts=2, base_delay=timedelta(0)),  # retries go out at once
+)
+
+
+@checkpointed.step(checkpoint=True)
+def first(doc: Doc) -> Doc:
+    return Doc(n=doc.n + 1)
+
+
+@checkpointed.step()
+def second(doc: Doc) -> Doc:
+    return Doc(n=doc.n * 10)
+
+
+@pytest.fixture
+async def coordinator() -> InMemoryCoordinator:
+    c = InMemoryCoordinator.create()
+    await c.register(orders)
+    await c.register(checkpointed)
+    return c
+
+
+async def commands(c: InMemoryCoordinator) -> list[TransitionCommand]:
+    received = await c.work.receive(wait_s=0)
+    found = []
+    for message in received:
+        command = decode(message.body)
+        assert isinstance(command, TransitionCommand)
+        c.signer.verify(command, channel="work", now_ms=command.signature.issued_at_epoch_ms)  # type: ignore[union-attr]
+        found.append(command)
+        await c.work.delete(message.receipt)
+    return found
+
+
+async def submit(
+    c: InMemoryCoordinator, pipeline: str = orders.id, value: object = ORDER, key: str | None = None
+) -> str:
+    outcome = await c.service.submit(
+        tenant_id="acme",
+        pipeline_id=pipeline,
+        value=value,
+        idempotency_key=key or uuid.uuid4().hex,
+        now_ms=1_000,
+    )
+    return outcome.record.execution_id
+
+
+def completed(command: TransitionCommand, next_step: int, output: object) -> TransitionResult:
+    return TransitionResult(
+        tenant_id=command.tenant_id,
+        execution_id=command.execution_id,
+        transition_key=command.transition_key,
+        execution_version=command.execution_version,
+        outcome="COMPLETED",
+        next_step_index=next_step,
+        output=Payload(payload_type_id="t", payload=json.dumps(output)),
+        worker=WORKER,
+        duration_ms=1,
+    )
+
+
+def failed(command: TransitionCommand, *, retryable: bool = True) -> TransitionResult:
+    return TransitionResult(
+        tenant_id=command.tenant_id,
+        execution_id=command.execution_id,
+        transition_key=command.transition_key,
+        execution_version=command.execution_version,
+        outcome="FAILED",
+        worker=WORKER,
+        duration_ms=1,
+        failure=Failure(
+            category="unexpected", error_code="BOOM", message="it broke", retryable=retryable
+        ),
+    )
+
+
+async def test_submit_pins_the_active_release_and_dispatches_a_signed_command(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    execution_id = await submit(coordinator)
+    [command] = await commands(coordinator)
+    record = await coordinator.service.status("acme", execution_id)
+    assert record.status is Status.RUNNING and record.version == 1
+    assert record.release_version == "1.0.0"
+    assert command.transition_key == record.transition_key
+    assert (command.current_step_index, command.stop_before_step_index) == (0, 3)
+    assert json.loads(command.input.payload or "") == ORDER
+
+
+async def test_a_duplicate_submission_sends_no_second_command(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    first = await submit(coordinator, key="same")
+    second = await coordinator.service.submit(
+        tenant_id="acme", pipeline_id=orders.id, value=ORDER, idempotency_key="same", now_ms=2_000
+    )
+    assert second.duplicate and second.record.execution_id == first
+    assert len(await commands(coordinator)) == 1
+
+
+async def test_an_input_that_breaks_the_schema_is_refused_with_its_pointer(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        await submit(coordinator, value={"orderId": "o", "amountCents": "many", "customer": "x"})
+    assert refused.value.pointer == "/amountCents"
+    with pytest.raises(NotFound):
+        await submit(coordinator, pipeline="org.example.nothing")
+
+
+async def test_a_result_at_a_checkpoint_commits_and_dispatches_the_next_step_in_one_write(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    execution_id = await submit(coordinator, checkpointed.id, {"n": 1})
+    [command] = await commands(coordinator)
+    assert command.stop_before_step_index == 1
+    writes = coordinator.table.writes
+    await coordinator.committer.commit(completed(command, 1, {"n": 2}), now_ms=2_000)
+    assert coordinator.table.writes - writes == 1
+    [nxt] = await commands(coordinator)
+    assert (nxt.current_step_index, nxt.stop_before_step_index) == (1, 2)
+    assert json.loads(nxt.input.payload or "") == {"n": 2}
+    await coordinator.committer.commit(completed(nxt, 2, {"n": 20}), now_ms=3_000)
+    outcome = await coordinator.service.result("acme", execution_id)
+    assert outcome.record.status is Status.SUCCEEDED and outcome.result == {"n": 20}
+
+
+async def test_late_and_duplicate_results_are_rejected_without_a_write(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    execution_id = await submit(coordinator, checkpointed.id, {"n": 1})
+    [command] = await commands(coordinator)
+    assert await coordinator.committer.commit(completed(command, 1, {"n": 2}), now_ms=2_000)
+    before = await coordinator.service.status("acme", execution_id)
+    writes = coordinator.table.writes
+    assert await coordinator.committer.commit(completed(command, 1, {"n": 2}), now_ms=2_001) is None
+    assert coordinator.table.writes == writes
+    assert await coordinator.service.status("acme", execution_id) == before
+
+
+async def test_a_retryable_failure_schedules_the_next_attempt_with_its_own_key(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    execution_id = await submit(coordinator, checkpointed.id, {"n": 1})
+    [command] = await commands(coordinator)
+    await coordinator.committer.commit(failed(command), now_ms=2_000)
+    record = await coordinator.service.status("acme", execution_id)
+    assert record.status is Status.WAIT_RETRY and record.retries_used == 1
+    [retry] = await commands(coordinator)
+    assert retry.transition_key == f"{execution_id}:0:2" == record.transition_key
+    # The retry's result commits although the record still says WAIT_RETRY.
+    await coordinator.committer.commit(completed(retry, 1, {"n": 2}), now_ms=3_000)
+    assert (await coordinator.service.status("acme", execution_id)).step_index == 1
+
+
+async def test_exhausted_retries_end_in_dlq_and_publish_a_dead_letter(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    execution_id = await submit(coordinator, checkpointed.id, {"n": 1})
+    for _ in range(2):  # max_attempts=2
+        [command] = await commands(coordinator)
+        await coordinator.committer.commit(failed(command), now_ms=2_000)
+    record = await coordinator.service.status("acme", execution_id)
+    assert record.status is Status.DLQ and record.error_code == "BOOM"
+    [letter] = await coordinator.dead_letters.receive(wait_s=0)
+    envelope = json.loads(letter.body)
+    assert (envelope["executionId"], envelope["status"]) == (execution_id, "DLQ")
+
+
+async def test_a_non_retryable_failure_ends_failed_at_once(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    execution_id = await submit(coordinator, checkpointed.id, {"n": 1})
+    [command] = await commands(coordinator)
+    await coordinator.committer.commit(failed(command, retryable=False), now_ms=2_000)
+    assert (await coordinator.service.status("acme", execution_id)).status is Status.FAILED
+    assert len(await coordinator.dead_letters.receive(wait_s=0)) == 1
+
+
+async def test_the_sweeper_times_out_a_silent_transition_and_retries_it(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    execution_id = await submit(coordinator, checkpointed.id, {"n": 1})
+    [command] = await commands(coordinator)
+    assert await coordinator.sweeper.sweep_once(command.deadline_epoch_ms - 1) == 0
+    assert await coordinator.sweeper.sweep_once(command.deadline_epoch_ms) == 1
+    record = await coordinator.service.status("acme", execution_id)
+    assert (record.status, record.error_code) == (Status.WAIT_RETRY, "TRANSITION_TIMEOUT")
+    # The frozen worker wakes up and reports: its result is fenced off.
+    assert await coordinator.committer.commit(completed(command, 1, {"n": 2}), now_ms=9_000) is None
+
+
+async def test_the_sweeper_dispatches_an_execution_whose_submitter_died(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    from coordinator.records import new_execution
+    from tpf.payloads import PayloadRef
+
+    contract = await coordinator.registry.contract(
+        checkpointed.id,
+        (await coordinator.registry.active_release(checkpointed.id)).contract_version,  # type: ignore[union-attr]
+    )
+    orphan = new_execution(
+        tenant_id="acme",
+        pipeline_id=checkpointed.id,
+        idempotency_key="orphan",
+        contract_version=contract.version,
+        release_version="1.0.0",
+        input=PayloadRef.of_inline('{"n":1}'),
+        now_ms=1_000,
+        due_at_ms=5_000,
+    )
+    await coordinator.store.submit(orphan, now_ms=1_000)
+    assert await coordinator.sweeper.sweep_once(4_999) == 0
+    assert await coordinator.sweeper.sweep_once(5_000) == 1
+    [command] = await commands(coordinator)
+    assert command.execution_id == orphan.execution_id
+
+
+def test_retry_delays_follow_the_policy_with_full_jitter() -> None:
+    policy = ContractRetry(max_attempts=10, base_delay_ms=100, multiplier=2.0, cap_ms=1_000)
+    rng = random.Random(7)
+    for failures, ceiling in [(1, 0.1), (3, 0.4), (6, 1.0)]:
+        delays = [
+            decide(policy, failures=failures, retryable=True, rng=rng).delay.total_seconds()
+            for _ in range(2_000)
+        ]
+        assert all(0 <= d <= ceiling for d in delays)
+        mean = sum(delays) / len(delays)
+        assert abs(mean - ceiling / 2) < ceiling * 0.05, (failures, mean)  # uniform on [0, cap]
+    floor = decide(policy, failures=1, retryable=True, retry_after=timedelta(seconds=3), rng=rng)
+    assert floor.delay == timedelta(seconds=3)
+    assert decide(policy, failures=10, retryable=True).action == "dlq"
+    assert decide(policy, failures=1, retryable=False).action == "fail"
