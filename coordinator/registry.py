@@ -13,6 +13,7 @@ so they are cached for the life of the process.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -55,9 +56,14 @@ def _pk(pipeline_id: str) -> str:
 
 
 class Registry:
-    def __init__(self, table: RegistryTable) -> None:
+    def __init__(self, table: RegistryTable, *, active_ttl_s: float = 2.0) -> None:
         self.table = table
+        self.active_ttl_s = active_ttl_s
+        """How long a replica trusts its view of the active release; activation takes effect
+        on every replica within this time."""
         self._contracts: dict[tuple[str, str], Contract] = {}
+        self._releases: dict[tuple[str, str], ReleaseRecord] = {}
+        self._active: dict[str, tuple[float, ReleaseRecord | None]] = {}
 
     async def put_contract(self, contract: Contract) -> None:
         """Idempotent: the version is the hash of the content."""
@@ -93,10 +99,13 @@ class Registry:
         return current
 
     async def release(self, pipeline_id: str, release_version: str) -> ReleaseRecord:
-        item = await self.table.get(_pk(pipeline_id), f"release#{release_version}")
-        if item is None:
-            raise NotFound(f"no release {release_version} of pipeline {pipeline_id!r}")
-        return ReleaseRecord.model_validate_json(item["doc"])
+        key = (pipeline_id, release_version)
+        if key not in self._releases:  # immutable once registered
+            item = await self.table.get(_pk(pipeline_id), f"release#{release_version}")
+            if item is None:
+                raise NotFound(f"no release {release_version} of pipeline {pipeline_id!r}")
+            self._releases[key] = ReleaseRecord.model_validate_json(item["doc"])
+        return self._releases[key]
 
     async def activate(
         self, pipeline_id: str, release_version: str, *, now_ms: int
@@ -104,9 +113,18 @@ class Registry:
         release = await self.release(pipeline_id, release_version)
         sk = f"activation#{now_ms:015d}#{release_version}"
         await self.table.put_new(_pk(pipeline_id), sk, {"release": release_version})
+        self._active.pop(pipeline_id, None)
         return release.model_copy(update={"activated_at_epoch_ms": now_ms})
 
     async def active_release(self, pipeline_id: str) -> ReleaseRecord | None:
+        cached = self._active.get(pipeline_id)
+        if cached is not None and time.monotonic() - cached[0] < self.active_ttl_s:
+            return cached[1]
+        active = await self._newest_activation(pipeline_id)
+        self._active[pipeline_id] = (time.monotonic(), active)
+        return active
+
+    async def _newest_activation(self, pipeline_id: str) -> ReleaseRecord | None:
         newest = await self.table.newest(_pk(pipeline_id), "activation#", 1)
         if not newest:
             return None
@@ -115,7 +133,7 @@ class Registry:
         return release.model_copy(update={"activated_at_epoch_ms": activated_at})
 
     async def known_pipeline(self, pipeline_id: str) -> bool:
-        return bool(await self.table.newest(_pk(pipeline_id), "", 1))
+        return bool(await self.table.newest(_pk(pipeline_id), "contract#", 1))
 
 
 class InMemoryRegistryTable:
@@ -207,4 +225,3 @@ async def register_pipeline(
     await registry.register_release(release_for(contract, release_version, now_ms=now_ms))
     await registry.activate(pipeline.id, release_version, now_ms=now_ms)
     return contract
-

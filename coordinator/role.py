@@ -26,10 +26,9 @@ from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
 from coordinator.sweeper import Sweeper
 from coordinator.transitions import TransitionCommitter
-from infra.resources import EXECUTION_TTL
 from tpf.errors import ConfigurationError
 from tpf.payloads import PayloadStore
-from tpf.payloads.aws import AwsPayloadBackend
+from tpf.payloads.aws import payload_store
 from tpf.queues import SqsQueue
 from tpf.settings import Settings
 from tpf.signing import Signer
@@ -62,18 +61,6 @@ def tokens(settings: Settings) -> tuple[str, str]:
     return (
         settings.control_plane_token.get_secret_value(),
         settings.admin_token.get_secret_value(),
-    )
-
-
-def payload_store(settings: Settings, aws: AwsClients) -> PayloadStore:
-    return PayloadStore(
-        AwsPayloadBackend(
-            aws.dynamodb,
-            aws.s3,
-            table=settings.resource("payloads"),
-            bucket=settings.resource("payloads"),
-            ttl_s=int(EXECUTION_TTL.total_seconds()),
-        )
     )
 
 

@@ -88,10 +88,13 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8081
-    require_remote_worker: bool = True
-    """A coordinator never runs business steps unless one-process mode is asked for."""
+    require_remote_worker: bool = False
+    """Refuse one-process mode, so a separated deployment cannot silently run steps in-process."""
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     """Transitions one worker process runs at once."""
+
+    ledger_file: Path | None = None
+    """Where a role process writes its request ledger (JSON) when it exits."""
 
     region: str = Field(
         default="us-east-1",

@@ -20,9 +20,12 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from tpf.cli import infra
+    from tpf.cli import demo, executions, infra, roles, up
 
     app.add_typer(infra.app, name="infra")
+    app.add_typer(executions.executions, name="executions")
+    for group in (demo.app, up.app, roles.app, executions.app):
+        app.registered_commands.extend(group.registered_commands)
 
 
 def main() -> None:

@@ -7,6 +7,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from infra.resources import EXECUTION_TTL
+from tpf.payloads import PayloadStore
+from tpf.settings import Settings
+from tpf.substrate import AwsClients
+
 
 class AwsPayloadBackend:
     """Payload items in DynamoDB (write-once), objects in S3."""
@@ -52,3 +57,16 @@ class AwsPayloadBackend:
         async with response["Body"] as body:
             data: bytes = await body.read()
             return data
+
+
+def payload_store(settings: Settings, aws: AwsClients) -> PayloadStore:
+    """The stack's payload store: its payloads table and bucket."""
+    return PayloadStore(
+        AwsPayloadBackend(
+            aws.dynamodb,
+            aws.s3,
+            table=settings.resource("payloads"),
+            bucket=settings.resource("payloads"),
+            ttl_s=int(EXECUTION_TTL.total_seconds()),
+        )
+    )

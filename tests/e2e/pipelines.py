@@ -1,0 +1,53 @@
+"""Pipelines the end-to-end tests run in real worker processes.
+
+Steps leave marker files in ``$TPF_TEST_MARKERS`` so a test can see, from outside, which step
+ran how often and when (the workers are separate processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from tpf.pipeline import Pipeline, RetryPolicy, StepContext
+
+
+class Job(BaseModel):
+    name: str
+    seconds: float = 0.0
+
+
+class Done(BaseModel):
+    name: str
+    by: str
+
+
+def mark(step: str, ctx: StepContext) -> None:
+    folder = os.environ.get("TPF_TEST_MARKERS")
+    if folder:
+        Path(folder, f"{step}.{ctx.execution_id}.{uuid.uuid4().hex[:6]}").write_text(
+            ctx.transition_key
+        )
+
+
+slow = Pipeline("org.tests.slow", input=Job, retry=RetryPolicy(max_attempts=5))
+
+
+@slow.step()
+async def work(job: Job, ctx: StepContext) -> Done:
+    mark("work", ctx)
+    await asyncio.sleep(job.seconds)
+    return Done(name=job.name, by=str(os.getpid()))
+
+
+broken = Pipeline("org.tests.broken", input=Job, retry=RetryPolicy(max_attempts=2))
+
+
+@broken.step()
+def explode(job: Job, ctx: StepContext) -> Done:
+    mark("explode", ctx)
+    raise ZeroDivisionError(f"cannot divide {job.name}")

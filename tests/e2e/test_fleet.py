@@ -1,0 +1,137 @@
+"""A coordinator and workers as separate processes, driven over HTTP, on each substrate."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.substrates import wait_until
+from tpf.codec import encode_envelope
+from tpf.stack import OwnedStack
+from tpf.substrate import sync_client
+
+ORDER = {"orderId": "o-1", "amountCents": 1200, "customer": "Ada"}
+
+
+def submit(api: httpx.Client, pipeline: str, value: Any, key: str | None = None) -> httpx.Response:
+    return api.post(
+        "/executions",
+        json={
+            "pipelineId": pipeline,
+            "inputShape": "UNI",
+            "inputPayload": encode_envelope("x.Input", value),
+            "idempotencyKey": key or uuid.uuid4().hex,
+            "outputStreaming": False,
+        },
+    )
+
+
+def finished(api: httpx.Client, execution_id: str, timeout: float = 30) -> dict[str, Any]:
+    def terminal() -> dict[str, Any] | None:
+        body: dict[str, Any] = api.get(f"/executions/{execution_id}").json()
+        return body if body["status"] in ("SUCCEEDED", "FAILED", "DLQ") else None
+
+    return wait_until(terminal, timeout=timeout, interval=0.1)  # type: ignore[return-value]
+
+
+def test_an_execution_runs_to_its_result_through_separate_processes(api: httpx.Client) -> None:
+    response = submit(api, "org.example.orders", {**ORDER, "flaky": True})
+    assert response.status_code == 200, response.text
+    execution_id = response.json()["executionId"]
+    status = finished(api, execution_id)
+    assert status["status"] == "SUCCEEDED" and status["attempt"] == 2  # one retry
+    result = api.get(f"/executions/{execution_id}/result").json()
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["resultPayload"]["payload"])["orderId"] == "o-1"
+
+
+def test_a_duplicate_submission_returns_the_first_execution(api: httpx.Client) -> None:
+    first = submit(api, "org.example.orders", ORDER, key="same-key").json()
+    again = submit(api, "org.example.orders", ORDER, key="same-key").json()
+    assert again == {**first, "duplicate": True}
+    other = submit(api, "org.example.orders", {**ORDER, "amountCents": 1}, key="same-key")
+    assert other.status_code == 409
+    assert other.json()["errorCode"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+def test_bad_requests_get_clear_errors(api: httpx.Client, fleet: OwnedStack) -> None:
+    wrong_type = submit(api, "org.example.orders", {**ORDER, "amountCents": "lots"})
+    assert wrong_type.status_code == 400
+    assert wrong_type.json()["pointer"] == "/inputPayload/payload/amountCents"
+    missing = api.post("/executions", json={"inputPayload": encode_envelope("x", ORDER)})
+    assert (missing.status_code, missing.json()["pointer"]) == (400, "/pipelineId")
+    not_json = api.post("/executions", content=b"{nope")
+    assert not_json.status_code == 400
+    assert submit(api, "org.example.unknown", ORDER).status_code == 404
+    assert api.get(f"/executions/{uuid.uuid4()}").status_code == 404
+    anonymous = httpx.get(f"{fleet.api_url}/tpf/control-plane/tenants/acme/executions/x")
+    assert anonymous.status_code == 401
+    wrong = httpx.get(
+        f"{fleet.api_url}/tpf/control-plane/tenants/acme/executions/x",
+        headers={"Authorization": "Bearer nope"},
+    )
+    assert wrong.status_code == 401
+    assert httpx.get(f"{fleet.api_url}/q/health/ready").status_code == 200
+    assert b"tpf_submissions" in httpx.get(f"{fleet.api_url}/q/metrics").content
+
+
+def test_an_unexpected_exception_fails_the_transition_with_its_message(api: httpx.Client) -> None:
+    execution_id = submit(api, "org.tests.broken", {"name": "x"}).json()["executionId"]
+    status = finished(api, execution_id)
+    assert status["status"] == "DLQ"  # retryable, and the budget of 2 attempts ran out
+    assert status["errorCode"] == "UNEXPECTED"
+    assert "ZeroDivisionError: cannot divide x" in status["errorMessage"]
+
+
+def test_a_malformed_message_reaches_the_dead_letter_queue_and_workers_live_on(
+    fleet: OwnedStack, api: httpx.Client
+) -> None:
+    sqs = sync_client(fleet.settings, "sqs", endpoints=fleet.endpoints)
+    work = sqs.get_queue_url(QueueName=fleet.settings.resource("work"))["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=fleet.settings.resource("work-dlq"))["QueueUrl"]
+    sent = sqs.send_message(QueueUrl=work, MessageBody="this is not an envelope")["MessageId"]
+
+    def dead_lettered() -> bool:
+        messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        return any(m["MessageId"] == sent for m in messages.get("Messages", []))
+
+    wait_until(dead_lettered, timeout=60, interval=0.2)
+    assert all(member.alive for member in fleet.fleet.members)
+    execution_id = submit(api, "org.example.orders", ORDER).json()["executionId"]
+    assert finished(api, execution_id)["status"] == "SUCCEEDED"
+
+
+def test_killing_a_worker_mid_transition_loses_nothing(
+    fleet: OwnedStack, api: httpx.Client, markers: Path
+) -> None:
+    execution_id = submit(api, "org.tests.slow", {"name": "slow", "seconds": 2.0}).json()[
+        "executionId"
+    ]
+
+    def started() -> list[Path]:
+        return list(markers.glob(f"work.{execution_id}.*"))
+
+    wait_until(started, timeout=20)
+    victim_pid = None
+    for member in fleet.fleet.members:
+        if member.role == "worker" and member.alive:
+            # We don't know which worker took it: kill them all, then bring up a fresh one.
+            member.process.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+            member.process.wait()  # type: ignore[union-attr]
+            victim_pid = member.process.pid  # type: ignore[union-attr]
+    assert victim_pid is not None
+    for member in fleet.fleet.members:
+        if member.role == "worker":
+            fleet.fleet.start(member)
+    status = finished(api, execution_id, timeout=60)
+    assert status["status"] == "SUCCEEDED"
+    assert len(started()) >= 2  # the step ran again after the kill: nothing was lost
+    result = json.loads(
+        api.get(f"/executions/{execution_id}/result").json()["resultPayload"]["payload"]
+    )
+    assert result["by"] != str(victim_pid)

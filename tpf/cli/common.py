@@ -1,0 +1,95 @@
+"""What the commands share: settings, where the API is, output as tables or JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from tpf.accounting import LEDGER
+from tpf.errors import ConfigurationError, TpfError
+from tpf.settings import Settings
+from tpf.substrate import read_state
+
+out = Console(soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        t.add_column(column)
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    out.print(t)
+
+
+class Api:
+    """The coordinator's HTTP API, located from the environment or `tpf up`'s state file."""
+
+    def __init__(self, settings: Settings) -> None:
+        state = read_state(settings) or {}
+        self.base_url = os.environ.get("TPF_API_URL") or state.get("api_url")
+        if not self.base_url:
+            self.base_url = f"http://127.0.0.1:{settings.api_port}"
+        token = settings.control_plane_token
+        self.token = token.get_secret_value() if token else state.get("control_plane_token")
+        if not self.token:
+            raise ConfigurationError(
+                "no control-plane token: set TPF_CONTROL_PLANE_TOKEN or run `tpf up`"
+            )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = httpx.request(
+                method,
+                f"{self.base_url}{path}",
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=10,
+                **kwargs,
+            )
+        except httpx.HTTPError as exc:
+            raise ConfigurationError(
+                f"cannot reach the coordinator at {self.base_url}: {exc}"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                detail = body.get("message", response.text)
+                if body.get("pointer") is not None:
+                    detail += f" (at {body['pointer'] or '/'})"
+            except ValueError:
+                detail = response.text
+            raise TpfError(f"{response.status_code}: {detail}")
+        return response.json()
+
+
+def run_role(role: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run a long-lived role until SIGTERM/SIGINT, then let it drain; write its ledger."""
+    from tpf import logs
+
+    settings = Settings()
+    logs.configure(role)
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await main(stop)
+        finally:
+            if settings.ledger_file:
+                settings.ledger_file.write_text(LEDGER.to_json())
+
+    asyncio.run(runner())

@@ -1,0 +1,66 @@
+"""``tpf coordinator`` and ``tpf worker``: the two roles, one artifact."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Annotated
+
+import typer
+
+from tpf.cli.common import run_role
+from tpf.errors import ConfigurationError
+from tpf.settings import Settings
+
+app = typer.Typer()
+
+
+@app.command()
+def coordinator(
+    one_process: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--in-process-pipeline",
+            help="One-process mode: also run a worker for this pipeline (module:attribute).",
+        ),
+    ] = None,
+) -> None:
+    """Run a coordinator replica: HTTP API, results consumer and sweeper."""
+    from coordinator.role import serve
+
+    settings = Settings()
+    if one_process and settings.require_remote_worker:
+        raise ConfigurationError(
+            "require_remote_worker=true: this coordinator refuses to run transitions in-process"
+        )
+
+    async def main(stop: asyncio.Event) -> None:
+        roles = [serve(settings, stop)]
+        if one_process:
+            from worker.role import load_pipeline
+            from worker.role import serve as serve_worker
+
+            pipelines = [load_pipeline(p) for p in one_process]
+            roles.append(serve_worker(settings, stop, pipelines, "1.0.0"))
+        await asyncio.gather(*roles)
+
+    run_role("coordinator", main)
+
+
+@app.command()
+def worker(
+    pipeline: Annotated[
+        list[str] | None,
+        typer.Option(help="Pipeline to host, as module:attribute (repeatable; or TPF_PIPELINES)."),
+    ] = None,
+    release: Annotated[str, typer.Option(help="Release version this worker runs.")] = "1.0.0",
+) -> None:
+    """Run a transition worker polling the work queue."""
+    from worker.role import load_pipeline, serve
+
+    references = pipeline or [p for p in os.environ.get("TPF_PIPELINES", "").split(",") if p]
+    if not references:
+        raise ConfigurationError("name at least one --pipeline module:attribute")
+    pipelines = [load_pipeline(p) for p in references]
+    settings = Settings()
+    run_role("worker", lambda stop: serve(settings, stop, pipelines, release))

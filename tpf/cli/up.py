@@ -1,0 +1,66 @@
+"""``tpf up``: the demo's stack, kept running in the foreground for exploring."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated
+
+import typer
+from rich.panel import Panel
+
+from tpf.cli.common import out
+from tpf.settings import Settings
+from tpf.stack import StackSpec, owned_stack
+
+app = typer.Typer()
+
+
+@app.command()
+def up(
+    substrate: Annotated[str, typer.Option(help="embedded or localstack.")] = "embedded",
+    workers: Annotated[int, typer.Option(min=0, max=16)] = 2,
+) -> None:
+    """Start substrate, resources, a coordinator and workers; run until Ctrl-C."""
+    settings = Settings()
+    cp = settings.control_plane_token
+    admin = settings.admin_token
+    spec = StackSpec(
+        substrate=substrate,
+        stack=settings.stack,
+        profile=settings.profile,
+        workers=workers,
+        api_port=settings.api_port,
+        control_plane_token=cp.get_secret_value() if cp else None,
+        admin_token=admin.get_secret_value() if admin else None,
+    )
+    with out.status("starting"), owned_stack(spec) as stack:
+        state_file = stack.write_state()
+        exports = "\n".join(f"export {k}={v}" for k, v in stack.endpoints.as_env().items())
+        generated = (
+            f"\ncontrol-plane token: {stack.control_plane_token}"
+            f"\nadmin token:         {stack.admin_token}"
+            if cp is None or admin is None
+            else "\ntokens: from TPF_CONTROL_PLANE_TOKEN / TPF_ADMIN_TOKEN"
+        )
+        out.print(
+            Panel(
+                f"API:        {stack.api_url}\n"
+                f"substrate:  {substrate} ({stack.endpoints.dynamodb or 'AWS'}){generated}\n"
+                f"state file: {state_file} (other `tpf` commands read it)\n"
+                f"logs:       {stack.fleet.workdir}\n\n"
+                f"point boto3 scripts or the AWS CLI here:\n{exports}\n"
+                "export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "
+                f"AWS_DEFAULT_REGION={settings.region}\n\n"
+                "try:  tpf submit org.example.orders -i "
+                '\'{"orderId":"o-1","amountCents":1200,"customer":"Ada"}\'\n'
+                "Ctrl-C stops everything.",
+                title=f"stack {settings.stack} is up",
+            )
+        )
+        stopped = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopped.set())
+        stopped.wait()
+        out.print("stopping…")
+    state_file.unlink(missing_ok=True)

@@ -1,0 +1,149 @@
+"""Owning a stack: the substrate, its resources, registered pipelines and a fleet of processes.
+
+Only the commands that own a stack use this (``tpf demo``, ``tpf up``, end-to-end tests, the
+crash harness). The owning process is never killed during a run: it holds the embedded
+substrate and hands its endpoint, tokens and signing secret to the processes it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coordinator.registry import DynamoRegistryTable, Registry, register_pipeline
+from infra.provision import provision
+from tpf.clock import now_ms
+from tpf.embedded import EmbeddedSubstrate
+from tpf.fleet import Fleet
+from tpf.pipeline import Pipeline
+from tpf.settings import Settings
+from tpf.signing import new_secret
+from tpf.substrate import Endpoints, open_clients, resolve_endpoints
+from worker.role import load_pipeline
+
+DEFAULT_PIPELINES = ("examples.orders:orders",)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class StackSpec:
+    substrate: str = "embedded"
+    stack: str = "tpf"
+    profile: str = "default"
+    workers: int = 2
+    pipelines: tuple[str, ...] = DEFAULT_PIPELINES
+    release: str = "1.0.0"
+    api_port: int | None = None
+    control_plane_token: str | None = None
+    admin_token: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class OwnedStack:
+    spec: StackSpec
+    settings: Settings
+    endpoints: Endpoints
+    env: dict[str, str]
+    api_url: str
+    fleet: Fleet
+    embedded: EmbeddedSubstrate | None
+
+    @property
+    def control_plane_token(self) -> str:
+        return self.env["TPF_CONTROL_PLANE_TOKEN"]
+
+    @property
+    def admin_token(self) -> str:
+        return self.env["TPF_ADMIN_TOKEN"]
+
+    def state(self) -> dict[str, object]:
+        return {
+            "stack": self.settings.stack,
+            "substrate": self.settings.substrate,
+            "endpoint_url": self.endpoints.dynamodb if self.embedded else None,
+            "endpoints": self.endpoints.as_env(),
+            "api_url": self.api_url,
+            "control_plane_token": self.control_plane_token,
+            "admin_token": self.admin_token,
+            "owner_pid": os.getpid(),
+        }
+
+    def write_state(self) -> Path:
+        """Let other `tpf` commands (another terminal) find this stack; readable by us only."""
+        path = self.settings.state_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            json.dump(self.state(), f, indent=2)
+        return path
+
+
+async def register_all(settings: Settings, pipelines: list[Pipeline], release: str) -> None:
+    async with open_clients(settings) as aws:
+        registry = Registry(DynamoRegistryTable(aws.dynamodb, settings.resource("registry")))
+        for pipeline in pipelines:
+            await register_pipeline(registry, pipeline, release, now_ms=now_ms())
+
+
+@contextlib.contextmanager
+def owned_stack(spec: StackSpec, *, workdir: Path | None = None) -> Iterator[OwnedStack]:
+    """Start everything; on exit stop the fleet, then the substrate."""
+    embedded = EmbeddedSubstrate.start() if spec.substrate == "embedded" else None
+    try:
+        env = {
+            "TPF_STACK": spec.stack,
+            "TPF_SUBSTRATE": spec.substrate,
+            "TPF_PROFILE": spec.profile,
+            "TPF_SIGNING_SECRET": new_secret(),
+            "TPF_SIGNING_KEY": "env:TPF_SIGNING_SECRET",
+            "TPF_CONTROL_PLANE_TOKEN": spec.control_plane_token or new_secret(),
+            "TPF_ADMIN_TOKEN": spec.admin_token or new_secret(),
+            "TPF_API_PORT": str(spec.api_port or free_port()),
+            **spec.extra_env,
+        }
+        if embedded is not None:
+            env["AWS_ENDPOINT_URL"] = embedded.endpoint_url
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            if spec.substrate != "aws":
+                env.setdefault(name, os.environ.get(name, "test"))
+        settings = Settings(
+            stack=spec.stack,
+            substrate=spec.substrate,  # type: ignore[arg-type]
+            profile=spec.profile,  # type: ignore[arg-type]
+            endpoint_url=env.get("AWS_ENDPOINT_URL"),
+        )
+        endpoints = resolve_endpoints(settings)
+        provision(settings, endpoints=endpoints)
+        pipelines = [load_pipeline(p) for p in spec.pipelines]
+        asyncio.run(register_all(settings, pipelines, spec.release))
+
+        workdir = workdir or Path(tempfile.mkdtemp(prefix=f"tpf-{spec.stack}-"))
+        fleet = Fleet(env=env, workdir=workdir)
+        fleet.add("coordinator", "coordinator")
+        pipeline_args = [arg for p in spec.pipelines for arg in ("--pipeline", p)]
+        for i in range(spec.workers):
+            fleet.add("worker", f"worker-{i + 1}", *pipeline_args, "--release", spec.release)
+        api_url = f"http://127.0.0.1:{env['TPF_API_PORT']}"
+        stack = OwnedStack(spec, settings, endpoints, env, api_url, fleet, embedded)
+        try:
+            fleet.start_all()
+            fleet.wait_ready(f"{api_url}/q/health/ready")
+            yield stack
+        finally:
+            fleet.stop_all(grace=settings.timings.shutdown_grace.total_seconds() + 5)
+    finally:
+        if embedded is not None:
+            embedded.stop()
