@@ -97,4 +97,3 @@ class InMemoryCoordinator:
     async def register(self, pipeline: Pipeline, release_version: str = "1.0.0") -> Contract:
         """Register the pipeline's contract and a release of it, and activate that release."""
         return await register_pipeline(self.registry, pipeline, release_version, now_ms=1)
-

@@ -50,17 +50,20 @@ class TransitionCommitter:
         """Apply a worker's result; ``None`` when it was late, duplicate or unknown."""
         record = await self.store.get(result.tenant_id, result.execution_id)
         if record is None:
-            return self._reject(result, "unknown-execution")
+            self._reject(result, "unknown-execution")
+            return None
         if (
             record.status not in IN_FLIGHT
             or record.transition_key != result.transition_key
             or record.version != result.execution_version
         ):
-            return self._reject(result, "stale")
+            self._reject(result, "stale")
+            return None
         try:
             committed = await self._apply(record, result, now_ms)
         except StaleRecord:  # a sweeper or another replica got there first
-            return self._reject(result, "stale")
+            self._reject(result, "stale")
+            return None
         metrics.TRANSITIONS.labels(role="coordinator", outcome=result.outcome).inc()
         return committed
 
@@ -186,4 +189,3 @@ class TransitionCommitter:
                 "transitionKey": result.transition_key,
             },
         )
-        return None

@@ -111,7 +111,7 @@ def sync_client(
 ) -> Any:
     """A boto3 client for scripts and provisioning (not for the hot path)."""
     endpoints = endpoints or resolve_endpoints(settings)
-    client = boto3.session.Session().client(service, **client_kwargs(settings, service, endpoints))  # type: ignore[call-overload]
+    client = boto3.session.Session().client(service, **client_kwargs(settings, service, endpoints))
     ledger.attach(client.meta.events)
     return client
 
@@ -136,7 +136,7 @@ async def open_clients(
         opened = {}
         for service in SERVICES:
             client = await stack.enter_async_context(
-                session.client(service, **client_kwargs(settings, service, endpoints))  # type: ignore[call-overload]
+                session.client(service, **client_kwargs(settings, service, endpoints))
             )
             ledger.attach(client.meta.events)
             opened[service] = client

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from coordinator.records import (
     ACTIVE,
     ExecutionRecord,
-    PayloadRef,
     Status,
     cap_message,
     transition_key,
 )
 from coordinator.store.port import DueEntry, ExecutionTable, Guard, Page
 from tpf.errors import AlreadyExists, IdempotencyKeyReused, StaleRecord
+from tpf.payloads import PayloadRef
 
 _DISPATCHABLE = frozenset({Status.QUEUED, Status.WAIT_RETRY})
 _IN_FLIGHT = frozenset({Status.RUNNING, Status.WAIT_RETRY})

@@ -137,7 +137,8 @@ async def _table_snapshot(stack: OwnedStack) -> list[dict[str, Any]]:
         store = ExecutionStore(
             DynamoExecutionTable(aws.dynamodb, stack.settings.resource("executions"), shards=1)
         )
-        records, cursor = [], None
+        records: list[dict[str, Any]] = []
+        cursor = None
         while True:
             page = await store.page(pipeline_id=PIPELINE, limit=500, cursor=cursor)
             records.extend(status_body(r) for r in page.records)

@@ -39,7 +39,10 @@ class AwsPayloadBackend:
 
     async def read_item(self, key: str) -> bytes | None:
         response = await self.dynamodb.get_item(
-            TableName=self.table, Key={"pk": {"S": key}}, ReturnConsumedCapacity="TOTAL"
+            TableName=self.table,
+            Key={"pk": {"S": key}},
+            ConsistentRead=True,  # written just before the message that names it was sent
+            ReturnConsumedCapacity="TOTAL",
         )
         item = response.get("Item")
         return bytes(item["b"]["B"]) if item else None

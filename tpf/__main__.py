@@ -1,0 +1,3 @@
+from tpf.cli import main
+
+main()

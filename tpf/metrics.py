@@ -1,0 +1,87 @@
+"""Prometheus metrics shared by every role, served as text on ``GET /q/metrics``.
+
+Metric objects live at module level in the default registry, so any module records with one
+import and one process (one-process mode runs both roles) exposes a single page. Label values are
+low-cardinality on purpose: a role, an outcome, a failure category, pipeline and step ids; never an
+execution id or a transition key.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Steps and transitions range from milliseconds to minutes (awaits are not counted: they park).
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+# -- invocation runtime (worker/runtime.py) -------------------------------------------------------
+
+STEP_SECONDS = Histogram(
+    "tpf_step_seconds",
+    "Duration of one step invocation (one item of a per-item step).",
+    ["pipeline", "step", "category"],
+    buckets=_SECONDS,
+)
+TRANSITION_SECONDS = Histogram(
+    "tpf_transition_seconds",
+    "Duration of one transition, from loading its input to building its result.",
+    ["pipeline", "category"],
+    buckets=_SECONDS,
+)
+TRANSPORT_SECONDS = Histogram(
+    "tpf_transport_seconds",
+    "Duration of one call across a remote transport boundary.",
+    ["protocol", "target", "category"],
+    buckets=_SECONDS,
+)
+
+# -- both roles ----------------------------------------------------------------------------------
+
+TRANSITIONS = Counter(
+    "tpf_transitions",
+    "Transitions finished, by the role that ran or committed them and their outcome.",
+    ["role", "outcome"],
+)
+MESSAGES_REJECTED = Counter(
+    "tpf_messages_rejected",
+    "Queue messages refused without being acted on (malformed, bad signature, not hosted).",
+    ["role", "reason"],
+)
+HEARTBEATS = Counter(
+    "tpf_heartbeats",
+    "Heartbeats sent or failed (worker); extended, not-needed or stale (coordinator).",
+    ["role", "outcome"],
+)
+IN_FLIGHT = Gauge(
+    "tpf_transitions_in_flight",
+    "Transitions a process is running right now.",
+    ["role"],
+)
+
+
+# -- coordinator ------------------------------------------------------------------------------
+
+SUBMISSIONS = Counter("tpf_submissions", "Executions submitted.", ["duplicate"])
+RESULTS_REJECTED = Counter(
+    "tpf_results_rejected",
+    "Results not committed: late (superseded key or version), duplicate, or unknown execution.",
+    ["reason"],
+)
+RETRIES = Counter("tpf_retries", "Failed attempts scheduled for another try.", ["error_code"])
+TERMINAL_FAILURES = Counter(
+    "tpf_terminal_failures", "Executions that ended FAILED or DLQ.", ["status"]
+)
+SWEEPS = Counter("tpf_sweep_actions", "Actions the sweeper took on due work.", ["action"])
+
+
+def render() -> bytes:
+    """The default registry in Prometheus text format (``CONTENT_TYPE``)."""
+    return generate_latest(REGISTRY)
