@@ -164,7 +164,9 @@ class ExecutionLifecycle(RuleBasedStateMachine):
         try:
             self.run(
                 self.store.renew(
-                    *snap.key, transition_key=snap.transition_key or "none", deadline_ms=self.now + 80
+                    *snap.key,
+                    transition_key=snap.transition_key or "none",
+                    deadline_ms=self.now + 80,
                 )
             )
         except StaleRecord:

@@ -1,0 +1,111 @@
+"""``tpf infra`` as a user runs it: the real CLI in a subprocess against the embedded server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.resources import describe
+from tests.substrates import unique_stack
+from tpf.embedded import EmbeddedSubstrate
+from tpf.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The test process's environment without any endpoint or TPF_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "TPF_"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        TPF_STATE_DIR=str(tmp_path / "state"),
+        **extra,
+    )
+    return env
+
+
+def tpf(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tpf", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+@pytest.fixture
+def stack_env(moto_server: EmbeddedSubstrate, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment for a fresh stack on the embedded server; `tpf infra down` afterwards."""
+    env = _env(tmp_path, AWS_ENDPOINT_URL=moto_server.endpoint_url, TPF_STACK=unique_stack())
+    yield env
+    down = tpf("infra", "down", env=env)
+    assert down.returncode == 0, down.stderr
+
+
+def test_infra_up_twice_says_nothing_changed_the_second_time(stack_env: dict[str, str]) -> None:
+    stack = stack_env["TPF_STACK"]
+
+    first = tpf("infra", "up", env=stack_env)
+    assert first.returncode == 0, first.stderr
+    assert "created" in first.stdout
+    assert f"stack {stack} is up" in first.stdout
+
+    second = tpf("infra", "up", env=stack_env)
+    assert second.returncode == 0, second.stderr
+    assert "created" not in second.stdout
+    assert second.stdout.rstrip().splitlines()[-1] == (
+        f"nothing to change: stack {stack} is up to date"
+    )
+
+
+def test_infra_up_json_reports_every_resource(stack_env: dict[str, str]) -> None:
+    result = tpf("infra", "up", "--json", env=stack_env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["changed"] is True
+    assert {r["action"] for r in report["resources"]} == {"created"}
+    stack = describe(Settings(stack=stack_env["TPF_STACK"]))
+    assert len(report["resources"]) == len(stack.tables) + 2 * len(stack.queues) + len(
+        stack.buckets
+    )
+
+
+def test_infra_describe_json_prints_only_json_listing_the_tables(
+    stack_env: dict[str, str],
+) -> None:
+    assert tpf("infra", "up", env=stack_env).returncode == 0
+
+    result = tpf("infra", "describe", "--json", env=stack_env)
+
+    assert result.returncode == 0, result.stderr
+    live = json.loads(result.stdout)  # nothing but JSON on stdout
+    declared = describe(Settings(stack=stack_env["TPF_STACK"])).tables
+    assert set(live["tables"]) == {t.name for t in declared}
+    for table in declared:
+        assert live["tables"][table.name]["physical"] == f"{stack_env['TPF_STACK']}-{table.name}"
+        assert live["tables"][table.name]["status"] == "ACTIVE"
+
+
+def test_infra_describe_without_an_endpoint_exits_2_with_one_line_and_no_traceback(
+    tmp_path: Path,
+) -> None:
+    env = _env(tmp_path, TPF_STACK=unique_stack())
+    # rich wraps stderr at 80 columns when it is not a terminal (see tpf.cli.main's printer).
+    env["COLUMNS"] = "400"
+
+    result = tpf("infra", "describe", env=env)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: no embedded substrate is running")
+    assert result.stdout == ""
