@@ -240,9 +240,15 @@ def new_execution(
     input: PayloadRef,
     now_ms: int,
     due_at_ms: int | None = None,
+    dispatch_deadline_ms: int | None = None,
 ) -> ExecutionRecord:
-    """A QUEUED record, due at ``due_at_ms`` so a sweeper dispatches it if its submitter dies."""
-    return ExecutionRecord(
+    """A QUEUED record, due at ``due_at_ms`` so a sweeper dispatches it if its submitter dies.
+
+    With ``dispatch_deadline_ms`` the record starts RUNNING its first transition instead: submit
+    and dispatch become one conditional put (1 WRU, and the due index is written once). If the
+    submitter dies before sending the command, the deadline passes and the sweeper retries.
+    """
+    record = ExecutionRecord(
         tenant_id=tenant_id,
         execution_id=execution_id_for(tenant_id, pipeline_id, idempotency_key),
         execution_key=idempotency_key,
@@ -254,4 +260,12 @@ def new_execution(
         due_at_ms=now_ms if due_at_ms is None else due_at_ms,
         created_at_ms=now_ms,
         updated_at_ms=now_ms,
+    )
+    if dispatch_deadline_ms is None:
+        return record
+    return record.change(
+        status=Status.RUNNING,
+        attempt=1,
+        transition_key=transition_key(record.execution_id, 0, 1),
+        due_at_ms=dispatch_deadline_ms,
     )

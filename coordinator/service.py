@@ -96,14 +96,13 @@ class ExecutionService:
                 data,
             ),
             now_ms=now_ms,
-            # If this process dies before dispatching, a sweeper does it after the allowance.
-            due_at_ms=now_ms + int(self.timings.queue_allowance.total_seconds() * 1000),
+            dispatch_deadline_ms=self.dispatcher.deadline(now_ms),
         )
         outcome = await self.store.submit(record, now_ms=now_ms)
         if outcome.duplicate:
             return Submission(outcome.record, duplicate=True)
-        running = await self.dispatcher.dispatch(outcome.record, now_ms=now_ms, payload=data)
-        return Submission(running, duplicate=False)
+        await self.dispatcher.send(outcome.record, now_ms=now_ms, payload=data)
+        return Submission(outcome.record, duplicate=False)
 
     async def status(self, tenant_id: str, execution_id: str) -> ExecutionRecord:
         record = await self.store.get(tenant_id, execution_id)

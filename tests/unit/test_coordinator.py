@@ -112,7 +112,9 @@ async def test_submit_pins_the_active_release_and_dispatches_a_signed_command(
     execution_id = await submit(coordinator)
     [command] = await commands(coordinator)
     record = await coordinator.service.status("acme", execution_id)
-    assert record.status is Status.RUNNING and record.version == 1
+    # Submit and first dispatch are one write: RUNNING at version 0.
+    assert record.status is Status.RUNNING and record.version == 0
+    assert coordinator.table.writes == 1
     assert record.release_version == "1.0.0"
     assert command.transition_key == record.transition_key
     assert (command.current_step_index, command.stop_before_step_index) == (0, 3)
