@@ -10,24 +10,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 
 from coordinator.api import create_app
-from coordinator.dead_letters import DeadLetterPublisher
-from coordinator.dispatcher import Dispatcher
 from coordinator.registry import DynamoRegistryTable, Registry
-from coordinator.results import ResultsConsumer
-from coordinator.service import ExecutionService
 from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
-from coordinator.sweeper import Sweeper
-from coordinator.transitions import TransitionCommitter
+from coordinator.wiring import Coordinator, assemble
 from tpf.errors import ConfigurationError
-from tpf.payloads import PayloadStore
 from tpf.payloads.aws import payload_store
 from tpf.queues import SqsQueue
 from tpf.settings import Settings
@@ -35,22 +27,6 @@ from tpf.signing import Signer
 from tpf.substrate import AwsClients, open_clients
 
 log = logging.getLogger("tpf.coordinator")
-
-
-@dataclass
-class Coordinator:
-    """The wired parts of one coordinator replica."""
-
-    settings: Settings
-    store: ExecutionStore
-    registry: Registry
-    payloads: PayloadStore
-    dispatcher: Dispatcher
-    committer: TransitionCommitter
-    results: ResultsConsumer
-    sweeper: Sweeper
-    service: ExecutionService
-    app: FastAPI
 
 
 def tokens(settings: Settings) -> tuple[str, str]:
@@ -65,52 +41,23 @@ def tokens(settings: Settings) -> tuple[str, str]:
 
 
 async def build(settings: Settings, aws: AwsClients, signer: Signer) -> Coordinator:
-    timings = settings.timings
-    store = ExecutionStore(
-        DynamoExecutionTable(
-            aws.dynamodb, settings.resource("executions"), shards=settings.due_shards
-        )
+    """A replica over DynamoDB, SQS and S3."""
+
+    async def queue(name: str) -> SqsQueue:
+        return await SqsQueue.open(aws.sqs, settings.resource(name))
+
+    table = DynamoExecutionTable(
+        aws.dynamodb, settings.resource("executions"), shards=settings.due_shards
     )
-    registry = Registry(DynamoRegistryTable(aws.dynamodb, settings.resource("registry")))
-    payloads = payload_store(settings, aws)
-    work = await SqsQueue.open(aws.sqs, settings.resource("work"))
-    results_queue = await SqsQueue.open(aws.sqs, settings.resource("results"))
-    dead_letters = DeadLetterPublisher(
-        await SqsQueue.open(aws.sqs, settings.resource("dead-letters"))
-    )
-    dispatcher = Dispatcher(
-        store=store, registry=registry, work=work, signer=signer, timings=timings
-    )
-    committer = TransitionCommitter(
-        store=store,
-        registry=registry,
-        payloads=payloads,
-        dispatcher=dispatcher,
-        dead_letters=dead_letters,
-    )
-    service = ExecutionService(
-        store=store, registry=registry, payloads=payloads, dispatcher=dispatcher, timings=timings
-    )
-    control_token, admin_token = tokens(settings)
-    return Coordinator(
+    return assemble(
         settings=settings,
-        store=store,
-        registry=registry,
-        payloads=payloads,
-        dispatcher=dispatcher,
-        committer=committer,
-        results=ResultsConsumer(
-            queue=results_queue, committer=committer, store=store, signer=signer, timings=timings
-        ),
-        sweeper=Sweeper(
-            store=store,
-            dispatcher=dispatcher,
-            committer=committer,
-            shards=settings.due_shards,
-            timings=timings,
-        ),
-        service=service,
-        app=create_app(service, control_plane_token=control_token, admin_token=admin_token),
+        store=ExecutionStore(table),
+        registry=Registry(DynamoRegistryTable(aws.dynamodb, settings.resource("registry"))),
+        payloads=payload_store(settings, aws),
+        work=await queue("work"),
+        results=await queue("results"),
+        dead_letters=await queue("dead-letters"),
+        signer=signer,
     )
 
 
@@ -132,10 +79,14 @@ async def running_coordinator(settings: Settings) -> AsyncIterator[Coordinator]:
 
 async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
     """Run one coordinator replica until ``stop`` is set, then drain and return."""
+    control_token, admin_token = tokens(settings)
     async with running_coordinator(settings) as coordinator:
+        app = create_app(
+            coordinator.service, control_plane_token=control_token, admin_token=admin_token
+        )
         server = _Server(
             uvicorn.Config(
-                coordinator.app,
+                app,
                 host=settings.api_host,
                 port=settings.api_port,
                 log_level="warning",
@@ -148,14 +99,14 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             asyncio.create_task(coordinator.results.run(stop), name="results"),
             asyncio.create_task(coordinator.sweeper.run(stop), name="sweeper"),
         ]
-        coordinator.app.state.ready = True
+        app.state.ready = True
         log.info(
             "coordinator ready",
             extra={"action": "start", "api": f"http://{settings.api_host}:{settings.api_port}"},
         )
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *loops], return_when=asyncio.FIRST_COMPLETED)
-        coordinator.app.state.ready = False
+        app.state.ready = False
         stop.set()
         server.should_exit = True
         await asyncio.gather(*loops, return_exceptions=True)

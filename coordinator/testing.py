@@ -6,16 +6,12 @@ pipelines against the real coordinator logic without any AWS emulator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from coordinator.dead_letters import DeadLetterPublisher
-from coordinator.dispatcher import Dispatcher
 from coordinator.registry import InMemoryRegistryTable, Registry, register_pipeline
-from coordinator.service import ExecutionService
 from coordinator.store import ExecutionStore
 from coordinator.store.memory import InMemoryExecutionTable
-from coordinator.sweeper import Sweeper
-from coordinator.transitions import TransitionCommitter
+from coordinator.wiring import Coordinator, assemble
 from tpf.contract import Contract
 from tpf.payloads import PayloadStore
 from tpf.payloads.memory import InMemoryPayloadBackend
@@ -28,70 +24,39 @@ TEST_KEY = SigningKey(b"a test key, never used outside tests")
 
 
 @dataclass
-class InMemoryCoordinator:
-    settings: Settings
-    table: InMemoryExecutionTable
-    store: ExecutionStore
-    registry: Registry
-    payloads: PayloadStore
-    work: InMemoryQueue
-    results: InMemoryQueue
-    dead_letters: InMemoryQueue
-    signer: Signer
-    dispatcher: Dispatcher
-    committer: TransitionCommitter
-    sweeper: Sweeper
-    service: ExecutionService
+class InMemoryCoordinator(Coordinator):
+    """A coordinator whose ports are fakes, with the fakes at hand for assertions."""
+
+    table: InMemoryExecutionTable = field(default_factory=InMemoryExecutionTable)
+    work: InMemoryQueue = field(default_factory=InMemoryQueue)
+    results_queue: InMemoryQueue = field(default_factory=InMemoryQueue)
+    dead_letters: InMemoryQueue = field(default_factory=InMemoryQueue)
+    signer: Signer = field(default_factory=lambda: Signer(TEST_KEY))
 
     @classmethod
     def create(cls, settings: Settings | None = None) -> InMemoryCoordinator:
         settings = settings or Settings(profile="test", due_shards=2)
-        timings = settings.timings
-        visibility = timings.visibility_timeout.total_seconds()
+        visibility = settings.timings.visibility_timeout.total_seconds()
         table = InMemoryExecutionTable(shards=settings.due_shards)
-        store = ExecutionStore(table)
-        registry = Registry(InMemoryRegistryTable())
-        payloads = PayloadStore(InMemoryPayloadBackend())
-        work = InMemoryQueue("work", visibility_s=visibility)
-        results = InMemoryQueue("results", visibility_s=visibility)
-        dead_letters = InMemoryQueue("dead-letters", visibility_s=visibility)
+        queues = {n: InMemoryQueue(n, visibility_s=visibility) for n in ("work", "results", "dl")}
         signer = Signer(TEST_KEY)
-        dispatcher = Dispatcher(
-            store=store, registry=registry, work=work, signer=signer, timings=timings
-        )
-        committer = TransitionCommitter(
-            store=store,
-            registry=registry,
-            payloads=payloads,
-            dispatcher=dispatcher,
-            dead_letters=DeadLetterPublisher(dead_letters),
+        parts = assemble(
+            settings=settings,
+            store=ExecutionStore(table),
+            registry=Registry(InMemoryRegistryTable()),
+            payloads=PayloadStore(InMemoryPayloadBackend()),
+            work=queues["work"],
+            results=queues["results"],
+            dead_letters=queues["dl"],
+            signer=signer,
         )
         return cls(
-            settings=settings,
+            **vars(parts),
             table=table,
-            store=store,
-            registry=registry,
-            payloads=payloads,
-            work=work,
-            results=results,
-            dead_letters=dead_letters,
+            work=queues["work"],
+            results_queue=queues["results"],
+            dead_letters=queues["dl"],
             signer=signer,
-            dispatcher=dispatcher,
-            committer=committer,
-            sweeper=Sweeper(
-                store=store,
-                dispatcher=dispatcher,
-                committer=committer,
-                shards=settings.due_shards,
-                timings=timings,
-            ),
-            service=ExecutionService(
-                store=store,
-                registry=registry,
-                payloads=payloads,
-                dispatcher=dispatcher,
-                timings=timings,
-            ),
         )
 
     async def register(self, pipeline: Pipeline, release_version: str = "1.0.0") -> Contract:

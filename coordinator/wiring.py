@@ -1,0 +1,86 @@
+"""How a coordinator's parts fit together, whatever adapters back its ports.
+
+``coordinator.role`` assembles it over DynamoDB and SQS; ``coordinator.testing`` over the
+in-memory fakes. Both go through ``assemble``, so tests exercise the production wiring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coordinator.dead_letters import DeadLetterPublisher
+from coordinator.dispatcher import Dispatcher
+from coordinator.registry import Registry
+from coordinator.results import ResultsConsumer
+from coordinator.service import ExecutionService
+from coordinator.store import ExecutionStore
+from coordinator.sweeper import Sweeper
+from coordinator.transitions import TransitionCommitter
+from tpf.payloads import PayloadStore
+from tpf.queues import Queue
+from tpf.settings import Settings
+from tpf.signing import Signer
+
+
+@dataclass
+class Coordinator:
+    """The wired parts of one coordinator replica."""
+
+    settings: Settings
+    store: ExecutionStore
+    registry: Registry
+    payloads: PayloadStore
+    dispatcher: Dispatcher
+    committer: TransitionCommitter
+    results: ResultsConsumer
+    sweeper: Sweeper
+    service: ExecutionService
+
+
+def assemble(
+    *,
+    settings: Settings,
+    store: ExecutionStore,
+    registry: Registry,
+    payloads: PayloadStore,
+    work: Queue,
+    results: Queue,
+    dead_letters: Queue,
+    signer: Signer,
+) -> Coordinator:
+    timings = settings.timings
+    dispatcher = Dispatcher(
+        store=store, registry=registry, work=work, signer=signer, timings=timings
+    )
+    committer = TransitionCommitter(
+        store=store,
+        registry=registry,
+        payloads=payloads,
+        dispatcher=dispatcher,
+        dead_letters=DeadLetterPublisher(dead_letters),
+    )
+    return Coordinator(
+        settings=settings,
+        store=store,
+        registry=registry,
+        payloads=payloads,
+        dispatcher=dispatcher,
+        committer=committer,
+        results=ResultsConsumer(
+            queue=results, committer=committer, store=store, signer=signer, timings=timings
+        ),
+        sweeper=Sweeper(
+            store=store,
+            dispatcher=dispatcher,
+            committer=committer,
+            shards=settings.due_shards,
+            timings=timings,
+        ),
+        service=ExecutionService(
+            store=store,
+            registry=registry,
+            payloads=payloads,
+            dispatcher=dispatcher,
+            timings=timings,
+        ),
+    )
