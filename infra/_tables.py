@@ -53,10 +53,12 @@ def _index_request(index: Index) -> dict[str, Any]:
     }
 
 
-def _attribute_definitions(table: Table) -> list[dict[str, str]]:
+def _attribute_definitions(table: Table, indexes: set[str] | None = None) -> list[dict[str, str]]:
+    """Types of the table's key attributes and of those of ``indexes`` (default: all)."""
     keys = [table.partition_key, table.sort_key]
     for index in table.indexes:
-        keys += [index.partition_key, index.sort_key]
+        if indexes is None or index.name in indexes:
+            keys += [index.partition_key, index.sort_key]
     types = {key.name: key.type for key in keys if key}
     return [{"AttributeName": name, "AttributeType": t} for name, t in sorted(types.items())]
 
@@ -170,12 +172,14 @@ def _converge_indexes(
         _wait_index_gone(client, physical, name, timeout)
         changes.append(f"index {name} {'rebuilt' if wanted else 'removed'}")
     for name, wanted in desired.items():
-        if name in _index_names(client, physical):
+        present = _index_names(client, physical)
+        if name in present:
             continue
         wait_active(client, physical, timeout=timeout)
         client.update_table(
             TableName=physical,
-            AttributeDefinitions=_attribute_definitions(table),
+            # Only attributes that some key will use: AWS rejects unused definitions.
+            AttributeDefinitions=_attribute_definitions(table, present | {name}),
             GlobalSecondaryIndexUpdates=[{"Create": _index_request(wanted)}],
         )
         if not any(c.startswith(f"index {name} ") for c in changes):

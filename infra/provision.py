@@ -23,15 +23,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from botocore.exceptions import (
-    ClientError,
-    HTTPClientError,
-    NoCredentialsError,
-    NoRegionError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotocoreConnectionError,
-)
+from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from infra import _buckets, _queues, _tables
 from infra.resources import StackDescription, describe
@@ -100,10 +93,7 @@ class _Clients:
 
 def _clients(settings: Settings, endpoints: Endpoints | None) -> _Clients:
     endpoints = endpoints or resolve_endpoints(settings)
-    try:
-        made = {s: sync_client(settings, s, endpoints=endpoints) for s in ("dynamodb", "sqs", "s3")}
-    except NoRegionError as exc:
-        raise ConfigurationError("no AWS region: set TPF_REGION or AWS_REGION") from exc
+    made = {s: sync_client(settings, s, endpoints=endpoints) for s in ("dynamodb", "sqs", "s3")}
     wait = _tables.AWS_WAIT if settings.substrate == "aws" else _tables.EMULATOR_WAIT
     return _Clients(endpoints=endpoints, wait=wait, **made)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
 
-from infra.provision import describe_live, provision, teardown
+from infra._tables import create_request
+from infra.provision import ProvisionReport, describe_live, provision, teardown
 from infra.resources import describe
 from tests.substrates import TestStack, settings_for, wait_until
 from tpf.errors import ConfigurationError
@@ -145,19 +147,11 @@ def test_a_queue_visibility_changed_by_hand_is_restored(substrate_stack: TestSta
     assert restored["Attributes"]["VisibilityTimeout"] == str(int(declared.total_seconds()))
 
 
-def test_drift_in_indexes_ttl_lifecycle_notification_and_policy_is_repaired(
+def test_drift_in_ttl_lifecycle_notification_and_queue_policy_is_repaired(
     throwaway: TestStack,
 ) -> None:
     ddb, s3, sqs = (_client(throwaway, s) for s in ("dynamodb", "s3", "sqs"))
     name = throwaway.settings.resource
-    # DynamoDB Local keeps a deleted index in DELETING for minutes, so index drift is only
-    # exercised where deletion is prompt (moto); the other drifts run on both substrates.
-    drop_index = throwaway.substrate == "embedded"
-    if drop_index:
-        ddb.update_table(
-            TableName=name("awaits"),
-            GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "correlation"}}],
-        )
     ddb.update_time_to_live(
         TableName=name("history"),
         TimeToLiveSpecification={"Enabled": False, "AttributeName": "ttl"},
@@ -168,18 +162,71 @@ def test_drift_in_indexes_ttl_lifecycle_notification_and_policy_is_repaired(
 
     report = provision(throwaway.settings, endpoints=throwaway.endpoints)
 
-    changed = {f"{r.kind}:{r.name}": r.details for r in report.resources if r.action != "unchanged"}
-    expected = {
+    assert _changes(report) == {
         "table:history": ("ttl",),
         "queue:ingest": ("Policy",),
         "bucket:outbox": ("lifecycle",),
         "bucket:inbox": ("notification",),
     }
-    if drop_index:
-        expected["table:awaits"] = ("index correlation created",)
-    assert changed == expected
     assert set(report.actions().values()) == {"updated", "unchanged"}
     assert not provision(throwaway.settings, endpoints=throwaway.endpoints).changed
+
+
+def test_a_missing_index_is_created_and_a_changed_one_rebuilt(substrate_stack: TestStack) -> None:
+    if substrate_stack.substrate == "localstack":
+        # Measured: with TTL enabled on any table of the (shared) DynamoDB Local, an index
+        # added to or dropped from an existing table stays CREATING / DELETING for good.
+        pytest.skip("DynamoDB Local never finishes index changes while a table has TTL on")
+    settings = settings_for(substrate_stack.substrate, substrate_stack.endpoints)
+    endpoints = substrate_stack.endpoints
+    stack = describe(settings)
+    executions, awaits = stack.table("executions"), stack.table("awaits")
+    ddb = sync_client(settings, "dynamodb", endpoints=endpoints)
+    # Made by hand before the first provision: "due" projects too little, "correlation" is
+    # missing, and neither table has TTL yet.
+    (due,) = executions.indexes
+    ddb.create_table(
+        **create_request(
+            replace(executions, indexes=(replace(due, projection="KEYS_ONLY"),)),
+            settings.resource("executions"),
+        )
+    )
+    ddb.create_table(
+        **create_request(replace(awaits, indexes=awaits.indexes[:1]), settings.resource("awaits"))
+    )
+    try:
+        report = provision(settings, endpoints=endpoints)
+
+        changes = _changes(report)
+        assert changes.pop("table:executions") == ("index due rebuilt", "ttl")
+        assert changes.pop("table:awaits") == ("index correlation created", "ttl")
+        assert changes == {}
+        assert set(report.actions().values()) == {"created", "updated"}
+        indexes = describe_live(settings, endpoints=endpoints)["tables"]["executions"]["indexes"]
+        assert indexes["due"]["projection"] == "INCLUDE"
+        assert not provision(settings, endpoints=endpoints).changed
+    finally:
+        teardown(settings, endpoints=endpoints)
+
+
+def _changes(report: ProvisionReport) -> dict[str, tuple[str, ...]]:
+    """What an update changed, per changed resource (created resources have no details)."""
+    return {f"{r.kind}:{r.name}": r.details for r in report.resources if r.action == "updated"}
+
+
+def test_buckets_outside_us_east_1_are_created_in_their_region(substrate_stack: TestStack) -> None:
+    settings = settings_for(
+        substrate_stack.substrate, substrate_stack.endpoints, region="eu-west-1"
+    )
+    endpoints = substrate_stack.endpoints
+    try:
+        assert set(provision(settings, endpoints=endpoints).actions().values()) == {"created"}
+        s3 = sync_client(settings, "s3", endpoints=endpoints)
+        location = s3.get_bucket_location(Bucket=settings.resource("inbox"))
+        assert location["LocationConstraint"] == "eu-west-1"
+        assert not provision(settings, endpoints=endpoints).changed
+    finally:
+        teardown(settings, endpoints=endpoints)
 
 
 # -- S3 events -----------------------------------------------------------------------------
