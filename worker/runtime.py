@@ -14,9 +14,10 @@ deadlines and cardinality belong to their owners (the coordinator decides a retr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args
@@ -181,6 +182,14 @@ def _http_status(status: int) -> FailureCategory:
 # -- the runtime ---------------------------------------------------------------------------------
 
 
+@dataclass
+class _Outcome:
+    """Filled in as an invocation ends; ``unexpected`` until proven otherwise."""
+
+    category: str = "unexpected"
+    result: str = "ERROR"
+
+
 class InvocationRuntime:
     """Internal, injected (not a static utility) so diagnostics can be configured per role."""
 
@@ -188,60 +197,64 @@ class InvocationRuntime:
         self.role = role
         self._clock = clock
 
-    async def invoke_step(self, spec: StepSpec, value: Any, ctx: StepContext) -> Any:
-        """Run one step on one value (one item of a per-item step)."""
-        token = current_step.set(ctx)
-        started, category = self._clock(), "unexpected"
+    @contextlib.contextmanager
+    def _invocation(
+        self, var: ContextVar[Any], value: Any, record: Callable[[str, float], None]
+    ) -> Iterator[_Outcome]:
+        """What every entry point shares: install context, time, label, restore."""
+        token = var.set(value)
+        outcome, started = _Outcome(), self._clock()
         try:
-            result = await call_step(spec, value, ctx)
-            category = "none"
-            return result
+            yield outcome
         except BaseException as exc:
-            category = categorize(exc)
+            outcome.category = categorize(exc)
             raise
         finally:
-            current_step.reset(token)
-            elapsed = self._clock() - started
+            var.reset(token)
+            record(outcome.category, self._clock() - started)
+
+    async def invoke_step(self, spec: StepSpec, value: Any, ctx: StepContext) -> Any:
+        """Run one step on one value (one item of a per-item step)."""
+
+        def record(category: str, elapsed: float) -> None:
             metrics.STEP_SECONDS.labels(ctx.pipeline_id, spec.id, category).observe(elapsed)
+
+        with self._invocation(current_step, ctx, record) as outcome:
+            result = await call_step(spec, value, ctx)
+            outcome.category = "none"
+            return result
 
     async def invoke_transition(
         self, command: TransitionCommand, run: Callable[[], Awaitable[T]]
     ) -> T:
         """Run a whole transition; a FAILED result is labelled with its failure's category."""
-        token = current_transition.set(command)
-        started, category, outcome = self._clock(), "unexpected", "ERROR"
-        try:
+
+        def record(category: str, elapsed: float) -> None:
+            metrics.TRANSITION_SECONDS.labels(command.pipeline_id, category).observe(elapsed)
+            if category == "cancelled":
+                outcome.result = "CANCELLED"
+            metrics.TRANSITIONS.labels(self.role, outcome.result).inc()
+
+        with self._invocation(current_transition, command, record) as outcome:
             result = await run()
             if isinstance(result, TransitionResult):
-                outcome = result.outcome
-                category = result.failure.category if result.failure else "none"
+                outcome.result = result.outcome
+                outcome.category = result.failure.category if result.failure else "none"
             else:
-                category, outcome = "none", "COMPLETED"
+                outcome.category, outcome.result = "none", "COMPLETED"
             return result
-        except BaseException as exc:
-            category = categorize(exc)
-            outcome = "CANCELLED" if category == "cancelled" else "ERROR"
-            raise
-        finally:
-            current_transition.reset(token)
-            elapsed = self._clock() - started
-            metrics.TRANSITION_SECONDS.labels(command.pipeline_id, category).observe(elapsed)
-            metrics.TRANSITIONS.labels(self.role, outcome).inc()
 
     async def invoke_transport(
         self, protocol: str, target: str, call: Callable[[], Awaitable[T]]
     ) -> T:
         """Run one remote call (a REST step, a remote worker); step context stays installed."""
-        token = current_transport.set(TransportTarget(protocol, target))
-        started, category = self._clock(), "unexpected"
-        try:
-            result = await call()
-            category = "none"
-            return result
-        except BaseException as exc:
-            category = categorize(exc)
-            raise
-        finally:
-            current_transport.reset(token)
-            elapsed = self._clock() - started
+
+        def record(category: str, elapsed: float) -> None:
             metrics.TRANSPORT_SECONDS.labels(protocol, target, category).observe(elapsed)
+
+        with self._invocation(
+            current_transport, TransportTarget(protocol, target), record
+        ) as outcome:
+            result = await call()
+            outcome.category = "none"
+            return result
