@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,9 +20,10 @@ from coordinator.service import ExecutionService, NoActiveRelease
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.codec import decode_envelope, encode_envelope
-from tpf.errors import IdempotencyKeyReused, InvalidInput, NotFound, TpfError
+from tpf.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, TpfError
 
 CONTROL_PLANE = "/tpf/control-plane"
+Body = TypeVar("Body", bound=BaseModel)
 
 
 class ApiError(TpfError):
@@ -81,6 +82,16 @@ async def _json_body(request: Request) -> Any:
         raise ApiError(400, "INVALID_JSON", f"body is not JSON: {exc}", "") from exc
 
 
+async def parse_body(request: Request, model: type[Body], *, empty: Any = None) -> Body:
+    """The request's JSON body as ``model``; 400 with the pointer of the first bad field."""
+    body = await _json_body(request)
+    try:
+        return model.model_validate(empty if body is None else body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ApiError(400, "INVALID_INPUT", first["msg"], _pointer(first["loc"])) from exc
+
+
 def _pointer(loc: tuple[Any, ...]) -> str:
     return "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in loc)
 
@@ -90,12 +101,7 @@ def control_plane(service: ExecutionService) -> APIRouter:
 
     @router.post("/tenants/{tenant_id}/executions")
     async def submit(tenant_id: str, request: Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        try:
-            submit = SubmitRequest.model_validate(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ApiError(400, "INVALID_INPUT", first["msg"], _pointer(first["loc"])) from exc
+        submit = await parse_body(request, SubmitRequest)
         value = decode_envelope(submit.inputPayload, pointer="/inputPayload")
         try:
             outcome = await service.submit(
@@ -121,6 +127,11 @@ def control_plane(service: ExecutionService) -> APIRouter:
     @router.get("/tenants/{tenant_id}/executions/{execution_id}")
     async def status(tenant_id: str, execution_id: str) -> dict[str, Any]:
         return status_body(await service.status(tenant_id, execution_id))
+
+    @router.get("/tenants/{tenant_id}/executions/{execution_id}/history")
+    async def history(tenant_id: str, execution_id: str) -> list[dict[str, Any]]:
+        """State changes in order, with operator actions' actor and reason (ours)."""
+        return [c.as_json() for c in await service.history(tenant_id, execution_id)]
 
     @router.get("/tenants/{tenant_id}/executions/{execution_id}/result")
     async def result(tenant_id: str, execution_id: str) -> dict[str, Any]:
@@ -187,6 +198,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IdempotencyKeyReused)
     async def reused(_: Request, exc: IdempotencyKeyReused) -> JSONResponse:
         return JSONResponse(body("IDEMPOTENCY_KEY_REUSED", str(exc)), status_code=409)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse(body(exc.code, str(exc)), status_code=409)
 
     @app.exception_handler(NoActiveRelease)
     async def no_release(_: Request, exc: NoActiveRelease) -> JSONResponse:

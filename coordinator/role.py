@@ -14,7 +14,9 @@ from typing import Any
 
 import uvicorn
 
+from coordinator.admin import admin_router
 from coordinator.api import create_app
+from coordinator.history import DynamoHistoryTable, History
 from coordinator.registry import DynamoRegistryTable, Registry
 from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
@@ -49,9 +51,12 @@ async def build(settings: Settings, aws: AwsClients, signer: Signer) -> Coordina
     table = DynamoExecutionTable(
         aws.dynamodb, settings.resource("executions"), shards=settings.due_shards
     )
+    history = History(
+        DynamoHistoryTable(aws.dynamodb, settings.resource("history")), enabled=settings.history
+    )
     return assemble(
         settings=settings,
-        store=ExecutionStore(table),
+        store=ExecutionStore(table, history),
         registry=Registry(DynamoRegistryTable(aws.dynamodb, settings.resource("registry"))),
         payloads=payload_store(settings, aws),
         work=await queue("work"),
@@ -74,7 +79,11 @@ async def running_coordinator(settings: Settings) -> AsyncIterator[Coordinator]:
     """Clients opened and parts wired, loops not started (tests drive them directly)."""
     signer = Signer.from_references(settings.signing_key, settings.signing_key_previous)
     async with open_clients(settings) as aws:
-        yield await build(settings, aws, signer)
+        coordinator = await build(settings, aws, signer)
+        try:
+            yield coordinator
+        finally:
+            await coordinator.close()
 
 
 async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
@@ -82,7 +91,10 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
     control_token, admin_token = tokens(settings)
     async with running_coordinator(settings) as coordinator:
         app = create_app(
-            coordinator.service, control_plane_token=control_token, admin_token=admin_token
+            coordinator.service,
+            control_plane_token=control_token,
+            admin_token=admin_token,
+            routers=[admin_router(coordinator.operations)],
         )
         server = _Server(
             uvicorn.Config(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.dispatcher import Dispatcher
+from coordinator.history import Change
 from coordinator.records import (
     MAX_KEY,
     MAX_PIPELINE,
@@ -109,6 +110,12 @@ class ExecutionService:
         if record is None:
             raise NotFound(f"no execution {execution_id} for tenant {tenant_id}")
         return record
+
+    async def history(self, tenant_id: str, execution_id: str) -> list[Change]:
+        await self.status(tenant_id, execution_id)
+        if self.store.history is None:
+            return []
+        return await self.store.history.list(tenant_id, execution_id)
 
     async def result(self, tenant_id: str, execution_id: str) -> ExecutionResult:
         record = await self.status(tenant_id, execution_id)

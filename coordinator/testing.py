@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from coordinator.history import History, InMemoryHistoryTable
 from coordinator.registry import InMemoryRegistryTable, Registry, register_pipeline
 from coordinator.store import ExecutionStore
 from coordinator.store.memory import InMemoryExecutionTable
@@ -42,7 +43,7 @@ class InMemoryCoordinator(Coordinator):
         signer = Signer(TEST_KEY)
         parts = assemble(
             settings=settings,
-            store=ExecutionStore(table),
+            store=ExecutionStore(table, History(InMemoryHistoryTable())),
             registry=Registry(InMemoryRegistryTable()),
             payloads=PayloadStore(InMemoryPayloadBackend()),
             work=queues["work"],

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
+from coordinator.operations import OperatorActions
 from coordinator.registry import Registry
 from coordinator.results import ResultsConsumer
 from coordinator.service import ExecutionService
@@ -35,6 +36,12 @@ class Coordinator:
     results: ResultsConsumer
     sweeper: Sweeper
     service: ExecutionService
+    operations: OperatorActions
+
+    async def close(self) -> None:
+        """Flush what is written off the commit path (history entries)."""
+        if self.store.history is not None:
+            await self.store.history.close()
 
 
 def assemble(
@@ -52,12 +59,13 @@ def assemble(
     dispatcher = Dispatcher(
         store=store, registry=registry, work=work, signer=signer, timings=timings
     )
+    dead_letter_publisher = DeadLetterPublisher(dead_letters)
     committer = TransitionCommitter(
         store=store,
         registry=registry,
         payloads=payloads,
         dispatcher=dispatcher,
-        dead_letters=DeadLetterPublisher(dead_letters),
+        dead_letters=dead_letter_publisher,
     )
     return Coordinator(
         settings=settings,
@@ -82,5 +90,8 @@ def assemble(
             payloads=payloads,
             dispatcher=dispatcher,
             timings=timings,
+        ),
+        operations=OperatorActions(
+            store=store, dispatcher=dispatcher, dead_letters=dead_letter_publisher
         ),
     )

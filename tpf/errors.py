@@ -6,6 +6,7 @@
     ├── ConfigurationError          bad settings, no endpoint to talk to
     ├── ContractError               a pipeline or contract that cannot be used
     ├── InvalidInput                a payload that fails its schema (carries a JSON pointer)
+    ├── Conflict                    a request the current state does not allow (HTTP 409)
     ├── StoreError                  a conditional write that did not apply
     │   ├── AlreadyExists           record present (carries it)
     │   ├── IdempotencyKeyReused    same key, other input (carries the existing record)
@@ -42,6 +43,14 @@ class InvalidInput(TpfError):
     def __init__(self, message: str, *, pointer: str = "") -> None:
         super().__init__(message)
         self.pointer = pointer
+
+
+class Conflict(TpfError):
+    """The request is valid but the current state refuses it; ``code`` names why."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class StoreError(TpfError):

@@ -28,6 +28,8 @@ class Member:
     args: list[str]
     log_path: Path
     ledger_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    """This member's own settings (its API port, say), over the fleet's."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,19 +43,20 @@ class Fleet:
     workdir: Path
     members: list[Member] = field(default_factory=list)
 
-    def add(self, role: str, name: str, *args: str) -> Member:
+    def add(self, role: str, name: str, *args: str, env: dict[str, str] | None = None) -> Member:
         member = Member(
             role=role,
             name=name,
             args=[sys.executable, "-m", "tpf", role, *args],
             log_path=self.workdir / f"{name}.log",
             ledger_path=self.workdir / f"{name}.ledger.json",
+            env=env or {},
         )
         self.members.append(member)
         return member
 
     def start(self, member: Member) -> None:
-        env = {**os.environ, **self.env, "TPF_LEDGER_FILE": str(member.ledger_path)}
+        env = {**os.environ, **self.env, **member.env, "TPF_LEDGER_FILE": str(member.ledger_path)}
         log = member.log_path.open("ab")
         member.process = subprocess.Popen(
             member.args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

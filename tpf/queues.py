@@ -56,20 +56,24 @@ class _Pending(Generic[T]):
 
 
 class Batcher(Generic[T]):
-    """Gathers items from concurrent callers for up to ``linger_s``; flushes 10 at a time."""
+    """Gathers items from concurrent callers for up to ``linger_s``; flushes ``size`` at a time."""
 
     def __init__(
-        self, flush: Callable[[list[T]], Awaitable[list[Exception | None]]], linger_s: float = 0.002
+        self,
+        flush: Callable[[list[T]], Awaitable[list[Exception | None]]],
+        linger_s: float = 0.002,
+        size: int = BATCH,
     ) -> None:
         self._flush = flush
         self._linger_s = linger_s
+        self._size = size
         self._pending: list[_Pending[T]] = []
         self._timer: asyncio.TimerHandle | None = None
 
     async def submit(self, item: T) -> None:
         entry = _Pending(item)
         self._pending.append(entry)
-        if len(self._pending) >= BATCH:
+        if len(self._pending) >= self._size:
             self._drain()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._drain)
@@ -80,7 +84,7 @@ class Batcher(Generic[T]):
             self._timer.cancel()
             self._timer = None
         while self._pending:
-            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            batch, self._pending = self._pending[: self._size], self._pending[self._size :]
             asyncio.get_running_loop().create_task(self._run(batch))
 
     async def _run(self, batch: list[_Pending[T]]) -> None:

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     """Refuse one-process mode, so a separated deployment cannot silently run steps in-process."""
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     """Transitions one worker process runs at once."""
+    history: bool = True
+    """Append every state change to the history table (1 WRU each); operator actions always are."""
 
     ledger_file: Path | None = None
     """Where a role process writes its request ledger (JSON) when it exits."""

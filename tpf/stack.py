@@ -43,6 +43,7 @@ class StackSpec:
     substrate: str = "embedded"
     stack: str = "tpf"
     profile: str = "default"
+    coordinators: int = 1
     workers: int = 2
     pipelines: tuple[str, ...] = DEFAULT_PIPELINES
     release: str = "1.0.0"
@@ -58,9 +59,14 @@ class OwnedStack:
     settings: Settings
     endpoints: Endpoints
     env: dict[str, str]
-    api_url: str
+    api_urls: list[str]
     fleet: Fleet
     embedded: EmbeddedSubstrate | None
+
+    @property
+    def api_url(self) -> str:
+        """The first coordinator's API; every replica serves the same data."""
+        return self.api_urls[0]
 
     @property
     def control_plane_token(self) -> str:
@@ -132,15 +138,19 @@ def owned_stack(spec: StackSpec, *, workdir: Path | None = None) -> Iterator[Own
 
         workdir = workdir or Path(tempfile.mkdtemp(prefix=f"tpf-{spec.stack}-"))
         fleet = Fleet(env=env, workdir=workdir)
-        fleet.add("coordinator", "coordinator")
+        ports = [env["TPF_API_PORT"]] + [str(free_port()) for _ in range(spec.coordinators - 1)]
+        for i, port in enumerate(ports):
+            name = "coordinator" if i == 0 else f"coordinator-{i + 1}"
+            fleet.add("coordinator", name, env={"TPF_API_PORT": port})
         pipeline_args = [arg for p in spec.pipelines for arg in ("--pipeline", p)]
         for i in range(spec.workers):
             fleet.add("worker", f"worker-{i + 1}", *pipeline_args, "--release", spec.release)
-        api_url = f"http://127.0.0.1:{env['TPF_API_PORT']}"
-        stack = OwnedStack(spec, settings, endpoints, env, api_url, fleet, embedded)
+        api_urls = [f"http://127.0.0.1:{port}" for port in ports]
+        stack = OwnedStack(spec, settings, endpoints, env, api_urls, fleet, embedded)
         try:
             fleet.start_all()
-            fleet.wait_ready(f"{api_url}/q/health/ready")
+            for url in api_urls:
+                fleet.wait_ready(f"{url}/q/health/ready")
             yield stack
         finally:
             fleet.stop_all(grace=settings.timings.shutdown_grace.total_seconds() + 5)

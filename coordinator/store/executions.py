@@ -13,6 +13,8 @@
 
 WAIT_RETRY may carry a pre-assigned transition key: a retry whose command waits in SQS with a
 delay. Its result commits like a RUNNING one, since the key is unique to that attempt.
+
+Every successful change is also appended to the execution's history (``coordinator.history``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from coordinator.history import Change, History
 from coordinator.records import (
     ACTIVE,
     ExecutionRecord,
@@ -44,8 +47,8 @@ class Submitted:
 class ExecutionStore:
     """The coordinator's view of execution records; every method is one conditional write."""
 
-    def __init__(self, table: ExecutionTable) -> None:
-        self.table = table
+    def __init__(self, table: ExecutionTable, history: History | None = None) -> None:
+        self.table, self.history = table, history
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -73,13 +76,14 @@ class ExecutionStore:
         """Create a QUEUED record, or return the one the same idempotency key created."""
         try:
             await self.table.insert(record)
+            self._remember(Change.of(None, record))
             return Submitted(record, duplicate=False)
         except AlreadyExists as exc:
             existing: ExecutionRecord = exc.current
         if existing.expires_at() * 1000 <= now_ms:
             # TTL deletion lags; an expired record no longer holds its key.
             guard = Guard(version=existing.version, statuses=frozenset(Status))
-            await self.table.replace(record, guard)
+            await self._write(existing, record, guard)
             return Submitted(record, duplicate=False)
         if existing.input.digest != record.input.digest:
             raise IdempotencyKeyReused(
@@ -113,7 +117,7 @@ class ExecutionStore:
             statuses=_DISPATCHABLE,
             due_by_ms=now_ms if only_if_due else None,
         )
-        return await self._write(new, guard)
+        return await self._write(record, new, guard)
 
     async def renew(
         self, tenant_id: str, execution_id: str, *, transition_key: str, deadline_ms: int
@@ -138,7 +142,7 @@ class ExecutionStore:
             error_code=None,
             error_message=None,
         )
-        return await self._write(new, self._in_flight(record, transition_key))
+        return await self._write(record, new, self._in_flight(record, transition_key))
 
     async def advance(
         self,
@@ -175,7 +179,7 @@ class ExecutionStore:
                 transition_key=_key(new, 1),
                 due_at_ms=dispatch_deadline_ms,
             )
-        return await self._write(new, self._in_flight(record, transition_key))
+        return await self._write(record, new, self._in_flight(record, transition_key))
 
     async def park(
         self,
@@ -200,7 +204,7 @@ class ExecutionStore:
             error_message=None,
             updated_at_ms=now_ms,
         )
-        return await self._write(new, self._in_flight(record, transition_key))
+        return await self._write(record, new, self._in_flight(record, transition_key))
 
     async def retry(
         self,
@@ -233,7 +237,9 @@ class ExecutionStore:
             new = new.change(
                 attempt=record.attempt + 1, transition_key=_key(record, record.attempt + 1)
             )
-        return await self._write(new, self._in_flight(record, transition_key, timed_out, now_ms))
+        return await self._write(
+            record, new, self._in_flight(record, transition_key, timed_out, now_ms)
+        )
 
     async def fail(
         self,
@@ -264,7 +270,7 @@ class ExecutionStore:
             )
         else:
             guard = self._in_flight(record, transition_key, timed_out, now_ms)
-        return await self._write(new, guard)
+        return await self._write(record, new, guard)
 
     async def resume(
         self,
@@ -301,12 +307,18 @@ class ExecutionStore:
             statuses=frozenset({Status.WAITING_EXTERNAL}),
             await_unit_id=await_unit_id,
         )
-        return await self._write(new, guard)
+        return await self._write(record, new, guard)
 
     # -- operator actions -------------------------------------------------------------------
 
     async def redrive(
-        self, record: ExecutionRecord, *, now_ms: int, allow_failed: bool = False
+        self,
+        record: ExecutionRecord,
+        *,
+        now_ms: int,
+        actor: str,
+        reason: str | None = None,
+        allow_failed: bool = False,
     ) -> ExecutionRecord:
         """Queue a dead-lettered execution again at its resume point with a fresh retry budget."""
         allowed = {Status.DLQ, Status.FAILED} if allow_failed else {Status.DLQ}
@@ -322,9 +334,12 @@ class ExecutionStore:
             error_message=None,
             updated_at_ms=now_ms,
         )
-        return await self._write(new, Guard(version=record.version, statuses=frozenset(allowed)))
+        guard = Guard(version=record.version, statuses=frozenset(allowed))
+        return await self._write(record, new, guard, actor=actor, reason=reason)
 
-    async def cancel(self, record: ExecutionRecord, *, now_ms: int, reason: str) -> ExecutionRecord:
+    async def cancel(
+        self, record: ExecutionRecord, *, now_ms: int, actor: str, reason: str
+    ) -> ExecutionRecord:
         new = self._settled(
             record,
             now_ms,
@@ -332,7 +347,8 @@ class ExecutionStore:
             error_code="CANCELLED",
             error_message=cap_message(reason),
         )
-        return await self._write(new, Guard(version=record.version, statuses=ACTIVE))
+        guard = Guard(version=record.version, statuses=ACTIVE)
+        return await self._write(record, new, guard, actor=actor, reason=reason)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -359,9 +375,26 @@ class ExecutionStore:
             due_by_ms=now_ms if timed_out else None,
         )
 
-    async def _write(self, new: ExecutionRecord, guard: Guard) -> ExecutionRecord:
+    async def _write(
+        self,
+        before: ExecutionRecord,
+        new: ExecutionRecord,
+        guard: Guard,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> ExecutionRecord:
+        """Replace under ``guard``; an ``actor`` marks an operator action, recorded durably."""
         await self.table.replace(new, guard)
+        if actor is None:
+            self._remember(Change.of(before, new))
+        elif self.history is not None:
+            await self.history.record_now(Change.of(before, new, actor=actor, reason=reason))
         return new
+
+    def _remember(self, change: Change) -> None:
+        if self.history is not None:
+            self.history.record(change)
 
 
 def _key(record: ExecutionRecord, attempt: int) -> str:

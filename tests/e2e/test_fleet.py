@@ -135,3 +135,53 @@ def test_killing_a_worker_mid_transition_loses_nothing(
         api.get(f"/executions/{execution_id}/result").json()["resultPayload"]["payload"]
     )
     assert result["by"] != str(victim_pid)
+
+
+def test_operators_redrive_and_cancel_with_the_cli_and_see_the_history(
+    fleet: OwnedStack, api: httpx.Client, tmp_path: Path
+) -> None:
+    from tests.e2e.test_cli import clean_env, tpf
+    from tpf.cli.operations import default_actor
+
+    env = clean_env(tmp_path, **fleet.env, TPF_API_URL=fleet.api_url)
+    execution_id = submit(api, "org.tests.broken", {"name": "again"}).json()["executionId"]
+    first = finished(api, execution_id)
+    assert first["status"] == "DLQ"
+
+    stale = tpf("redrive", execution_id, "--tenant", "acme", "--expected-version", "0", env=env)
+    assert stale.returncode == 2 and "409" in stale.stderr
+    redriven = tpf(
+        "redrive", execution_id, "--tenant", "acme", "--reason", "bug fixed", "--json", env=env
+    )
+    assert redriven.returncode == 0, redriven.stderr
+    assert json.loads(redriven.stdout)["previousStatus"] == "DLQ"
+
+    def dead_again() -> dict[str, Any] | None:
+        status = finished(api, execution_id)
+        return status if status["version"] > first["version"] + 1 else None
+
+    second = wait_until(dead_again, timeout=30)
+    assert second["status"] == "DLQ" and second["attempt"] == 4  # a fresh budget of 2
+
+    shown = tpf("status", execution_id, "--tenant", "acme", "--history", "--json", env=env)
+    history = json.loads(shown.stdout)["history"]
+    operator = [h for h in history if h["reason"] == "bug fixed"]
+    assert len(operator) == 1 and operator[0]["previousStatus"] == "DLQ"
+    assert operator[0]["actor"] == default_actor()  # user@host of whoever ran the command
+    assert [h["status"] for h in history].count("DLQ") == 2
+
+    slow = submit(api, "org.tests.slow", {"name": "cancel me", "seconds": 3}).json()
+    cancelled = tpf(
+        "cancel", slow["executionId"], "--tenant", "acme", "--reason", "not needed", env=env
+    )
+    assert cancelled.returncode == 0, cancelled.stderr
+    status = finished(api, slow["executionId"])
+    assert (status["status"], status["errorCode"]) == ("FAILED", "CANCELLED")
+
+    dry = tpf(
+        "redrive", "--where", "status=DLQ", "--where", "pipeline=org.tests.broken",
+        "--tenant", "acme", "--dry-run", "--json", env=env,
+    )  # fmt: skip
+    report = json.loads(dry.stdout)
+    assert report["dryRun"] and execution_id in report["executionIds"]
+    assert finished(api, execution_id)["version"] == second["version"]  # nothing moved

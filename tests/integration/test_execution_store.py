@@ -143,9 +143,9 @@ async def test_a_terminal_execution_accepts_no_further_change(
     )
     assert done.status is Status.SUCCEEDED and done.due_at_ms is None
     for attempt in (
-        execution_store.cancel(done, now_ms=NOW, reason="too late"),
+        execution_store.cancel(done, now_ms=NOW, actor="ops", reason="too late"),
         execution_store.dispatch(done, now_ms=NOW, deadline_ms=NOW + 1),
-        execution_store.redrive(done, now_ms=NOW, allow_failed=True),
+        execution_store.redrive(done, now_ms=NOW, actor="ops", allow_failed=True),
     ):
         with pytest.raises(StaleRecord):
             await attempt
@@ -262,13 +262,13 @@ async def test_exhausted_retries_end_in_dlq_and_redrive_resets_the_budget(
         now_ms=NOW,
     )
     assert dead.status is Status.DLQ and dead.retries_used == 1
-    redriven = await execution_store.redrive(dead, now_ms=NOW + 1)
+    redriven = await execution_store.redrive(dead, now_ms=NOW + 1, actor="ops")
     assert redriven.status is Status.QUEUED
     assert redriven.version == dead.version + 1
     assert redriven.retries_used == 0 and redriven.redrive_generation == 1
     assert redriven.attempt == dead.attempt  # keys stay unique across re-drives
     with pytest.raises(StaleRecord):  # the expected version moved on
-        await execution_store.redrive(dead, now_ms=NOW + 2)
+        await execution_store.redrive(dead, now_ms=NOW + 2, actor="ops")
 
 
 async def test_a_failed_execution_is_redriven_only_when_allowed(
@@ -284,8 +284,8 @@ async def test_a_failed_execution_is_redriven_only_when_allowed(
         now_ms=NOW,
     )
     with pytest.raises(StaleRecord):
-        await execution_store.redrive(failed, now_ms=NOW)
-    redriven = await execution_store.redrive(failed, now_ms=NOW, allow_failed=True)
+        await execution_store.redrive(failed, now_ms=NOW, actor="ops")
+    redriven = await execution_store.redrive(failed, now_ms=NOW, actor="ops", allow_failed=True)
     assert redriven.status is Status.QUEUED and redriven.error_code is None
 
 
@@ -293,7 +293,9 @@ async def test_cancel_fails_a_live_execution_with_its_reason(
     execution_store: ExecutionStore,
 ) -> None:
     record = await running(execution_store)
-    cancelled = await execution_store.cancel(record, now_ms=NOW, reason="customer asked")
+    cancelled = await execution_store.cancel(
+        record, now_ms=NOW, actor="ops", reason="customer asked"
+    )
     assert cancelled.status is Status.FAILED
     assert (cancelled.error_code, cancelled.error_message) == ("CANCELLED", "customer asked")
 

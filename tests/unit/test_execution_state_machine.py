@@ -195,13 +195,18 @@ class ExecutionLifecycle(RuleBasedStateMachine):
     def redrive(self, data: st.DataObject, allow_failed: bool) -> None:
         snap = data.draw(st.sampled_from(self.seen))
         self.attempt(
-            snap, lambda r: self.store.redrive(r, now_ms=self.now, allow_failed=allow_failed)
+            snap,
+            lambda r: self.store.redrive(
+                r, now_ms=self.now, actor="ops", allow_failed=allow_failed
+            ),
         )
 
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         snap = data.draw(st.sampled_from(self.seen))
-        self.attempt(snap, lambda r: self.store.cancel(r, now_ms=self.now, reason="stop"))
+        self.attempt(
+            snap, lambda r: self.store.cancel(r, now_ms=self.now, actor="ops", reason="stop")
+        )
 
     @invariant()
     def version_only_grows_and_terminal_is_final(self) -> None:

@@ -21,11 +21,12 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from tpf.cli import demo, executions, infra, roles, up
+    from tpf.cli import demo, dlq, executions, infra, operations, roles, up
 
     app.add_typer(infra.app, name="infra")
     app.add_typer(executions.executions, name="executions")
-    for group in (demo.app, up.app, roles.app, executions.app):
+    app.add_typer(dlq.app, name="dlq")
+    for group in (demo.app, up.app, roles.app, executions.app, operations.app):
         app.registered_commands.extend(group.registered_commands)
 
 

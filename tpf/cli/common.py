@@ -37,25 +37,24 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
 class Api:
     """The coordinator's HTTP API, located from the environment or `tpf up`'s state file."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, admin: bool = False) -> None:
         state = read_state(settings) or {}
         self.base_url = os.environ.get("TPF_API_URL") or state.get("api_url")
         if not self.base_url:
             self.base_url = f"http://127.0.0.1:{settings.api_port}"
-        token = settings.control_plane_token
-        self.token = token.get_secret_value() if token else state.get("control_plane_token")
+        name = "admin_token" if admin else "control_plane_token"
+        token = getattr(settings, name)
+        self.token = token.get_secret_value() if token else state.get(name)
         if not self.token:
-            raise ConfigurationError(
-                "no control-plane token: set TPF_CONTROL_PLANE_TOKEN or run `tpf up`"
-            )
+            raise ConfigurationError(f"no {name}: set TPF_{name.upper()} or run `tpf up`")
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, *, timeout: float = 10, **kwargs: Any) -> Any:
         try:
             response = httpx.request(
                 method,
                 f"{self.base_url}{path}",
                 headers={"Authorization": f"Bearer {self.token}"},
-                timeout=10,
+                timeout=timeout,
                 **kwargs,
             )
         except httpx.HTTPError as exc:

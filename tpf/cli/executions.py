@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -54,6 +55,7 @@ def submit(
 @app.command()
 def status(
     execution_id: Annotated[str, typer.Argument()],
+    history: Annotated[bool, typer.Option(help="Also show every state change so far.")] = False,
     tenant: Tenant = "default",
     as_json: Json = False,
 ) -> None:
@@ -62,13 +64,34 @@ def status(
     base = f"/tpf/control-plane/tenants/{tenant}/executions/{execution_id}"
     record = api.call("GET", base)
     result = api.call("GET", f"{base}/result")
+    changes = api.call("GET", f"{base}/history") if history else None
     if as_json:
-        print_json({**record, "result": result["resultPayload"]})
+        extra = {"history": changes} if history else {}
+        print_json({**record, "result": result["resultPayload"], **extra})
         return
     rows = [[k, v] for k, v in record.items() if v is not None]
     if result["resultPayload"]:
         rows.append(["result", result["resultPayload"]["payload"]])
     table(f"execution {execution_id}", ["field", "value"], rows)
+    if changes is not None:
+        columns = ["version", "at", "previousStatus", "status", "stepIndex", "attempt"]
+        table(
+            "history",
+            [*columns, "errorCode", "actor", "reason"],
+            [
+                [
+                    c["version"],
+                    datetime.fromtimestamp(c["atEpochMs"] / 1000).isoformat(
+                        timespec="milliseconds"
+                    ),
+                    *(c[k] for k in columns[2:]),
+                    c["errorCode"],
+                    c["actor"],
+                    c["reason"],
+                ]
+                for c in changes
+            ],
+        )
 
 
 @executions.command("list")
