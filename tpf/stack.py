@@ -137,6 +137,7 @@ def owned_stack(spec: StackSpec, *, workdir: Path | None = None) -> Iterator[Own
         asyncio.run(register_all(settings, pipelines, spec.release))
 
         workdir = workdir or Path(tempfile.mkdtemp(prefix=f"tpf-{spec.stack}-"))
+        workdir.mkdir(parents=True, exist_ok=True)
         fleet = Fleet(env=env, workdir=workdir)
         ports = [env["TPF_API_PORT"]] + [str(free_port()) for _ in range(spec.coordinators - 1)]
         for i, port in enumerate(ports):
