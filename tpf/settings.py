@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     """Refuse one-process mode, so a separated deployment cannot silently run steps in-process."""
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     """Transitions one worker process runs at once."""
+    shutdown_grace_s: float | None = Field(default=None, ge=0, le=900)
+    """Seconds a stopping process gets to finish in-flight work; the profile's when unset."""
     history: bool = True
     """Append every state change to the history table (1 WRU each); operator actions always are."""
 
@@ -113,7 +115,11 @@ class Settings(BaseSettings):
 
     @property
     def timings(self) -> Timings:
-        return PROFILES[self.profile]
+        timings = PROFILES[self.profile]
+        if self.shutdown_grace_s is not None:
+            grace = timedelta(seconds=self.shutdown_grace_s)
+            timings = timings.model_copy(update={"shutdown_grace": grace})
+        return timings
 
     @property
     def state_file(self) -> Path:

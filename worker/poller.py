@@ -178,6 +178,13 @@ class TransitionWorker:
         if reason is not None:
             await self._reject(message, reason, reason.replace("_", " "), visible_again=True)
             return
+        if envelope.deadline_epoch_ms <= self._clock():
+            # It waited in the queue past its deadline: the coordinator's sweeper has taken the
+            # transition over (or is about to) under a new key, so a run would only be wasted
+            # work ending in a late result. Dropping it keeps a backlog from feeding itself.
+            detail = envelope.transition_key
+            await self._reject(message, "past_deadline", detail, visible_again=False)
+            return
         try:
             await self._execute(message, envelope)
         except asyncio.CancelledError:
@@ -238,8 +245,14 @@ class TransitionWorker:
         interval = self.timings.heartbeat_interval.total_seconds()
         # A heartbeat older than a transition timeout cannot keep anything alive: let it expire.
         ttl_ms = int(self.timings.transition_timeout.total_seconds() * 1000)
+        # A command that waited long in the queue starts close to its deadline: beat at once,
+        # so the transition gets a full timeout; otherwise short transitions never beat.
+        pause = interval
+        if command.deadline_epoch_ms - self._clock() < ttl_ms:
+            pause = 0
         while True:
-            await asyncio.sleep(interval)  # short transitions never heartbeat
+            await asyncio.sleep(pause)
+            pause = interval
             beat = Heartbeat(
                 tenant_id=command.tenant_id,
                 execution_id=command.execution_id,

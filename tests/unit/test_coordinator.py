@@ -12,9 +12,10 @@ from coordinator.records import Status
 from coordinator.retries import decide
 from coordinator.testing import InMemoryCoordinator
 from examples.orders import orders
-from tests.unit.drive import ORDER, checkpointed, commands, completed, failed, submit
+from tests.unit.drive import ORDER, WORKER, checkpointed, commands, completed, failed, submit
 from tpf.contract import ContractRetry
 from tpf.errors import InvalidInput, NotFound
+from tpf.wire import Heartbeat
 
 
 async def test_submit_pins_the_active_release_and_dispatches_a_signed_command(
@@ -133,6 +134,35 @@ async def test_the_sweeper_times_out_a_silent_transition_and_retries_it(
     assert (record.status, record.error_code) == (Status.WAIT_RETRY, "TRANSITION_TIMEOUT")
     # The frozen worker wakes up and reports: its result is fenced off.
     assert await coordinator.committer.commit(completed(command, 1, {"n": 2}), now_ms=9_000) is None
+
+
+async def test_heartbeats_keep_a_slow_transition_alive_and_their_absence_does_not(
+    coordinator: InMemoryCoordinator,
+) -> None:
+    execution_id = await submit(coordinator, checkpointed.id, {"n": 1})
+    [command] = await commands(coordinator)
+    timeout_ms = int(coordinator.settings.timings.transition_timeout.total_seconds() * 1000)
+    now = command.deadline_epoch_ms - 1_000
+    for _ in range(5):  # a step that runs well past its first deadline, beating every second
+        beat = Heartbeat(
+            tenant_id="acme",
+            execution_id=execution_id,
+            transition_key=command.transition_key,
+            execution_version=command.execution_version,
+            worker=WORKER,
+            sent_at_epoch_ms=now,
+        )
+        await coordinator.results.heartbeat(beat, now_ms=now)
+        now += 1_000
+        assert await coordinator.sweeper.sweep_once(now) == 0
+    record = await coordinator.service.status("acme", execution_id)
+    assert record.status is Status.RUNNING and record.version == command.execution_version
+    assert record.due_at_ms == now - 1_000 + timeout_ms
+    # The worker falls silent: once the last extension runs out, the sweeper takes over.
+    assert await coordinator.sweeper.sweep_once(record.due_at_ms - 1) == 0
+    assert await coordinator.sweeper.sweep_once(record.due_at_ms) == 1
+    record = await coordinator.service.status("acme", execution_id)
+    assert (record.status, record.error_code) == (Status.WAIT_RETRY, "TRANSITION_TIMEOUT")
 
 
 async def test_the_sweeper_dispatches_an_execution_whose_submitter_died(

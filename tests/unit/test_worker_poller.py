@@ -167,6 +167,34 @@ async def test_an_unsigned_command_is_rejected_deleted_and_never_run(
     assert (gate.started, h.results.messages, rejected("signature")) == ([], {}, before + 1)
 
 
+async def test_a_command_past_its_deadline_is_dropped_unrun(
+    started: Callable[..., Harness],
+) -> None:
+    gate = Gate()
+    h = started(gate.pipeline())
+    before = rejected("past_deadline")
+    late = h.command(gate.pipeline(), {"name": "late"}).model_copy(
+        update={"deadline_epoch_ms": epoch_ms() - 1}
+    )
+    await h.send(late)
+    await wait_until(lambda: not h.work.messages)
+    assert (gate.started, h.results.messages, rejected("past_deadline")) == ([], {}, before + 1)
+
+
+async def test_a_command_close_to_its_deadline_heartbeats_as_soon_as_it_starts(
+    started: Callable[..., Harness],
+) -> None:
+    gate = Gate()
+    h = started(gate.pipeline())
+    close = h.command(gate.pipeline(), {"name": "close"}).model_copy(
+        update={"deadline_epoch_ms": epoch_ms() + 500}  # under one transition timeout left
+    )
+    await h.send(close)
+    await wait_until(lambda: gate.started == ["close"])
+    await wait_until(lambda: any(isinstance(e, Heartbeat) for e in h.envelopes()), timeout=0.4)
+    gate.opened.set()
+
+
 async def test_a_tampered_command_is_rejected_and_never_run(
     started: Callable[..., Harness],
 ) -> None:
