@@ -51,3 +51,27 @@ broken = Pipeline("org.tests.broken", input=Job, retry=RetryPolicy(max_attempts=
 def explode(job: Job, ctx: StepContext) -> Done:
     mark("explode", ctx)
     raise ZeroDivisionError(f"cannot divide {job.name}")
+
+
+class Hold(BaseModel):
+    name: str
+    seconds: float = 0.0
+    rerun_seconds: float | None = None
+    """How long a run sleeps once an earlier run of the same execution left its marker."""
+
+
+tracked = Pipeline("org.tests.tracked", input=Hold, retry=RetryPolicy(max_attempts=5))
+"""Like ``slow``, but its marker names the worker process, so a test can signal that very one."""
+
+
+@tracked.step()
+async def hold(job: Hold, ctx: StepContext) -> Done:
+    seconds = job.seconds
+    folder = os.environ.get("TPF_TEST_MARKERS")
+    if folder:
+        if job.rerun_seconds is not None and any(Path(folder).glob(f"hold.{ctx.execution_id}.*")):
+            seconds = job.rerun_seconds
+        name = f"hold.{ctx.execution_id}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        Path(folder, name).write_text(ctx.transition_key)
+    await asyncio.sleep(seconds)
+    return Done(name=job.name, by=str(os.getpid()))

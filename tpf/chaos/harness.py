@@ -138,7 +138,9 @@ def inject(monkey: Monkey, options: Options, rng: random.Random, stop: threading
     for at, fault in events:
         if stop.wait(max(0.0, begin + at - time.monotonic())):
             return
-        fault()
+        # Every member may be dead or frozen at this instant: try again shortly.
+        while not fault() and not stop.wait(0.25):
+            pass
     stop.wait(max(0.0, begin + options.period_s - time.monotonic()))
 
 

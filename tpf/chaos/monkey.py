@@ -53,11 +53,12 @@ class Monkey:
         self._timers: list[threading.Timer] = []
         self._frozen: dict[int, subprocess.Popen[bytes]] = {}
 
-    def kill(self) -> None:
+    def kill(self) -> bool:
+        """SIGKILL a random live member; False when none is alive right now."""
         with self._lock:
             alive = [m for m in self.fleet.members if m.alive]
             if not alive:
-                return
+                return False
             victim = self.rng.choice(alive)
             assert victim.process is not None
             victim.process.kill()
@@ -65,8 +66,10 @@ class Monkey:
             self._frozen.pop(victim.process.pid, None)
             self.tally.add("kills")
         self._later(self.rng.uniform(0.3, 2.0), self._restart, victim)
+        return True
 
-    def freeze(self) -> None:
+    def freeze(self) -> bool:
+        """SIGSTOP a worker, preferably one running a long step; False when none can be."""
         with self._lock:
             workers = [
                 m
@@ -74,7 +77,7 @@ class Monkey:
                 if m.role == "worker" and m.alive and m.process.pid not in self._frozen  # type: ignore[union-attr]
             ]
             if not workers:
-                return
+                return False
             busy = self._running_long_steps()
             busy_workers = [m for m in workers if m.process.pid in busy]  # type: ignore[union-attr]
             victim = self.rng.choice(busy_workers or workers)
@@ -86,6 +89,7 @@ class Monkey:
             if busy_workers:
                 self.tally.add("freezes_in_flight")
         self._later(self.rng.uniform(*self.freeze_s), self._thaw, process)
+        return True
 
     def release(self) -> None:
         """Cancel pending restarts' delays and thaw everything: the fleet must be whole again."""
