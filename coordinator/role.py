@@ -16,7 +16,9 @@ import uvicorn
 
 from coordinator.admin import admin_router
 from coordinator.api import create_app
+from coordinator.awaits import DynamoAwaitTable
 from coordinator.history import DynamoHistoryTable, History
+from coordinator.interactions import interactions_router
 from coordinator.registry import DynamoRegistryTable, Registry
 from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
@@ -62,6 +64,11 @@ async def build(settings: Settings, aws: AwsClients, signer: Signer) -> Coordina
         work=await queue("work"),
         results=await queue("results"),
         dead_letters=await queue("dead-letters"),
+        awaits=DynamoAwaitTable(
+            aws.dynamodb, settings.resource("awaits"), shards=settings.due_shards
+        ),
+        await_requests=await queue("await-requests"),
+        await_completions=await queue("await-completions"),
         signer=signer,
     )
 
@@ -94,7 +101,7 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             coordinator.service,
             control_plane_token=control_token,
             admin_token=admin_token,
-            routers=[admin_router(coordinator.operations)],
+            routers=[admin_router(coordinator.operations), interactions_router(coordinator.awaits)],
         )
         server = _Server(
             uvicorn.Config(
@@ -110,6 +117,8 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             asyncio.create_task(server.serve(), name="api"),
             asyncio.create_task(coordinator.results.run(stop), name="results"),
             asyncio.create_task(coordinator.sweeper.run(stop), name="sweeper"),
+            asyncio.create_task(coordinator.awaits.run(stop), name="await-sweeper"),
+            asyncio.create_task(coordinator.completions.run(stop), name="completions"),
         ]
         app.state.ready = True
         log.info(

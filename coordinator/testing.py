@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from coordinator.awaits import InMemoryAwaitTable
 from coordinator.history import History, InMemoryHistoryTable
 from coordinator.registry import InMemoryRegistryTable, Registry, register_pipeline
 from coordinator.store import ExecutionStore
@@ -32,6 +33,9 @@ class InMemoryCoordinator(Coordinator):
     work: InMemoryQueue = field(default_factory=InMemoryQueue)
     results_queue: InMemoryQueue = field(default_factory=InMemoryQueue)
     dead_letters: InMemoryQueue = field(default_factory=InMemoryQueue)
+    await_table: InMemoryAwaitTable = field(default_factory=InMemoryAwaitTable)
+    await_requests: InMemoryQueue = field(default_factory=InMemoryQueue)
+    await_completions: InMemoryQueue = field(default_factory=InMemoryQueue)
     signer: Signer = field(default_factory=lambda: Signer(TEST_KEY))
 
     @classmethod
@@ -39,7 +43,9 @@ class InMemoryCoordinator(Coordinator):
         settings = settings or Settings(profile="test", due_shards=2)
         visibility = settings.timings.visibility_timeout.total_seconds()
         table = InMemoryExecutionTable(shards=settings.due_shards)
-        queues = {n: InMemoryQueue(n, visibility_s=visibility) for n in ("work", "results", "dl")}
+        names = ("work", "results", "dl", "requests", "completions")
+        queues = {n: InMemoryQueue(n, visibility_s=visibility) for n in names}
+        await_table = InMemoryAwaitTable(shards=settings.due_shards)
         signer = Signer(TEST_KEY)
         parts = assemble(
             settings=settings,
@@ -49,6 +55,9 @@ class InMemoryCoordinator(Coordinator):
             work=queues["work"],
             results=queues["results"],
             dead_letters=queues["dl"],
+            awaits=await_table,
+            await_requests=queues["requests"],
+            await_completions=queues["completions"],
             signer=signer,
         )
         return cls(
@@ -57,6 +66,9 @@ class InMemoryCoordinator(Coordinator):
             work=queues["work"],
             results_queue=queues["results"],
             dead_letters=queues["dl"],
+            await_table=await_table,
+            await_requests=queues["requests"],
+            await_completions=queues["completions"],
             signer=signer,
         )
 

@@ -8,8 +8,9 @@ COMPLETED transition and dispatching the next one is a single conditional write.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import Protocol
 
 from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
@@ -27,8 +28,13 @@ log = logging.getLogger("tpf.coordinator")
 
 IN_FLIGHT = frozenset({Status.RUNNING, Status.WAIT_RETRY})
 
-# Called when a transition parks on an await: (record as parked, suspension). Awaits plug in here.
-AwaitOpener = Callable[[ExecutionRecord, Suspension], Awaitable[None]]
+
+class AwaitOpener(Protocol):
+    """Called when a transition parks on an await; ``coordinator.awaits`` plugs in here."""
+
+    def __call__(
+        self, record: ExecutionRecord, suspension: Suspension, *, resume_step: int
+    ) -> Awaitable[None]: ...
 
 
 class TransitionCommitter:
@@ -57,6 +63,7 @@ class TransitionCommitter:
             or record.transition_key != result.transition_key
             or record.version != result.execution_version
         ):
+            await self._reopen_if_parked_by(record, result)
             self._reject(result, "stale")
             return None
         try:
@@ -154,18 +161,37 @@ class TransitionCommitter:
     async def _park(
         self, record: ExecutionRecord, suspension: Suspension, next_step: int, now_ms: int
     ) -> ExecutionRecord:
+        """Wait at the await. The record keeps the transition's start and input, so a re-drive
+        after a timeout runs up to the await again and opens a fresh unit; the unit knows where
+        to resume (``next_step``) once answered."""
         unit_id = await_unit_id(record, suspension.step_id, suspension.step_index)
         parked = await self.store.park(
             record,
             transition_key=record.transition_key or "",
             await_unit_id=unit_id,
-            step_index=next_step,
+            step_index=record.step_index,
             continuation=None,
             now_ms=now_ms,
         )
         if self.open_await is not None:
-            await self.open_await(parked, suspension)
+            await self.open_await(parked, suspension, resume_step=next_step)
         return parked
+
+    async def _reopen_if_parked_by(self, record: ExecutionRecord, result: TransitionResult) -> None:
+        """A redelivered park result whose commit landed but whose unit may not have opened
+        (the committing replica died in between): opening is idempotent, so do it again."""
+        suspension = result.suspension
+        if (
+            self.open_await is None
+            or suspension is None
+            or result.next_step_index is None
+            or record.status is not Status.WAITING_EXTERNAL
+            or record.version != result.execution_version + 1
+            or record.await_unit_id
+            != await_unit_id(record, suspension.step_id, suspension.step_index)
+        ):
+            return
+        await self.open_await(record, suspension, resume_step=result.next_step_index)
 
     async def _stored(
         self, record: ExecutionRecord, payload: Payload

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coordinator.awaits import AwaitService, AwaitTable, InteractionApi, SqsRequests, Transports
+from coordinator.awaits.completions import CompletionConsumer
 from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
 from coordinator.operations import OperatorActions
@@ -37,6 +39,8 @@ class Coordinator:
     sweeper: Sweeper
     service: ExecutionService
     operations: OperatorActions
+    awaits: AwaitService
+    completions: CompletionConsumer
 
     async def close(self) -> None:
         """Flush what is written off the commit path (history entries)."""
@@ -53,19 +57,36 @@ def assemble(
     work: Queue,
     results: Queue,
     dead_letters: Queue,
+    awaits: AwaitTable,
+    await_requests: Queue,
+    await_completions: Queue,
     signer: Signer,
+    transports: Transports | None = None,
 ) -> Coordinator:
     timings = settings.timings
     dispatcher = Dispatcher(
         store=store, registry=registry, work=work, signer=signer, timings=timings
     )
     dead_letter_publisher = DeadLetterPublisher(dead_letters)
+    await_service = AwaitService(
+        table=awaits,
+        store=store,
+        registry=registry,
+        payloads=payloads,
+        dispatcher=dispatcher,
+        dead_letters=dead_letter_publisher,
+        transports=transports or Transports(InteractionApi(), SqsRequests(await_requests)),
+        signer=signer,
+        timings=timings,
+        shards=settings.due_shards,
+    )
     committer = TransitionCommitter(
         store=store,
         registry=registry,
         payloads=payloads,
         dispatcher=dispatcher,
         dead_letters=dead_letter_publisher,
+        open_await=await_service.open,
     )
     return Coordinator(
         settings=settings,
@@ -93,5 +114,9 @@ def assemble(
         ),
         operations=OperatorActions(
             store=store, dispatcher=dispatcher, dead_letters=dead_letter_publisher
+        ),
+        awaits=await_service,
+        completions=CompletionConsumer(
+            queue=await_completions, awaits=await_service, timings=timings
         ),
     )

@@ -80,6 +80,16 @@ TERMINAL_FAILURES = Counter(
     "tpf_terminal_failures", "Executions that ended FAILED or DLQ.", ["status"]
 )
 SWEEPS = Counter("tpf_sweep_actions", "Actions the sweeper took on due work.", ["action"])
+INGESTED = Counter(
+    "tpf_ingested_objects_total",
+    "Objects of S3 upload notifications: submitted, failed (to submit; redelivered) or ignored.",
+    ["outcome"],
+)
+AWAIT_COMPLETIONS = Counter(
+    "tpf_await_completions_total",
+    "Await completions by outcome (recorded, duplicate, conflict, late).",
+    ["outcome"],
+)
 
 
 def render() -> bytes:

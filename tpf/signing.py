@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -109,6 +110,34 @@ class Signer:
             raise SignatureRejected("bad signature")
         if now_ms > signature.expires_at_epoch_ms:
             raise SignatureRejected("expired")
+
+    def mint_token(self, claims: dict[str, object]) -> str:
+        """A bearer token carrying ``claims``, HMAC-SHA256 signed (resume tokens)."""
+        body = base64.urlsafe_b64encode(
+            json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
+        ).rstrip(b"=")
+        mac = hmac.new(self.current.secret, b"tpf-token." + body, hashlib.sha256).digest()
+        tag = base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+        return f"{self.current.key_id}.{body.decode()}.{tag}"
+
+    def read_token(self, token: str) -> dict[str, object]:
+        """The claims of a token minted with our current or previous key; else SignatureRejected."""
+        key_id, _, rest = token.partition(".")
+        body, _, tag = rest.partition(".")
+        key = self._keys.get(key_id)
+        if key is None or not body or not tag:
+            raise SignatureRejected("malformed or unknown token")
+        mac = hmac.new(key.secret, b"tpf-token." + body.encode(), hashlib.sha256).digest()
+        expected = base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+        if not hmac.compare_digest(expected, tag):
+            raise SignatureRejected("bad token signature")
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except ValueError as exc:
+            raise SignatureRejected("malformed token") from exc
+        if not isinstance(claims, dict):
+            raise SignatureRejected("malformed token")
+        return claims
 
 
 def _mac(key: SigningKey, channel: str, issued: int, expires: int, nonce: str, body: bytes) -> str:

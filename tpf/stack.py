@@ -28,7 +28,7 @@ from tpf.signing import new_secret
 from tpf.substrate import Endpoints, open_clients, resolve_endpoints
 from worker.role import load_pipeline
 
-DEFAULT_PIPELINES = ("examples.orders:orders",)
+DEFAULT_PIPELINES = ("examples.orders:orders", "examples.restaurant_approval:restaurant_approval")
 
 
 def free_port() -> int:

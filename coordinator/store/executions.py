@@ -8,6 +8,7 @@
 | succeed, advance, | RUNNING, WAIT_RETRY           | version + transition key  | next state   |
 | park, retry, fail |                               | (+ deadline passed)       |              |
 | resume            | WAITING_EXTERNAL              | version + await unit      | QUEUED       |
+| finish_await      | WAITING_EXTERNAL              | version + await unit      | SUCCEEDED    |
 | redrive           | DLQ (FAILED when allowed)     | version                   | QUEUED       |
 | cancel            | any non-terminal              | version                   | FAILED       |
 
@@ -302,6 +303,20 @@ class ExecutionStore:
                 transition_key=_key(new, 1),
                 due_at_ms=dispatch_deadline_ms,
             )
+        guard = Guard(
+            version=record.version,
+            statuses=frozenset({Status.WAITING_EXTERNAL}),
+            await_unit_id=await_unit_id,
+        )
+        return await self._write(record, new, guard)
+
+    async def finish_await(
+        self, record: ExecutionRecord, *, await_unit_id: str, result: PayloadRef, now_ms: int
+    ) -> ExecutionRecord:
+        """The await was the pipeline's last step: its answer is the result."""
+        new = self._settled(
+            record, now_ms, status=Status.SUCCEEDED, result=result, continuation=None
+        )
         guard = Guard(
             version=record.version,
             statuses=frozenset({Status.WAITING_EXTERNAL}),

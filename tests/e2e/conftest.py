@@ -9,7 +9,12 @@ import pytest
 from tests.substrates import localstack_endpoints, localstack_unavailable, require, unique_stack
 from tpf.stack import OwnedStack, StackSpec, owned_stack
 
-PIPELINES = ("examples.orders:orders", "tests.e2e.pipelines:slow", "tests.e2e.pipelines:broken")
+PIPELINES = (
+    "examples.orders:orders",
+    "examples.restaurant_approval:restaurant_approval",
+    "tests.e2e.pipelines:slow",
+    "tests.e2e.pipelines:broken",
+)
 
 
 @pytest.fixture(scope="session")

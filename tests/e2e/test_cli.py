@@ -46,6 +46,13 @@ def test_commands_without_a_stack_fail_with_one_line(tmp_path: Path) -> None:
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+def test_usage_errors_say_what_is_wrong_without_a_traceback(tmp_path: Path) -> None:
+    for args in (["submit"], ["redrive", "--rate", "x"], ["chaos-not-a-command"]):
+        done = tpf(*args, env=clean_env(tmp_path))
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Traceback" not in done.stderr and "Error" in done.stderr, done.stderr
+
+
 def test_up_serves_a_stack_that_other_commands_find(tmp_path: Path) -> None:
     env = clean_env(tmp_path, TPF_STACK="cli", TPF_PROFILE="test", TPF_API_PORT="0")
     env["TPF_API_PORT"] = str(_free_port())

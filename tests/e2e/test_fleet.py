@@ -170,7 +170,9 @@ def test_operators_redrive_and_cancel_with_the_cli_and_see_the_history(
     assert operator[0]["actor"] == default_actor()  # user@host of whoever ran the command
     assert [h["status"] for h in history].count("DLQ") == 2
 
-    slow = submit(api, "org.tests.slow", {"name": "cancel me", "seconds": 3}).json()
+    # Long enough that it is still running however slowly the CLI starts; its late result is
+    # fenced off after the cancel.
+    slow = submit(api, "org.tests.slow", {"name": "cancel me", "seconds": 15}).json()
     cancelled = tpf(
         "cancel", slow["executionId"], "--tenant", "acme", "--reason", "not needed", env=env
     )
@@ -185,3 +187,66 @@ def test_operators_redrive_and_cancel_with_the_cli_and_see_the_history(
     report = json.loads(dry.stdout)
     assert report["dryRun"] and execution_id in report["executionIds"]
     assert finished(api, execution_id)["version"] == second["version"]  # nothing moved
+
+
+def _java_map(value: dict[str, Any]) -> dict[str, Any]:
+    """The nested java.util.Map envelope form TPF clients send."""
+
+    def wrap(v: Any) -> dict[str, Any]:
+        if isinstance(v, dict):
+            return _java_map(v)
+        return {"payloadTypeId": "java.lang.String", "payload": json.dumps(v)}
+
+    return {
+        "payloadTypeId": "java.util.Map",
+        "payloadEncoding": "application/tpf-transition+json",
+        "payload": json.dumps({"items": {k: wrap(v) for k, v in value.items()}}),
+    }
+
+
+def test_a_restaurant_order_waits_for_its_decision_in_the_inbox(api: httpx.Client) -> None:
+    order = {
+        "requestId": f"r-{uuid.uuid4().hex[:6]}",
+        "customerName": "Ada",
+        "restaurantName": "Chez Lovelace",
+        "items": [{"name": "soup"}],
+        "totalAmount": 23.5,
+        "currency": "EUR",
+    }
+    execution_id = submit(api, "org.pipelineframework.restaurantapproval", order).json()[
+        "executionId"
+    ]
+
+    def pending() -> dict[str, Any] | None:
+        listed = api.get(
+            "/interactions/pending", params={"stepId": "ProcessAwaitRestaurantDecisionService"}
+        ).json()
+        return next((i for i in listed if i["executionId"] == execution_id), None)
+
+    interaction = wait_until(pending, timeout=30, interval=0.2)
+    assert api.get(f"/executions/{execution_id}").json()["status"] == "WAITING_EXTERNAL"
+    order_id = interaction["requestPayload"]["orderId"]
+    decision = {"accepted": {"orderId": order_id, "decidedAt": "2026-11-21T12:00:00Z"}}
+    body = {
+        "interactionId": interaction["interactionId"],
+        "idempotencyKey": "decision-1",
+        "responsePayload": _java_map(decision),
+        "actor": "chef",
+    }
+    first = api.post("/interactions/complete", json=body)
+    assert first.status_code == 200, first.text
+    assert first.json()["duplicate"] is False
+    assert api.post("/interactions/complete", json=body).json()["duplicate"] is True
+    conflicting = {
+        **body,
+        "responsePayload": encode_envelope("x", {"declined": {"orderId": order_id}}),
+    }
+    assert api.post("/interactions/complete", json=conflicting).status_code == 409
+    bad = {**body, "responsePayload": encode_envelope("x", {"accepted": {"orderId": 5}})}
+    refused = api.post("/interactions/complete", json=bad)
+    assert refused.status_code in (400, 409)  # the first answer stands either way
+
+    assert finished(api, execution_id)["status"] == "SUCCEEDED"
+    result = api.get(f"/executions/{execution_id}/result").json()["resultPayload"]
+    outcome = json.loads(result["payload"])
+    assert (outcome["outcome"], outcome["orderId"]) == ("APPROVED", order_id)

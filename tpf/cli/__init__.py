@@ -21,12 +21,12 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from tpf.cli import demo, dlq, executions, infra, operations, roles, up
+    from tpf.cli import demo, dlq, executions, infra, operations, provider, roles, up
 
     app.add_typer(infra.app, name="infra")
     app.add_typer(executions.executions, name="executions")
     app.add_typer(dlq.app, name="dlq")
-    for group in (demo.app, up.app, roles.app, executions.app, operations.app):
+    for group in (demo.app, up.app, roles.app, executions.app, operations.app, provider.app):
         app.registered_commands.extend(group.registered_commands)
 
 
@@ -41,11 +41,10 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        # Matched by shape, not class: typer may bundle its own copy of click.
+        exit_code = getattr(exc, "exit_code", None)
+        if not isinstance(exit_code, int):
+            raise
+        if type(exc).__name__ != "Exit":
+            exc.show()  # type: ignore[attr-defined]
+        sys.exit(exit_code)

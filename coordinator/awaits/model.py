@@ -1,0 +1,227 @@
+"""Await units and interactions as the coordinator stores them (REFERENCE section 3).
+
+A **unit** is what one parked execution waits for; it holds one **interaction** per request
+(one, or one per item of an itemized await). Both live in the awaits table under the unit's
+partition, so a unit's interactions are one Query::
+
+    pk = <tenant>#<unitId>   sk = "U"            the unit: deadline, total, done counter
+                             sk = "I#000042"     interaction 42: request, then response
+
+Two sparse entries of the ``pending`` index make the hot lookups Query-only: an open unit
+carries ``pp = D#<shard>`` ordered by deadline (the await sweeper's work list), and a waiting
+interaction carries ``pp = T#<tenant>`` ordered by creation (the human inbox). Completing or
+timing out removes them. The ``correlation`` index maps ``cid`` to the interaction's key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from infra.resources import EXECUTION_TTL
+
+UNIT_SK = "U"
+
+
+class UnitStatus(StrEnum):
+    OPEN = "OPEN"
+    COMPLETED = "COMPLETED"
+    TIMED_OUT = "TIMED_OUT"
+    ABANDONED = "ABANDONED"
+    """The execution moved on without it (cancelled, or re-driven into a fresh unit)."""
+
+
+class InteractionStatus(StrEnum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+def unit_pk(tenant_id: str, unit_id: str) -> str:
+    return f"{tenant_id}#{unit_id}"
+
+
+def interaction_sk(item_index: int) -> str:
+    return f"I#{item_index:06d}"
+
+
+def deadline_shard(unit_id: str, shards: int) -> str:
+    return str(int(hashlib.sha256(unit_id.encode()).hexdigest()[:8], 16) % shards)
+
+
+@dataclass(frozen=True)
+class AwaitUnit:
+    tenant_id: str
+    unit_id: str
+    execution_id: str
+    step_id: str
+    step_index: int
+    resume_step: int
+    """Where the execution continues once every interaction is recorded."""
+    transport: str
+    itemized: bool
+    total: int
+    deadline_ms: int
+    created_at_ms: int
+    done: int = 0
+    status: UnitStatus = UnitStatus.OPEN
+    published: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.total
+
+
+@dataclass(frozen=True)
+class Interaction:
+    tenant_id: str
+    unit_id: str
+    item_index: int
+    execution_id: str
+    step_id: str
+    step_index: int
+    correlation_id: str
+    idempotency_key: str
+    """Of the interaction (from the step's declared fields), not of a completion."""
+    request: str
+    """The request document as JSON text."""
+    deadline_ms: int
+    created_at_ms: int
+    status: InteractionStatus = InteractionStatus.PENDING
+    response: str | None = None
+    response_digest: str | None = None
+    completion_key: str | None = None
+    actor: str | None = None
+    completed_at_ms: int | None = None
+
+    @property
+    def interaction_id(self) -> str:
+        return interaction_id(self.unit_id, self.item_index)
+
+    def completed(
+        self, *, response: str, digest: str, key: str | None, actor: str | None, now_ms: int
+    ) -> Interaction:
+        return replace(
+            self,
+            status=InteractionStatus.COMPLETED,
+            response=response,
+            response_digest=digest,
+            completion_key=key,
+            actor=actor,
+            completed_at_ms=now_ms,
+        )
+
+
+def interaction_id(unit_id: str, item_index: int) -> str:
+    """Derived from (unit, item) and reversible, so a lookup by id is one GetItem."""
+    return f"{unit_id}-{item_index}"
+
+
+def parse_interaction_id(value: str) -> tuple[str, int] | None:
+    unit_id, dash, item = value.rpartition("-")
+    if not dash or not item.isdigit() or not unit_id:
+        return None
+    return unit_id, int(item)
+
+
+def _ttl(at_ms: int) -> int:
+    return at_ms // 1000 + int(EXECUTION_TTL.total_seconds())
+
+
+def unit_to_item(unit: AwaitUnit, shards: int) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": unit_pk(unit.tenant_id, unit.unit_id),
+        "sk": UNIT_SK,
+        "ex": unit.execution_id,
+        "sid": unit.step_id,
+        "si": unit.step_index,
+        "rs": unit.resume_step,
+        "tr": unit.transport,
+        "it": unit.itemized,
+        "n": unit.total,
+        "d": unit.done,
+        "dl": unit.deadline_ms,
+        "ca": unit.created_at_ms,
+        "st": unit.status.value,
+        "pub": unit.published,
+        "ttl": _ttl(unit.deadline_ms),
+    }
+    if unit.status is UnitStatus.OPEN:
+        item["pp"] = f"D#{deadline_shard(unit.unit_id, shards)}"
+        item["ps"] = f"{unit.deadline_ms:013d}#{unit.tenant_id}#{unit.unit_id}"
+    return item
+
+
+def unit_from_item(item: dict[str, Any]) -> AwaitUnit:
+    tenant_id, _, unit_id = str(item["pk"]).partition("#")
+    return AwaitUnit(
+        tenant_id=tenant_id,
+        unit_id=unit_id,
+        execution_id=str(item["ex"]),
+        step_id=str(item["sid"]),
+        step_index=int(item["si"]),
+        resume_step=int(item["rs"]),
+        transport=str(item["tr"]),
+        itemized=bool(item["it"]),
+        total=int(item["n"]),
+        done=int(item["d"]),
+        deadline_ms=int(item["dl"]),
+        created_at_ms=int(item["ca"]),
+        status=UnitStatus(item["st"]),
+        published=bool(item.get("pub", False)),
+    )
+
+
+def interaction_to_item(i: Interaction) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": unit_pk(i.tenant_id, i.unit_id),
+        "sk": interaction_sk(i.item_index),
+        "ex": i.execution_id,
+        "sid": i.step_id,
+        "si": i.step_index,
+        "cid": i.correlation_id,
+        "ik": i.idempotency_key,
+        "rq": i.request,
+        "dl": i.deadline_ms,
+        "ca": i.created_at_ms,
+        "st": i.status.value,
+        "ttl": _ttl(i.deadline_ms),
+    }
+    optional = {
+        "rp": i.response,
+        "rd": i.response_digest,
+        "rk": i.completion_key,
+        "by": i.actor,
+        "at": i.completed_at_ms,
+    }
+    item.update({k: v for k, v in optional.items() if v is not None})
+    if i.status is InteractionStatus.PENDING:
+        item["pp"] = f"T#{i.tenant_id}"
+        item["ps"] = f"{i.created_at_ms:013d}#{i.interaction_id}"
+    return item
+
+
+def interaction_from_item(item: dict[str, Any]) -> Interaction:
+    tenant_id, _, unit_id = str(item["pk"]).partition("#")
+    at = item.get("at")
+    return Interaction(
+        tenant_id=tenant_id,
+        unit_id=unit_id,
+        item_index=int(str(item["sk"]).removeprefix("I#")),
+        execution_id=str(item["ex"]),
+        step_id=str(item["sid"]),
+        step_index=int(item["si"]),
+        correlation_id=str(item["cid"]),
+        idempotency_key=str(item["ik"]),
+        request=str(item["rq"]),
+        deadline_ms=int(item["dl"]),
+        created_at_ms=int(item["ca"]),
+        status=InteractionStatus(item["st"]),
+        response=item.get("rp"),
+        response_digest=item.get("rd"),
+        completion_key=item.get("rk"),
+        actor=item.get("by"),
+        completed_at_ms=int(at) if at is not None else None,
+    )

@@ -1,0 +1,84 @@
+"""How await requests reach the outside world. A transport is one small class; adding one
+means registering it by name in ``Transports`` (a test adds its own under ``tests/``).
+
+* ``interaction-api``: nothing to send — people find the interaction in the pending list and
+  complete it over HTTP;
+* ``sqs``: one signed-off ``AwaitRequest`` per interaction on the await-requests queue; the
+  provider answers on the await-completions queue (or over HTTP).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from coordinator.awaits.model import AwaitUnit, Interaction
+from tpf.errors import ConfigurationError
+from tpf.queues import Outgoing, Queue
+from tpf.wire import AwaitRequest
+
+
+class Transport(Protocol):
+    name: str
+
+    async def publish(
+        self, unit: AwaitUnit, interactions: list[Interaction], tokens: dict[str, str]
+    ) -> None:
+        """Make the requests known; ``tokens`` holds each interaction's resume token by id."""
+
+
+class InteractionApi:
+    name = "interaction-api"
+
+    async def publish(
+        self, unit: AwaitUnit, interactions: list[Interaction], tokens: dict[str, str]
+    ) -> None:
+        return None  # the pending list is the inbox
+
+
+class SqsRequests:
+    name = "sqs"
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+
+    async def publish(
+        self, unit: AwaitUnit, interactions: list[Interaction], tokens: dict[str, str]
+    ) -> None:
+        await self.queue.send_many(
+            [
+                Outgoing(
+                    AwaitRequest(
+                        tenant_id=i.tenant_id,
+                        execution_id=i.execution_id,
+                        unit_id=i.unit_id,
+                        interaction_id=i.interaction_id,
+                        correlation_id=i.correlation_id,
+                        step_id=i.step_id,
+                        step_index=i.step_index,
+                        item_index=i.item_index if unit.itemized else None,
+                        idempotency_key=i.idempotency_key,
+                        deadline_epoch_ms=i.deadline_ms,
+                        request_payload=json.loads(i.request),
+                        resume_token=tokens.get(i.interaction_id),
+                    ).to_json()
+                )
+                for i in interactions
+            ]
+        )
+
+
+class Transports:
+    def __init__(self, *transports: Transport) -> None:
+        self._by_name = {t.name: t for t in transports}
+
+    def register(self, transport: Transport) -> None:
+        self._by_name[transport.name] = transport
+
+    def get(self, name: str) -> Transport:
+        transport = self._by_name.get(name)
+        if transport is None:
+            raise ConfigurationError(
+                f"no await transport {name!r}; known: {', '.join(sorted(self._by_name))}"
+            )
+        return transport

@@ -1,0 +1,98 @@
+"""The interaction routes of the control-plane API (REFERENCE section 5): the human inbox.
+
+``GET .../interactions/pending`` lists what waits for an answer; ``POST .../complete`` answers by
+``interactionId``, ``correlationId`` or ``resumeToken``, with the response in TPF's payload
+envelope (plain JSON or the ``java.util.Map`` item form).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from coordinator.api import CONTROL_PLANE, bearer, parse_body
+from coordinator.awaits import AwaitService
+from coordinator.awaits.model import Interaction
+from tpf.codec import decode_envelope
+from tpf.errors import InvalidInput
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    interactionId: str | None = None
+    correlationId: str | None = None
+    resumeToken: str | None = None
+    idempotencyKey: str | None = Field(default=None, max_length=256)
+    responsePayload: dict[str, Any]
+    actor: str | None = Field(default=None, max_length=128)
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> CompleteRequest:
+        if not (self.interactionId or self.correlationId or self.resumeToken):
+            raise ValueError("give interactionId, correlationId or resumeToken")
+        return self
+
+
+def pending_body(i: Interaction) -> dict[str, Any]:
+    return {
+        "interactionId": i.interaction_id,
+        "correlationId": i.correlation_id,
+        "executionId": i.execution_id,
+        "stepId": i.step_id,
+        "stepIndex": i.step_index,
+        "status": i.status.value,
+        "requestPayload": json.loads(i.request),
+        "deadlineEpochMs": i.deadline_ms,
+        "createdAtEpochMs": i.created_at_ms,
+    }
+
+
+def interactions_router(awaits: AwaitService) -> APIRouter:
+    router = APIRouter(prefix=CONTROL_PLANE, dependencies=[bearer("control_plane_token")])
+
+    @router.get("/tenants/{tenant_id}/interactions/pending")
+    async def pending(
+        tenant_id: str,
+        assignee: str | None = None,
+        group: str | None = None,
+        stepId: str | None = None,
+        limit: int = Query(default=100, ge=1, le=1000),
+    ) -> list[dict[str, Any]]:
+        found = await awaits.pending(
+            tenant_id, step_id=stepId, assignee=assignee, group=group, limit=limit
+        )
+        return [pending_body(i) for i in found]
+
+    @router.post("/tenants/{tenant_id}/interactions/complete")
+    async def complete(tenant_id: str, request: Request) -> dict[str, Any]:
+        body = await parse_body(request, CompleteRequest)
+        response = decode_envelope(body.responsePayload, pointer="/responsePayload")
+        try:
+            outcome = await awaits.complete(
+                tenant_id,
+                response=response,
+                interaction_id=body.interactionId,
+                correlation=body.correlationId,
+                resume_token=body.resumeToken,
+                idempotency_key=body.idempotencyKey,
+                actor=body.actor,
+            )
+        except InvalidInput as exc:
+            if exc.pointer.startswith(("/resumeToken", "/interactionId")):
+                raise
+            # The response broke the await's schema: point into the payload that was sent.
+            pointer = "/responsePayload/payload" + exc.pointer
+            raise InvalidInput(str(exc), pointer=pointer) from exc
+        return {
+            "interactionId": outcome.interaction.interaction_id,
+            "executionId": outcome.interaction.execution_id,
+            "stepId": outcome.interaction.step_id,
+            "status": outcome.interaction.status.value,
+            "duplicate": outcome.duplicate,
+        }
+
+    return router

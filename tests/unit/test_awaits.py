@@ -1,0 +1,268 @@
+"""Awaits over the in-memory coordinator, with the real worker code running the transitions:
+restaurant approval, completion semantics, deadlines, re-drive, tokens, a plug-in transport."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from coordinator.awaits.model import AwaitUnit, Interaction
+from coordinator.records import Status
+from coordinator.testing import InMemoryCoordinator
+from examples.restaurant_approval import AWAIT_STEP, restaurant_approval
+from tests.unit.drive import WORKER, commands
+from tpf.errors import Conflict, InvalidInput, NotFound
+from tpf.pipeline import Pipeline
+from tpf.queues import Outgoing
+from tpf.wire import AwaitCompletion, Payload
+from worker.runtime import InvocationRuntime
+from worker.transition import run_transition
+
+ORDER = {
+    "requestId": "r-1",
+    "customerName": "Ada",
+    "restaurantName": "Chez Lovelace",
+    "items": [{"name": "soup", "qty": 1}],
+    "totalAmount": 23.5,
+    "currency": "EUR",
+}
+
+
+@pytest.fixture
+async def c() -> InMemoryCoordinator:
+    coordinator = InMemoryCoordinator.create()
+    await coordinator.register(restaurant_approval)
+    return coordinator
+
+
+async def drive(c: InMemoryCoordinator, *pipelines: Pipeline) -> None:
+    """Run every queued command with the real worker code until none is left."""
+    by_id = {p.id: p for p in (*pipelines, restaurant_approval)}
+    while found := await commands(c):
+        for command in found:
+            result = await run_transition(
+                by_id[command.pipeline_id],
+                command,
+                payloads=c.payloads,
+                runtime=InvocationRuntime(),
+                worker=WORKER,
+            )
+            await c.committer.commit(result, now_ms=command.deadline_epoch_ms - 1)
+
+
+async def parked(c: InMemoryCoordinator, key: str = "k") -> tuple[str, dict[str, Any]]:
+    outcome = await c.service.submit(
+        tenant_id="acme",
+        pipeline_id=restaurant_approval.id,
+        value=ORDER,
+        idempotency_key=key,
+        now_ms=1_000,
+    )
+    await drive(c)
+    execution_id = outcome.record.execution_id
+    record = await c.service.status("acme", execution_id)
+    assert record.status is Status.WAITING_EXTERNAL
+    [pending] = [
+        i
+        for i in await c.awaits.pending("acme", step_id=AWAIT_STEP)
+        if i.execution_id == execution_id
+    ]
+    return execution_id, {"interaction": pending, "request": json.loads(pending.request)}
+
+
+def accepted(order_id: str) -> dict[str, Any]:
+    return {"accepted": {"orderId": order_id, "decidedAt": "2026-11-21T12:00:00Z", "note": "ok"}}
+
+
+async def result(c: InMemoryCoordinator, execution_id: str) -> Any:
+    return (await c.service.result("acme", execution_id)).result
+
+
+async def test_an_accepted_order_is_approved_exactly_once(c: InMemoryCoordinator) -> None:
+    execution_id, parked_at = await parked(c)
+    interaction: Interaction = parked_at["interaction"]
+    order_id = parked_at["request"]["orderId"]
+    done = await c.awaits.complete(
+        "acme",
+        response=accepted(order_id),
+        interaction_id=interaction.interaction_id,
+        idempotency_key="decision-1",
+        actor="chef",
+    )
+    assert not done.duplicate
+    await drive(c)
+    outcome = await result(c, execution_id)
+    assert (outcome["outcome"], outcome["orderId"]) == ("APPROVED", order_id)
+    assert await c.awaits.pending("acme") == []
+
+    again = await c.awaits.complete(
+        "acme", response=accepted(order_id), interaction_id=interaction.interaction_id
+    )
+    assert again.duplicate
+    assert await commands(c) == []  # resumed once
+    with pytest.raises(Conflict) as conflict:
+        await c.awaits.complete(
+            "acme",
+            response={"declined": {"orderId": order_id, "declineReason": "closed"}},
+            interaction_id=interaction.interaction_id,
+        )
+    assert conflict.value.code == "INTERACTION_ALREADY_COMPLETED"
+
+
+async def test_a_declined_order_and_completion_by_correlation_id(c: InMemoryCoordinator) -> None:
+    execution_id, parked_at = await parked(c)
+    order_id = parked_at["request"]["orderId"]
+    await c.awaits.complete(
+        "acme",
+        response={"declined": {"orderId": order_id, "declineReason": "kitchen closed"}},
+        correlation=parked_at["interaction"].correlation_id,
+    )
+    await drive(c)
+    outcome = await result(c, execution_id)
+    assert outcome["outcome"] == "DECLINED" and "kitchen closed" in outcome["summary"]
+
+
+async def test_a_decision_for_another_order_fails_at_finalize_and_again_after_redrive(
+    c: InMemoryCoordinator,
+) -> None:
+    execution_id, parked_at = await parked(c)
+    await c.awaits.complete(
+        "acme",
+        response=accepted("not-a-uuid"),
+        interaction_id=parked_at["interaction"].interaction_id,
+    )
+    await drive(c)
+    first = await c.service.status("acme", execution_id)
+    assert (first.status, first.error_code) == (Status.FAILED, "DECISION_ORDER_MISMATCH")
+    assert first.error_message
+
+    await c.operations.redrive("acme", execution_id, actor="ops", now_ms=5_000, allow_failed=True)
+    await drive(c)
+    second = await c.service.status("acme", execution_id)
+    assert (second.status, second.error_code) == (Status.FAILED, "DECISION_ORDER_MISMATCH")
+    assert second.version > first.version
+
+
+async def test_an_unanswered_await_times_out_and_a_redrive_opens_a_fresh_unit(
+    c: InMemoryCoordinator,
+) -> None:
+    execution_id, parked_at = await parked(c)
+    interaction: Interaction = parked_at["interaction"]
+    assert await c.awaits.sweep_once(interaction.deadline_ms - 1) == 0
+    assert await c.awaits.sweep_once(interaction.deadline_ms + 1) == 1
+    record = await c.service.status("acme", execution_id)
+    assert (record.status, record.error_code) == (Status.FAILED, "AWAIT_TIMEOUT")
+    assert await c.awaits.pending("acme") == []
+    [letter] = await c.dead_letters.receive(wait_s=0)
+    assert json.loads(letter.body)["errorCode"] == "AWAIT_TIMEOUT"
+
+    await c.operations.redrive("acme", execution_id, actor="ops", now_ms=5_000, allow_failed=True)
+    await drive(c)
+    [fresh] = await c.awaits.pending("acme")
+    assert fresh.unit_id != interaction.unit_id
+    # A re-drive runs the steps anew (new idempotency keys), so a new pending order is minted.
+    assert json.loads(fresh.request)["orderId"] != parked_at["request"]["orderId"]
+
+
+async def test_a_completion_past_the_deadline_is_refused(c: InMemoryCoordinator) -> None:
+    _, parked_at = await parked(c)
+    interaction: Interaction = parked_at["interaction"]
+    await c.awaits.sweep_once(interaction.deadline_ms + 1)
+    with pytest.raises(Conflict) as late:
+        await c.awaits.complete(
+            "acme",
+            response=accepted(parked_at["request"]["orderId"]),
+            interaction_id=interaction.interaction_id,
+        )
+    assert late.value.code == "AWAIT_DEADLINE_PASSED"
+
+
+async def test_completions_are_checked_against_schema_tenant_and_token(
+    c: InMemoryCoordinator,
+) -> None:
+    _, parked_at = await parked(c)
+    interaction: Interaction = parked_at["interaction"]
+    with pytest.raises(InvalidInput) as bad:
+        await c.awaits.complete(
+            "acme",
+            response={"accepted": {"orderId": 7}},
+            interaction_id=interaction.interaction_id,
+        )
+    assert bad.value.pointer == "/accepted/orderId"
+    with pytest.raises(NotFound):
+        await c.awaits.complete(
+            "other-tenant", response={}, interaction_id=interaction.interaction_id
+        )
+    with pytest.raises(InvalidInput):
+        await c.awaits.complete("acme", response={}, resume_token="forged.token.value")
+
+    token = c.awaits._token(interaction)
+    done = await c.awaits.complete(
+        "acme", response=accepted(parked_at["request"]["orderId"]), resume_token=token
+    )
+    assert done.interaction.interaction_id == interaction.interaction_id
+
+
+async def test_the_completion_queue_resumes_and_deletes_each_message(
+    c: InMemoryCoordinator,
+) -> None:
+    execution_id, parked_at = await parked(c)
+    interaction: Interaction = parked_at["interaction"]
+    completion = AwaitCompletion(
+        tenant_id="acme",
+        interaction_id=interaction.interaction_id,
+        response_payload=Payload(
+            payload_type_id="x", payload=json.dumps(accepted(parked_at["request"]["orderId"]))
+        ),
+    )
+    for body in (completion.to_json(), completion.to_json(), "not an envelope"):
+        await c.await_completions.send(Outgoing(body))
+    for message in await c.await_completions.receive(wait_s=0):
+        await c.completions.handle(message)
+    # Both copies were durable (one recorded, one duplicate) and deleted; the bad one stays.
+    assert len(c.await_completions.messages) == 1
+    await drive(c)
+    assert (await result(c, execution_id))["outcome"] == "APPROVED"
+
+
+async def test_a_transport_plugs_in_without_touching_the_coordinator() -> None:
+    from datetime import timedelta
+
+    from pydantic import BaseModel
+
+    class Ask(BaseModel):
+        n: int
+
+    class Answer(BaseModel):
+        ok: bool
+
+    paged = Pipeline("org.tests.paged", input=Ask)
+
+    @paged.await_(response=Answer, transport="pager", timeout=timedelta(minutes=1))
+    def page(ask: Ask) -> Ask:
+        return ask
+
+    class Pager:
+        name = "pager"
+        sent: list[str] = []
+
+        async def publish(
+            self, unit: AwaitUnit, interactions: list[Interaction], tokens: dict[str, str]
+        ) -> None:
+            self.sent.extend(tokens[i.interaction_id] for i in interactions)
+
+    c = InMemoryCoordinator.create()
+    c.awaits.transports.register(Pager())
+    await c.register(paged)
+    outcome = await c.service.submit(
+        tenant_id="acme", pipeline_id=paged.id, value={"n": 1}, idempotency_key="p", now_ms=1
+    )
+    await drive(c, paged)
+    [token] = Pager.sent
+    await c.awaits.complete("acme", response={"ok": True}, resume_token=token)
+    record = await c.service.status("acme", outcome.record.execution_id)
+    # The await was the last step: its answer is the result.
+    assert record.status is Status.SUCCEEDED
+    assert (await result(c, record.execution_id))["response"] == {"ok": True}
