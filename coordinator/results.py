@@ -8,7 +8,6 @@ released at once so the queue's redrive policy carries it to the dead-letter que
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from coordinator.store import ExecutionStore
@@ -16,6 +15,7 @@ from coordinator.transitions import IN_FLIGHT, TransitionCommitter
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.errors import StaleRecord
+from tpf.loops import consume
 from tpf.queues import Queue, Received
 from tpf.settings import Timings
 from tpf.signing import SignatureRejected, Signer
@@ -38,15 +38,8 @@ class ResultsConsumer:
         self.signer, self.timings = signer, timings
 
     async def run(self, stop: asyncio.Event) -> None:
-        wait_s = max(1, int(self.timings.long_poll.total_seconds()))
-        while not stop.is_set():
-            try:
-                messages = await self.queue.receive(wait_s=wait_s)
-            except Exception:
-                log.exception("receiving results failed", extra={"action": "receive-results"})
-                await _pause(stop, 1.0)
-                continue
-            await asyncio.gather(*(self.handle(m) for m in messages))
+        wait_s = int(self.timings.long_poll.total_seconds())
+        await consume(self.queue, self.handle, stop, wait_s=wait_s, what="results")
 
     async def handle(self, message: Received) -> None:
         now = now_ms()
@@ -110,9 +103,3 @@ class ResultsConsumer:
                 "messageId": message.message_id,
             },
         )
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    """Wait ``seconds`` unless asked to stop first."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

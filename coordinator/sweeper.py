@@ -9,7 +9,6 @@ action is a conditional write, so racing replicas cost a failed write, never a d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 
@@ -20,6 +19,7 @@ from coordinator.transitions import IN_FLIGHT, TransitionCommitter
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.errors import StaleRecord
+from tpf.loops import repeat
 from tpf.settings import Timings
 from tpf.wire import Failure
 
@@ -50,13 +50,7 @@ class Sweeper:
 
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.timings.sweep_interval.total_seconds()
-        while not stop.is_set():
-            try:
-                await self.sweep_once(now_ms())
-            except Exception:
-                log.exception("sweep failed", extra={"action": "sweep"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+        await repeat(lambda: self.sweep_once(now_ms()), stop, interval_s=interval, what="sweep")
 
     async def sweep_once(self, now: int) -> int:
         """Act on everything due at ``now``; returns how many actions applied."""

@@ -9,13 +9,13 @@ envelope is made visible again so the queue's redrive policy dead-letters it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from coordinator.awaits.service import AwaitService
 from tpf import metrics
 from tpf.codec import decode_value
 from tpf.errors import Conflict, InvalidInput, NotFound
+from tpf.loops import consume
 from tpf.queues import Queue, Received
 from tpf.settings import Timings
 from tpf.wire import AwaitCompletion, MalformedMessage, decode
@@ -29,15 +29,7 @@ class CompletionConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         wait_s = int(self.timings.long_poll.total_seconds())
-        while not stop.is_set():
-            try:
-                messages = await self.queue.receive(wait_s=wait_s)
-            except Exception:
-                log.exception("receive failed", extra={"action": "receive"})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
-                continue
-            await asyncio.gather(*(self.handle(m) for m in messages))
+        await consume(self.queue, self.handle, stop, wait_s=wait_s, what="completions")
 
     async def handle(self, message: Received) -> None:
         try:

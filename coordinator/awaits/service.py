@@ -41,6 +41,7 @@ from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.errors import ConfigurationError, Conflict, InvalidInput, NotFound, StaleRecord
+from tpf.loops import repeat
 from tpf.payloads import PayloadRef, PayloadStore, digest_of
 from tpf.settings import Timings
 from tpf.signing import SignatureRejected, Signer
@@ -358,14 +359,11 @@ class AwaitService:
     # -- deadlines ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Time out overdue awaits (on every replica: each action is conditional)."""
         interval = self.timings.sweep_interval.total_seconds()
-        while not stop.is_set():
-            try:
-                await self.sweep_once(now_ms())
-            except Exception:
-                log.exception("await sweep failed", extra={"action": "await-sweep"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+        await repeat(
+            lambda: self.sweep_once(now_ms()), stop, interval_s=interval, what="await-sweep"
+        )
 
     async def sweep_once(self, now: int) -> int:
         found: Sequence[list[tuple[str, str]]] = await asyncio.gather(
