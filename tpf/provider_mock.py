@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tpf.errors import ConfigurationError
+from tpf.loops import BoundedReceiver
 from tpf.queues import BATCH, Outgoing, Queue, Received
 from tpf.wire import AwaitCompletion, AwaitRequest, MalformedMessage, Payload, decode
 
@@ -33,7 +34,6 @@ log = logging.getLogger("tpf.provider")
 ACTOR = "provider-mock"
 ANSWER_TYPE = "payments.ProviderAnswer"
 RECORDS_MODULE = "examples.csv_payments.records"
-_RECEIVE_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 Decide = Callable[[dict[str, Any]], dict[str, Any]]
 """A request payload → the answer's JSON document."""
@@ -144,37 +144,12 @@ class ProviderMock:
             extra={"action": "start", "queue": self.requests.name, "behaviour": self.behaviour},
         )
         stopped = asyncio.create_task(stop.wait())
-        failures = 0
+        receiver = BoundedReceiver(self.requests, capacity=self.max_inflight, wait_s=self.wait_s)
         try:
             while not stop.is_set():
-                free = self.max_inflight - len(self._inflight)
-                if free <= 0:
-                    await asyncio.wait(
-                        {*self._inflight, stopped}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    continue
-                receive = asyncio.create_task(
-                    self.requests.receive(max_messages=min(BATCH, free), wait_s=self.wait_s)
-                )
-                await asyncio.wait({receive, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                if not receive.done():  # anything handed out meanwhile reappears later
-                    receive.cancel()
-                    await asyncio.gather(receive, return_exceptions=True)
+                batch = await receiver.next(set(self._inflight), stopped)
+                if batch is None:
                     break
-                try:
-                    batch = receive.result()
-                except Exception as exc:
-                    delay = _RECEIVE_BACKOFF_S[min(failures, len(_RECEIVE_BACKOFF_S) - 1)]
-                    failures += 1
-                    log.warning(
-                        "receive failed; backing off %.1fs: %s",
-                        delay,
-                        exc,
-                        extra={"action": "receive-failed", "queue": self.requests.name},
-                    )
-                    await asyncio.wait({stopped}, timeout=delay)
-                    continue
-                failures = 0
                 received_at = asyncio.get_running_loop().time()
                 for message in batch:
                     task = asyncio.create_task(self._handle(message, received_at))

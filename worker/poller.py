@@ -26,9 +26,10 @@ from typing import Any, Literal
 
 from tpf import metrics
 from tpf.contract import Contract
+from tpf.loops import BoundedReceiver
 from tpf.payloads import PayloadStore
 from tpf.pipeline import Pipeline
-from tpf.queues import BATCH, Outgoing, Queue, Received
+from tpf.queues import Outgoing, Queue, Received
 from tpf.settings import Settings
 from tpf.signing import SignatureRejected, Signer
 from tpf.wire import Heartbeat, MalformedMessage, TransitionCommand, WorkerIdentity, decode
@@ -40,7 +41,6 @@ log = logging.getLogger("tpf.worker")
 ROLE = "worker"
 RESULT_TTL_MS = 3_600_000
 """A result may wait in a backlogged results queue; fencing, not the expiry, stops a stale one."""
-_RECEIVE_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
 def epoch_ms() -> int:
@@ -85,41 +85,16 @@ class TransitionWorker:
         self._running, self.state = True, "running"
         self._finished.clear()
         stop_signal = asyncio.create_task(self._stopping.wait())
-        failures = 0
+        receiver = BoundedReceiver(
+            self.work,
+            capacity=self.concurrency,
+            wait_s=int(self.timings.long_poll.total_seconds()),
+        )
         try:
             while not self._stopping.is_set():
-                free = self.concurrency - len(self._inflight)
-                if free <= 0:  # take no message we cannot start: it would sit out its visibility
-                    await asyncio.wait(
-                        {*self._inflight, stop_signal}, return_when="FIRST_COMPLETED"
-                    )
-                    continue
-                receive = asyncio.create_task(
-                    self.work.receive(
-                        max_messages=min(BATCH, free),
-                        wait_s=int(self.timings.long_poll.total_seconds()),
-                    )
-                )
-                await asyncio.wait({receive, stop_signal}, return_when="FIRST_COMPLETED")
-                if not receive.done():
-                    # Anything SQS handed out meanwhile reappears after its visibility timeout.
-                    receive.cancel()
-                    await asyncio.gather(receive, return_exceptions=True)
+                batch = await receiver.next(set(self._inflight), stop_signal)
+                if batch is None:
                     break
-                try:
-                    batch = receive.result()
-                except Exception as exc:
-                    delay = _RECEIVE_BACKOFF_S[min(failures, len(_RECEIVE_BACKOFF_S) - 1)]
-                    failures += 1
-                    log.warning(
-                        "receive failed; backing off %.1fs: %s",
-                        delay,
-                        exc,
-                        extra={"action": "receive-failed", "queue": self.work.name},
-                    )
-                    await asyncio.wait({stop_signal}, timeout=delay)
-                    continue
-                failures = 0
                 for message in batch:
                     if self._stopping.is_set():  # stop() won the race with this receive
                         await self._hand_back(message)

@@ -6,8 +6,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.substrates import localstack_endpoints, localstack_unavailable, require, unique_stack
-from tpf.stack import OwnedStack, StackSpec, owned_stack
+from tests.e2e.fleets import running_fleet
+from tpf.stack import OwnedStack
 
 PIPELINES = (
     "examples.orders:orders",
@@ -27,18 +27,8 @@ def fleet(
     request: pytest.FixtureRequest, markers: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OwnedStack]:
     """A coordinator and two workers as separate processes, on each substrate."""
-    if request.param == "localstack":
-        require(localstack_unavailable(localstack_endpoints()))
-    spec = StackSpec(
-        substrate=request.param,
-        stack=unique_stack(),
-        profile="test",
-        workers=2,
-        pipelines=PIPELINES,
-        extra_env={"TPF_TEST_MARKERS": str(markers)},
-    )
-    with owned_stack(spec, workdir=tmp_path_factory.mktemp("fleet")) as stack:
-        yield stack
+    workdir = tmp_path_factory.mktemp("fleet")
+    yield from running_fleet(request, markers, workdir, pipelines=PIPELINES)
 
 
 @pytest.fixture

@@ -21,16 +21,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.fleets import running_fleet
 from tests.substrates import (
-    localstack_endpoints,
-    localstack_unavailable,
-    require,
-    unique_stack,
     wait_until,
 )
 from tpf.codec import encode_envelope
 from tpf.fleet import Member
-from tpf.stack import OwnedStack, StackSpec, owned_stack
+from tpf.stack import OwnedStack
 
 PIPELINES = ("examples.orders:orders", "tests.e2e.pipelines:slow", "tests.e2e.pipelines:tracked")
 TERMINAL = ("SUCCEEDED", "FAILED", "DLQ")
@@ -46,19 +43,8 @@ def ha(
     request: pytest.FixtureRequest, markers: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OwnedStack]:
     """Two coordinator replicas and two workers as separate processes, on each substrate."""
-    if request.param == "localstack":
-        require(localstack_unavailable(localstack_endpoints()))
-    spec = StackSpec(
-        substrate=request.param,
-        stack=unique_stack(),
-        profile="test",
-        coordinators=2,
-        workers=2,
-        pipelines=PIPELINES,
-        extra_env={"TPF_TEST_MARKERS": str(markers)},
-    )
-    with owned_stack(spec, workdir=tmp_path_factory.mktemp("ha")) as stack:
-        yield stack
+    workdir = tmp_path_factory.mktemp("ha")
+    yield from running_fleet(request, markers, workdir, pipelines=PIPELINES, coordinators=2)
 
 
 @pytest.fixture(autouse=True)
