@@ -49,9 +49,11 @@ class Monkey:
     ) -> None:
         self.fleet, self.rng, self.tally = fleet, rng, tally
         self.freeze_s, self.invocations, self.long_s = freeze_s, invocations, long_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._timers: list[threading.Timer] = []
         self._frozen: dict[int, subprocess.Popen[bytes]] = {}
+        # Frozen mid-step: counted when thawed alive (a kill meanwhile means no late result).
+        self._frozen_mid_step: set[int] = set()
 
     def kill(self) -> bool:
         """SIGKILL a random live member; False when none is alive right now."""
@@ -64,6 +66,7 @@ class Monkey:
             victim.process.kill()
             victim.process.wait()
             self._frozen.pop(victim.process.pid, None)
+            self._frozen_mid_step.discard(victim.process.pid)
             self.tally.add("kills")
         self._later(self.rng.uniform(0.3, 2.0), self._restart, victim)
         return True
@@ -87,7 +90,7 @@ class Monkey:
             self._frozen[process.pid] = process
             self.tally.add("freezes")
             if busy_workers:
-                self.tally.add("freezes_in_flight")
+                self._frozen_mid_step.add(process.pid)
         self._later(self.rng.uniform(*self.freeze_s), self._thaw, process)
         return True
 
@@ -97,7 +100,7 @@ class Monkey:
             timer.cancel()
         with self._lock:
             for process in list(self._frozen.values()):
-                self._thaw(process)
+                self._thaw(process, cut_short=True)
             for member in self.fleet.members:
                 if not member.alive:
                     self.fleet.start(member)
@@ -107,10 +110,16 @@ class Monkey:
             if not member.alive:
                 self.fleet.start(member)
 
-    def _thaw(self, process: subprocess.Popen[bytes]) -> None:
-        self._frozen.pop(process.pid, None)
-        if process.poll() is None:  # Popen refuses to signal a reaped pid
-            process.send_signal(signal.SIGCONT)
+    def _thaw(self, process: subprocess.Popen[bytes], *, cut_short: bool = False) -> None:
+        """SIGCONT; a full freeze of a worker mid-step counts once it wakes to a lost deadline."""
+        with self._lock:
+            if self._frozen.pop(process.pid, None) is None:
+                return  # killed while frozen, or thawed already
+            if process.poll() is None:  # Popen refuses to signal a reaped pid
+                process.send_signal(signal.SIGCONT)
+                if process.pid in self._frozen_mid_step and not cut_short:
+                    self.tally.add("freezes_in_flight")
+            self._frozen_mid_step.discard(process.pid)
 
     def _later(self, seconds: float, fn: Any, arg: Any) -> None:
         timer = threading.Timer(seconds, fn, (arg,))
