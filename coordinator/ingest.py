@@ -53,6 +53,16 @@ class UploadedObject:
     size: int
     event_time: str | None
 
+    def as_input(self) -> dict[str, Any]:
+        """The execution's input: enough to read exactly this version of the object."""
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "versionId": self.version_id,
+            "etag": self.etag,
+            "size": self.size,
+        }
+
     @property
     def idempotency_key(self) -> str:
         """The same for every notification of one object version.

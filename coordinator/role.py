@@ -69,6 +69,7 @@ async def build(settings: Settings, aws: AwsClients, signer: Signer) -> Coordina
         ),
         await_requests=await queue("await-requests"),
         await_completions=await queue("await-completions"),
+        ingest=await queue("ingest"),
         signer=signer,
     )
 
@@ -119,6 +120,7 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             asyncio.create_task(coordinator.sweeper.run(stop), name="sweeper"),
             asyncio.create_task(coordinator.awaits.run(stop), name="await-sweeper"),
             asyncio.create_task(coordinator.completions.run(stop), name="completions"),
+            asyncio.create_task(coordinator.ingest.run(stop), name="ingest"),
         ]
         app.state.ready = True
         log.info(

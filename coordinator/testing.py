@@ -36,6 +36,7 @@ class InMemoryCoordinator(Coordinator):
     await_table: InMemoryAwaitTable = field(default_factory=InMemoryAwaitTable)
     await_requests: InMemoryQueue = field(default_factory=InMemoryQueue)
     await_completions: InMemoryQueue = field(default_factory=InMemoryQueue)
+    ingest_queue: InMemoryQueue = field(default_factory=InMemoryQueue)
     signer: Signer = field(default_factory=lambda: Signer(TEST_KEY))
 
     @classmethod
@@ -43,7 +44,7 @@ class InMemoryCoordinator(Coordinator):
         settings = settings or Settings(profile="test", due_shards=2)
         visibility = settings.timings.visibility_timeout.total_seconds()
         table = InMemoryExecutionTable(shards=settings.due_shards)
-        names = ("work", "results", "dl", "requests", "completions")
+        names = ("work", "results", "dl", "requests", "completions", "ingest")
         queues = {n: InMemoryQueue(n, visibility_s=visibility) for n in names}
         await_table = InMemoryAwaitTable(shards=settings.due_shards)
         signer = Signer(TEST_KEY)
@@ -58,6 +59,7 @@ class InMemoryCoordinator(Coordinator):
             awaits=await_table,
             await_requests=queues["requests"],
             await_completions=queues["completions"],
+            ingest=queues["ingest"],
             signer=signer,
         )
         return cls(
@@ -69,6 +71,7 @@ class InMemoryCoordinator(Coordinator):
             await_table=await_table,
             await_requests=queues["requests"],
             await_completions=queues["completions"],
+            ingest_queue=queues["ingest"],
             signer=signer,
         )
 

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coordinator.awaits import AwaitService, AwaitTable, InteractionApi, SqsRequests, Transports
+from coordinator.awaits import (
+    Admission,
+    AwaitService,
+    AwaitTable,
+    InteractionApi,
+    SqsRequests,
+    Transports,
+)
 from coordinator.awaits.completions import CompletionConsumer
 from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
+from coordinator.ingest import IngestConsumer, UploadedObject
 from coordinator.operations import OperatorActions
 from coordinator.registry import Registry
 from coordinator.results import ResultsConsumer
@@ -19,6 +27,7 @@ from coordinator.service import ExecutionService
 from coordinator.store import ExecutionStore
 from coordinator.sweeper import Sweeper
 from coordinator.transitions import TransitionCommitter
+from tpf.clock import now_ms
 from tpf.payloads import PayloadStore
 from tpf.queues import Queue
 from tpf.settings import Settings
@@ -41,6 +50,7 @@ class Coordinator:
     operations: OperatorActions
     awaits: AwaitService
     completions: CompletionConsumer
+    ingest: IngestConsumer
 
     async def close(self) -> None:
         """Flush what is written off the commit path (history entries)."""
@@ -60,6 +70,7 @@ def assemble(
     awaits: AwaitTable,
     await_requests: Queue,
     await_completions: Queue,
+    ingest: Queue,
     signer: Signer,
     transports: Transports | None = None,
 ) -> Coordinator:
@@ -78,6 +89,9 @@ def assemble(
         transports=transports or Transports(InteractionApi(), SqsRequests(await_requests)),
         signer=signer,
         timings=timings,
+        admission=Admission(
+            per_unit=settings.await_unit_in_flight, per_tenant=settings.await_tenant_in_flight
+        ),
         shards=settings.due_shards,
     )
     committer = TransitionCommitter(
@@ -88,6 +102,23 @@ def assemble(
         dead_letters=dead_letter_publisher,
         open_await=await_service.open,
     )
+    service = ExecutionService(
+        store=store,
+        registry=registry,
+        payloads=payloads,
+        dispatcher=dispatcher,
+        timings=timings,
+    )
+
+    async def submit_upload(obj: UploadedObject) -> None:
+        await service.submit(
+            tenant_id=settings.ingest_tenant,
+            pipeline_id=settings.ingest_pipeline,
+            value=obj.as_input(),
+            idempotency_key=obj.idempotency_key,
+            now_ms=now_ms(),
+        )
+
     return Coordinator(
         settings=settings,
         store=store,
@@ -105,13 +136,7 @@ def assemble(
             shards=settings.due_shards,
             timings=timings,
         ),
-        service=ExecutionService(
-            store=store,
-            registry=registry,
-            payloads=payloads,
-            dispatcher=dispatcher,
-            timings=timings,
-        ),
+        service=service,
         operations=OperatorActions(
             store=store, dispatcher=dispatcher, dead_letters=dead_letter_publisher
         ),
@@ -119,4 +144,5 @@ def assemble(
         completions=CompletionConsumer(
             queue=await_completions, awaits=await_service, timings=timings
         ),
+        ingest=IngestConsumer(queue=ingest, submit=submit_upload, timings=timings),
     )

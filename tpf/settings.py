@@ -35,6 +35,8 @@ class Timings(BaseModel):
     long_poll: timedelta
     """SQS long-poll wait; short in tests so shutdowns are prompt."""
     shutdown_grace: timedelta
+    await_stall: timedelta
+    """An await unit with requests out and no answer for this long has them sent again."""
 
 
 PROFILES: dict[ProfileName, Timings] = {
@@ -48,6 +50,7 @@ PROFILES: dict[ProfileName, Timings] = {
         retry_cap=timedelta(minutes=15),
         long_poll=timedelta(seconds=20),
         shutdown_grace=timedelta(seconds=30),
+        await_stall=timedelta(minutes=10),
     ),
     "test": Timings(
         visibility_timeout=timedelta(seconds=5),
@@ -59,6 +62,7 @@ PROFILES: dict[ProfileName, Timings] = {
         retry_cap=timedelta(seconds=2),
         long_poll=timedelta(seconds=1),
         shutdown_grace=timedelta(seconds=5),
+        await_stall=timedelta(seconds=3),
     ),
 }
 
@@ -94,6 +98,14 @@ class Settings(BaseSettings):
     """Transitions one worker process runs at once."""
     shutdown_grace_s: float | None = Field(default=None, ge=0, le=900)
     """Seconds a stopping process gets to finish in-flight work; the profile's when unset."""
+    ingest_pipeline: str = "org.pipelineframework.csvpayments"
+    """The pipeline each object uploaded to the inbox bucket starts."""
+    ingest_tenant: str = "default"
+    """The tenant those executions belong to."""
+    await_unit_in_flight: int = Field(default=200, ge=1, le=10_000)
+    """Await requests of one unit out at once (admission); the rest go as answers come in."""
+    await_tenant_in_flight: int = Field(default=2_000, ge=1, le=1_000_000)
+    """Await requests of one tenant out at once, across all its units."""
     history: bool = True
     """Append every state change to the history table (1 WRU each); operator actions always are."""
 

@@ -28,7 +28,11 @@ from tpf.signing import new_secret
 from tpf.substrate import Endpoints, open_clients, resolve_endpoints
 from worker.role import load_pipeline
 
-DEFAULT_PIPELINES = ("examples.orders:orders", "examples.restaurant_approval:restaurant_approval")
+DEFAULT_PIPELINES = (
+    "examples.orders:orders",
+    "examples.restaurant_approval:restaurant_approval",
+    "examples.csv_payments.pipeline:csv_payments",
+)
 
 
 def free_port() -> int:
@@ -51,6 +55,8 @@ class StackSpec:
     control_plane_token: str | None = None
     admin_token: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    provider_mock: tuple[str, ...] | None = None
+    """Arguments of a ``tpf provider-mock`` to run in the fleet; None runs none."""
 
 
 @dataclass
@@ -146,6 +152,8 @@ def owned_stack(spec: StackSpec, *, workdir: Path | None = None) -> Iterator[Own
         pipeline_args = [arg for p in spec.pipelines for arg in ("--pipeline", p)]
         for i in range(spec.workers):
             fleet.add("worker", f"worker-{i + 1}", *pipeline_args, "--release", spec.release)
+        if spec.provider_mock is not None:
+            fleet.add("provider-mock", "provider-mock", *spec.provider_mock)
         api_urls = [f"http://127.0.0.1:{port}" for port in ports]
         stack = OwnedStack(spec, settings, endpoints, env, api_urls, fleet, embedded)
         try:

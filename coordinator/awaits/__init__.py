@@ -1,13 +1,17 @@
 """Awaits: units, interactions, transports, completion and deadlines (REFERENCE section 3)."""
 
-from coordinator.awaits.service import AwaitService, Completed
-from coordinator.awaits.tables import AwaitTable, DynamoAwaitTable, InMemoryAwaitTable
+from coordinator.awaits.completing import Completed, CompletionRequest
+from coordinator.awaits.dynamo import DynamoAwaitTable
+from coordinator.awaits.service import Admission, AwaitService
+from coordinator.awaits.tables import AwaitTable, InMemoryAwaitTable
 from coordinator.awaits.transports import InteractionApi, SqsRequests, Transport, Transports
 
 __all__ = [
+    "Admission",
     "AwaitService",
     "AwaitTable",
     "Completed",
+    "CompletionRequest",
     "DynamoAwaitTable",
     "InMemoryAwaitTable",
     "InteractionApi",

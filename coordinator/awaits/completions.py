@@ -1,8 +1,12 @@
-"""The completion queue consumer: providers' answers arriving over SQS.
+"""The completion queue consumer: providers' answers arriving over SQS, judged in batches.
+
+A round takes up to ``ROUND`` messages (one long poll, then short receives while the queue is
+full) and records them with one transaction per unit (``AwaitService.complete_many``), so an
+itemized await of 10,000 rows costs a few hundred writes, not 10,000.
 
 A message is deleted once its completion is durable (recorded, or a duplicate of one that is),
 or when it can never succeed (unknown interaction, conflicting answer, past the deadline, bad
-token or payload). Anything transient leaves it for redelivery; a body that is not a completion
+token or payload). An outage leaves the round for redelivery; a body that is not a completion
 envelope is made visible again so the queue's redrive policy dead-letters it.
 """
 
@@ -11,16 +15,22 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from coordinator.awaits.completing import CompletionRequest
 from coordinator.awaits.service import AwaitService
 from tpf import metrics
 from tpf.codec import decode_value
-from tpf.errors import Conflict, InvalidInput, NotFound
-from tpf.loops import consume
-from tpf.queues import Queue, Received
+from tpf.errors import Conflict, InvalidInput, NotFound, TpfError
+from tpf.loops import pause
+from tpf.queues import BATCH, Queue, Received
 from tpf.settings import Timings
 from tpf.wire import AwaitCompletion, MalformedMessage, decode
 
 log = logging.getLogger("tpf.coordinator")
+
+ROUND = 5 * BATCH
+"""Messages judged together; more share a transaction, but wait longer for the round."""
+REFUSALS = (NotFound, Conflict, InvalidInput)
+"""Deterministic: another delivery would be refused the same way."""
 
 
 class CompletionConsumer:
@@ -28,47 +38,99 @@ class CompletionConsumer:
         self.queue, self.awaits, self.timings = queue, awaits, timings
 
     async def run(self, stop: asyncio.Event) -> None:
-        wait_s = int(self.timings.long_poll.total_seconds())
-        await consume(self.queue, self.handle, stop, wait_s=wait_s, what="completions")
+        wait_s = max(1, int(self.timings.long_poll.total_seconds()))
+        while not stop.is_set():
+            try:
+                messages = await self._receive_round(wait_s)
+            except Exception:
+                log.exception(
+                    "receiving completions failed", extra={"action": "receive-completions"}
+                )
+                await pause(stop, 1.0)
+                continue
+            if messages:
+                await self.handle_many(messages)
+
+    async def _receive_round(self, wait_s: int) -> list[Received]:
+        # Long-poll once; only a full batch suggests more is waiting right now.
+        messages = await self.queue.receive(wait_s=wait_s)
+        while len(messages) < ROUND and len(messages) % BATCH == 0 and messages:
+            more = await self.queue.receive(wait_s=0)
+            if not more:
+                break
+            messages.extend(more)
+        return messages
 
     async def handle(self, message: Received) -> None:
-        try:
-            envelope = decode(message.body)
-            if not isinstance(envelope, AwaitCompletion):
-                raise MalformedMessage(f"a {envelope.kind} envelope on the completion queue")
-        except MalformedMessage as exc:
-            metrics.MESSAGES_REJECTED.labels(role="coordinator", reason="malformed").inc()
+        await self.handle_many([message])
+
+    async def handle_many(self, messages: list[Received]) -> None:
+        """Never raises: whatever is not settled here is redelivered."""
+        accepted: list[tuple[Received, CompletionRequest]] = []
+        settled: list[Received] = []
+        for message in messages:
+            try:
+                accepted.append((message, self._request(message)))
+            except MalformedMessage as exc:
+                await self._release_malformed(message, exc)
+            except InvalidInput as exc:
+                self._refused(message, exc)
+                settled.append(message)
+        if accepted:
+            try:
+                outcomes = await self.awaits.complete_many([r for _, r in accepted])
+            except Exception:
+                log.exception(
+                    "completions failed; left for redelivery",
+                    extra={"action": "completion-failed", "messages": len(accepted)},
+                )
+                outcomes = []
+            for (message, _), outcome in zip(accepted, outcomes, strict=False):
+                if isinstance(outcome, REFUSALS):
+                    self._refused(message, outcome)
+                elif isinstance(outcome, TpfError):
+                    continue  # transient: another delivery may succeed
+                settled.append(message)
+        results = await asyncio.gather(
+            *(self.queue.delete(m.receipt) for m in settled), return_exceptions=True
+        )
+        for failure in (r for r in results if isinstance(r, BaseException)):
             log.warning(
-                "completion rejected: %s",
-                exc,
-                extra={"action": "reject-message", "messageId": message.message_id},
+                "completion message not deleted; it will come back as a duplicate: %s",
+                failure,
+                extra={"action": "completion-delete-failed"},
             )
+
+    def _request(self, message: Received) -> CompletionRequest:
+        envelope = decode(message.body)
+        if not isinstance(envelope, AwaitCompletion):
+            raise MalformedMessage(f"a {envelope.kind} envelope on the completion queue")
+        payload = envelope.response_payload
+        return CompletionRequest(
+            tenant_id=envelope.tenant_id,
+            response=decode_value(payload.payload_type_id, payload.payload or ""),
+            interaction_id=envelope.interaction_id,
+            correlation=envelope.correlation_id,
+            resume_token=envelope.resume_token,
+            idempotency_key=envelope.idempotency_key,
+            actor=envelope.actor,
+        )
+
+    async def _release_malformed(self, message: Received, exc: Exception) -> None:
+        metrics.MESSAGES_REJECTED.labels(role="coordinator", reason="malformed").inc()
+        log.warning(
+            "completion rejected: %s",
+            exc,
+            extra={"action": "reject-message", "messageId": message.message_id},
+        )
+        try:
             await self.queue.change_visibility(message.receipt, 0)
-            return
-        try:
-            response = decode_value(
-                envelope.response_payload.payload_type_id, envelope.response_payload.payload or ""
-            )
-            await self.awaits.complete(
-                envelope.tenant_id,
-                response=response,
-                interaction_id=envelope.interaction_id,
-                correlation=envelope.correlation_id,
-                resume_token=envelope.resume_token,
-                idempotency_key=envelope.idempotency_key,
-                actor=envelope.actor,
-            )
-        except (NotFound, Conflict, InvalidInput) as exc:
-            # Deterministic: another delivery would be refused the same way.
-            log.warning(
-                "completion refused: %s",
-                exc,
-                extra={"action": "completion-refused", "messageId": message.message_id},
-            )
         except Exception:
-            log.exception(
-                "completion failed; left for redelivery",
-                extra={"action": "completion-failed", "messageId": message.message_id},
-            )
-            return
-        await self.queue.delete(message.receipt)
+            log.exception("could not release a malformed completion; it reappears later")
+
+    def _refused(self, message: Received, exc: Exception) -> None:
+        log.warning(
+            "completion refused: %s",
+            exc,
+            extra={"action": "completion-refused", "messageId": message.message_id},
+        )

@@ -6,11 +6,18 @@ partition, so a unit's interactions are one Query::
 
     pk = <tenant>#<unitId>   sk = "U"            the unit: deadline, total, done counter
                              sk = "I#000042"     interaction 42: request, then response
+    pk = <tenant>#~admission sk = "A"            the tenant's await requests in flight
 
 Two sparse entries of the ``pending`` index make the hot lookups Query-only: an open unit
-carries ``pp = D#<shard>`` ordered by deadline (the await sweeper's work list), and a waiting
-interaction carries ``pp = T#<tenant>`` ordered by creation (the human inbox). Completing or
-timing out removes them. The ``correlation`` index maps ``cid`` to the interaction's key.
+carries ``pp = D#<shard>`` ordered by the time the sweeper should look at it (its deadline, or
+earlier while admission has work to check), and a waiting interaction of the human inbox carries
+``pp = T#<tenant>`` ordered by creation. Completing or timing out removes them. The
+``correlation`` index maps ``cid`` to the interaction's key.
+
+Admission (REFERENCE section 3): a unit publishes its requests in item order; ``published`` is
+the cursor (items below it were sent), so ``published - done`` are out at once. ``accounted`` is
+what the unit last added to its tenant's in-flight counter; it is settled when the cursor moves
+and when the unit closes, so completions never touch the tenant's item.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 from infra.resources import EXECUTION_TTL
 
 UNIT_SK = "U"
+ADMISSION_SK = "A"
 
 
 class UnitStatus(StrEnum):
@@ -41,6 +49,10 @@ class InteractionStatus(StrEnum):
 
 def unit_pk(tenant_id: str, unit_id: str) -> str:
     return f"{tenant_id}#{unit_id}"
+
+
+def admission_pk(tenant_id: str) -> str:
+    return f"{tenant_id}#~admission"  # "~" is not in a unit id
 
 
 def interaction_sk(item_index: int) -> str:
@@ -67,11 +79,24 @@ class AwaitUnit:
     created_at_ms: int
     done: int = 0
     status: UnitStatus = UnitStatus.OPEN
-    published: bool = False
+    published: int = 0
+    """Items ``[0, published)`` were sent to the transport."""
+    accounted: int = 0
+    """Requests of this unit counted in its tenant's in-flight total."""
+    wake_ms: int | None = None
+    """When the sweeper looks at it before its deadline (stalled or waiting for admission)."""
 
     @property
     def complete(self) -> bool:
         return self.done >= self.total
+
+    @property
+    def in_flight(self) -> int:
+        return max(0, self.published - self.done)
+
+    @property
+    def look_at_ms(self) -> int:
+        return self.deadline_ms if self.wake_ms is None else min(self.deadline_ms, self.wake_ms)
 
 
 @dataclass(frozen=True)
@@ -95,6 +120,8 @@ class Interaction:
     completion_key: str | None = None
     actor: str | None = None
     completed_at_ms: int | None = None
+    inbox: bool = True
+    """Listed in the tenant's pending interactions (the human inbox); not for provider queues."""
 
     @property
     def interaction_id(self) -> str:
@@ -146,12 +173,20 @@ def unit_to_item(unit: AwaitUnit, shards: int) -> dict[str, Any]:
         "ca": unit.created_at_ms,
         "st": unit.status.value,
         "pub": unit.published,
+        "acc": unit.accounted,
         "ttl": _ttl(unit.deadline_ms),
     }
+    if unit.wake_ms is not None:
+        item["wk"] = unit.wake_ms
     if unit.status is UnitStatus.OPEN:
         item["pp"] = f"D#{deadline_shard(unit.unit_id, shards)}"
-        item["ps"] = f"{unit.deadline_ms:013d}#{unit.tenant_id}#{unit.unit_id}"
+        item["ps"] = sweep_position(unit)
     return item
+
+
+def sweep_position(unit: AwaitUnit) -> str:
+    """The sort key of an open unit in the sweeper's list: when to look, then who."""
+    return f"{unit.look_at_ms:013d}#{unit.tenant_id}#{unit.unit_id}"
 
 
 def unit_from_item(item: dict[str, Any]) -> AwaitUnit:
@@ -170,7 +205,9 @@ def unit_from_item(item: dict[str, Any]) -> AwaitUnit:
         deadline_ms=int(item["dl"]),
         created_at_ms=int(item["ca"]),
         status=UnitStatus(item["st"]),
-        published=bool(item.get("pub", False)),
+        published=int(item.get("pub", 0)),
+        accounted=int(item.get("acc", 0)),
+        wake_ms=int(item["wk"]) if "wk" in item else None,
     )
 
 
@@ -197,7 +234,9 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
         "at": i.completed_at_ms,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
-    if i.status is InteractionStatus.PENDING:
+    if not i.inbox:
+        item["ib"] = False
+    elif i.status is InteractionStatus.PENDING:
         item["pp"] = f"T#{i.tenant_id}"
         item["ps"] = f"{i.created_at_ms:013d}#{i.interaction_id}"
     return item
@@ -224,4 +263,5 @@ def interaction_from_item(item: dict[str, Any]) -> Interaction:
         completion_key=item.get("rk"),
         actor=item.get("by"),
         completed_at_ms=int(at) if at is not None else None,
+        inbox=bool(item.get("ib", True)),
     )

@@ -1,37 +1,44 @@
-"""Opening, completing and timing out await units; resuming the execution exactly once.
+"""Opening, admitting, completing and timing out await units; resuming exactly once.
 
 Every step is idempotent and ordered so a crash anywhere is repaired by a retry of the same
 call (a redelivered result or completion message, a client retrying its HTTP call) or by the
-await sweeper at the unit's deadline::
+await sweeper, which looks at a unit at its deadline and, while requests are out, whenever it
+made no progress for ``Timings.await_stall``::
 
-    open:     interactions ─ unit (if absent) ─ publish ─ unit.published
-    complete: interaction PENDING→COMPLETED + unit.done+1 (one transaction)
+    open:     interactions ─ unit (if absent) ─ admit
+    admit:    reserve (cursor + tenant count, one transaction) ─ publish the reserved requests
+    complete: interactions PENDING→COMPLETED + unit.done+k (one transaction per unit and batch)
               ─ if done = total: resume the execution (conditional) ─ unit COMPLETED
-    sweep:    unit overdue ─ complete? resume : fail AWAIT_TIMEOUT ─ unit TIMED_OUT
+              ─ else: admit the next requests
+    sweep:    overdue ─ complete? resume : fail AWAIT_TIMEOUT ─ unit TIMED_OUT
+              stalled ─ publish the requests still out again (providers dedupe by key) ─ admit
 
-Completion semantics (REFERENCE gap 6): the same answer again is a duplicate (no change); a
-different answer is a conflict (409); an answer after the deadline is refused and counted.
+Requests are published at least once; completions are recorded exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from coordinator.awaits.model import (
-    AwaitUnit,
-    Interaction,
-    InteractionStatus,
-    UnitStatus,
-    parse_interaction_id,
+from coordinator.awaits.completing import (
+    Completed,
+    CompletionRequest,
+    ResponseValidator,
+    canonical,
+    check_found,
+    claims_of,
+    judge,
+    locate,
 )
-from coordinator.awaits.tables import AwaitTable
-from coordinator.awaits.transports import Transports
+from coordinator.awaits.model import AwaitUnit, Interaction, InteractionStatus, UnitStatus
+from coordinator.awaits.tables import AwaitTable, Key, key_of
+from coordinator.awaits.transports import Transport, Transports
 from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
 from coordinator.identities import correlation_id
@@ -40,24 +47,24 @@ from coordinator.registry import Registry
 from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.clock import now_ms
-from tpf.errors import ConfigurationError, Conflict, InvalidInput, NotFound, StaleRecord
+from tpf.errors import ConfigurationError, Conflict, StaleRecord, TpfError
 from tpf.loops import repeat
-from tpf.payloads import PayloadRef, PayloadStore, digest_of
+from tpf.payloads import PayloadRef, PayloadStore
 from tpf.settings import Timings
-from tpf.signing import SignatureRejected, Signer
+from tpf.signing import Signer
 from tpf.wire import Payload, Suspension
 
 log = logging.getLogger("tpf.coordinator")
 
+__all__ = ["Admission", "AwaitService", "Completed", "CompletionRequest", "canonical"]
+
 
 @dataclass(frozen=True)
-class Completed:
-    interaction: Interaction
-    duplicate: bool
+class Admission:
+    """How many await requests may be out at once (REFERENCE section 3)."""
 
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    per_unit: int = 200
+    per_tenant: int = 2_000
 
 
 class AwaitService:
@@ -73,11 +80,13 @@ class AwaitService:
         transports: Transports,
         signer: Signer,
         timings: Timings,
+        admission: Admission | None = None,
         shards: int = 4,
     ) -> None:
         self.table, self.store, self.registry = table, store, registry
         self.payloads, self.dispatcher, self.dead_letters = payloads, dispatcher, dead_letters
         self.transports, self.signer, self.timings = transports, signer, timings
+        self.admission = admission or Admission()
         self.shards = [str(i) for i in range(shards)]
 
     # -- open ---------------------------------------------------------------------------------
@@ -85,21 +94,47 @@ class AwaitService:
     async def open(
         self, record: ExecutionRecord, suspension: Suspension, *, resume_step: int
     ) -> None:
-        """Store the unit and its interactions of a just-parked execution, then publish."""
+        """Store the unit and its interactions of a just-parked execution, then admit."""
         assert record.await_unit_id is not None
         unit_id, now = record.await_unit_id, now_ms()
+        existing = await self.table.get_unit(record.tenant_id, unit_id)
+        if existing is None:
+            unit, interactions = await self._build(record, suspension, resume_step, now)
+            await self.table.create(unit, interactions)
+            existing = await self.table.get_unit(unit.tenant_id, unit_id)
+        if existing is None or existing.status is not UnitStatus.OPEN:
+            return
+        if existing.complete:  # an expansion of no items waits for nothing
+            await self._resume(existing)
+            return
+        await self._admit(existing, now)
+        log.info(
+            "await opened",
+            extra={
+                "action": "await-open",
+                "executionId": existing.execution_id,
+                "unitId": unit_id,
+                "items": existing.total,
+            },
+        )
+
+    async def _build(
+        self, record: ExecutionRecord, suspension: Suspension, resume_step: int, now: int
+    ) -> tuple[AwaitUnit, list[Interaction]]:
+        assert record.await_unit_id is not None
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)
         step = contract.step(suspension.step_id)
         fields = step.await_.idempotency_fields if step.await_ else ()
         requests = await self._requests(record, suspension.requests)
         deadline = now + suspension.timeout_ms
+        inbox = not self._bounded(suspension.transport)
         interactions = []
         for item, request in enumerate(requests):
             key = _interaction_key(record, suspension.step_id, request, fields, item)
             interactions.append(
                 Interaction(
                     tenant_id=record.tenant_id,
-                    unit_id=unit_id,
+                    unit_id=record.await_unit_id,
                     item_index=item,
                     execution_id=record.execution_id,
                     step_id=suspension.step_id,
@@ -111,11 +146,12 @@ class AwaitService:
                     request=canonical(request),
                     deadline_ms=deadline,
                     created_at_ms=now,
+                    inbox=inbox,
                 )
             )
         unit = AwaitUnit(
             tenant_id=record.tenant_id,
-            unit_id=unit_id,
+            unit_id=record.await_unit_id,
             execution_id=record.execution_id,
             step_id=suspension.step_id,
             step_index=suspension.step_index,
@@ -126,27 +162,7 @@ class AwaitService:
             deadline_ms=deadline,
             created_at_ms=now,
         )
-        existing = await self.table.get_unit(unit.tenant_id, unit_id)
-        if existing is None:
-            await self.table.create(unit, interactions)
-            existing = await self.table.get_unit(unit.tenant_id, unit_id)
-        if existing is None or existing.published or existing.status is not UnitStatus.OPEN:
-            return
-        try:
-            transport = self.transports.get(existing.transport)
-        except ConfigurationError as exc:
-            log.error(str(exc), extra={"action": "await-open", "executionId": unit.execution_id})
-            return  # the deadline ends it; the message names what to configure
-        stored = await self.table.interactions(unit.tenant_id, unit_id)
-        await transport.publish(
-            existing, stored, {i.interaction_id: self._token(i) for i in stored}
-        )
-        with contextlib.suppress(StaleRecord):
-            await self.table.update_unit(replace(existing, published=True), expect=UnitStatus.OPEN)
-        log.info(
-            "await opened",
-            extra={"action": "await-open", "executionId": unit.execution_id, "unitId": unit_id},
-        )
+        return unit, interactions
 
     async def _requests(self, record: ExecutionRecord, payload: Payload) -> list[Any]:
         if payload.payload_ref is not None:
@@ -156,6 +172,88 @@ class AwaitService:
             text = payload.payload or "[]"
         value = json.loads(text)
         return value if isinstance(value, list) else [value]
+
+    # -- admission ----------------------------------------------------------------------------
+
+    def _bounded(self, transport_name: str) -> bool:
+        """Whether admission limits a transport; a human inbox has nothing to flood."""
+        try:
+            transport = self.transports.get(transport_name)
+        except ConfigurationError:
+            return True
+        return bool(getattr(transport, "admission", True))
+
+    def _transport(self, unit: AwaitUnit) -> Transport | None:
+        try:
+            return self.transports.get(unit.transport)
+        except ConfigurationError as exc:
+            # Nothing is published; the deadline ends the await, and the message says what to add.
+            log.error(str(exc), extra={"action": "await-open", "executionId": unit.execution_id})
+            return None
+
+    async def _admit(self, unit: AwaitUnit, now: int) -> None:
+        """Reserve the next requests (unit cursor and tenant count together), then send them."""
+        transport = self._transport(unit)
+        if transport is None:
+            return
+        bounded = self._bounded(unit.transport)
+        limits = self.admission
+        stall_ms = int(self.timings.await_stall.total_seconds() * 1000)
+        for _ in range(5):
+            target = min(unit.total, unit.done + limits.per_unit) if bounded else unit.total
+            upto = max(unit.published, target)
+            moved = replace(
+                unit,
+                published=upto,
+                accounted=upto - unit.done if bounded else 0,
+                wake_ms=now + stall_ms if bounded and upto > unit.done else None,
+            )
+            try:
+                if not await self.table.advance(unit, moved, tenant_limit=limits.per_tenant):
+                    # The tenant is at its limit: take what room is left, look again soon.
+                    room = limits.per_tenant - await self.table.tenant_in_flight(unit.tenant_id)
+                    upto = max(unit.published, min(upto, unit.done + unit.accounted + room))
+                    retry_at = now + int(self.timings.sweep_interval.total_seconds() * 2000)
+                    moved = replace(
+                        moved,
+                        published=upto,
+                        accounted=upto - unit.done,
+                        wake_ms=retry_at if upto < target else moved.wake_ms,
+                    )
+                    if not await self.table.advance(unit, moved, tenant_limit=limits.per_tenant):
+                        return  # still full; the sweeper comes back at wake_ms
+            except StaleRecord:
+                fresh = await self.table.get_unit(unit.tenant_id, unit.unit_id)
+                if fresh is None or fresh.status is not UnitStatus.OPEN or fresh.complete:
+                    return
+                unit = fresh
+                continue
+            if upto > unit.published:
+                await self._publish(transport, moved, start=unit.published, stop=upto)
+            return
+
+    async def _publish(
+        self, transport: Transport, unit: AwaitUnit, *, start: int, stop: int
+    ) -> None:
+        found = await self.table.interactions(unit.tenant_id, unit.unit_id, start=start, stop=stop)
+        waiting = [i for i in found if i.status is InteractionStatus.PENDING]
+        if waiting:
+            await transport.publish(
+                unit, waiting, {i.interaction_id: self._token(i) for i in waiting}
+            )
+
+    async def _republish(self, unit: AwaitUnit) -> None:
+        """Send again what is out and unanswered: the provider may have lost it."""
+        transport = self._transport(unit)
+        if transport is not None and unit.published:
+            await self._publish(transport, unit, start=0, stop=unit.published)
+            log.info(
+                "await requests sent again after a stall",
+                extra={"action": "await-republish", "executionId": unit.execution_id},
+            )
+
+    def _token(self, i: Interaction) -> str:
+        return self.signer.mint_token(claims_of(i))
 
     # -- complete -----------------------------------------------------------------------------
 
@@ -170,57 +268,111 @@ class AwaitService:
         idempotency_key: str | None = None,
         actor: str | None = None,
     ) -> Completed:
+        request = CompletionRequest(
+            tenant_id=tenant_id,
+            response=response,
+            interaction_id=interaction_id,
+            correlation=correlation,
+            resume_token=resume_token,
+            idempotency_key=idempotency_key,
+            actor=actor,
+        )
+        [outcome] = await self.complete_many([request])
+        if isinstance(outcome, TpfError):
+            raise outcome
+        return outcome
+
+    async def complete_many(
+        self, requests: Sequence[CompletionRequest]
+    ) -> list[Completed | TpfError]:
+        """Judge and record a batch; one outcome per request, in order.
+
+        A refusal (unknown, conflicting, late, invalid) is that request's outcome; an outage
+        raises, and the whole batch may be retried: recorded ones come back as duplicates.
+        """
         now = now_ms()
-        interaction = await self._find(tenant_id, interaction_id, correlation, resume_token, now)
-        data = canonical(response)
-        digest = digest_of(data.encode())
-        for _ in range(3):  # a concurrent completion of the same interaction: look again
-            if interaction.status is InteractionStatus.COMPLETED:
-                if interaction.response_digest != digest:
-                    metrics.AWAIT_COMPLETIONS.labels(outcome="conflict").inc()
-                    raise Conflict(
-                        f"interaction {interaction.interaction_id} was completed with another "
-                        "response",
-                        code="INTERACTION_ALREADY_COMPLETED",
-                    )
-                metrics.AWAIT_COMPLETIONS.labels(outcome="duplicate").inc()
-                await self._resume_if_complete(interaction)
-                return Completed(interaction, duplicate=True)
-            if interaction.status is InteractionStatus.TIMED_OUT or now > interaction.deadline_ms:
-                metrics.AWAIT_COMPLETIONS.labels(outcome="late").inc()
-                log.warning(
-                    "late completion refused",
-                    extra={
-                        "action": "await-late",
-                        "executionId": interaction.execution_id,
-                        "interactionId": interaction.interaction_id,
-                        "actor": actor,
-                    },
-                )
-                raise Conflict(
-                    f"interaction {interaction.interaction_id} is past its deadline",
-                    code="AWAIT_DEADLINE_PASSED",
-                )
-            await self._validate(interaction, response)
-            done = interaction.completed(
-                response=data, digest=digest, key=idempotency_key, actor=actor, now_ms=now
-            )
+        outcomes: list[Completed | TpfError | None] = [None] * len(requests)
+        located: dict[int, tuple[Key, dict[str, object]]] = {}
+        for n, request in enumerate(requests):
             try:
-                await self.table.record(done)
-            except StaleRecord:
-                current = await self.table.get_interaction(
-                    tenant_id, interaction.unit_id, interaction.item_index
-                )
-                if current is None or current.status is InteractionStatus.PENDING:
-                    raise Conflict(
-                        "the await this interaction belongs to is closed", code="AWAIT_CLOSED"
-                    ) from None
-                interaction = current
+                located[n] = await locate(request, self.table, self.signer)
+            except TpfError as exc:
+                outcomes[n] = exc
+        found = await self.table.get_interactions([key for key, _ in located.values()])
+        validator = ResponseValidator(self.store, self.registry)
+        chosen: dict[Key, tuple[int, Interaction]] = {}
+        later: list[int] = []  # a second answer to an interaction answered earlier in the batch
+        for n, (key, claims) in located.items():
+            try:
+                interaction = check_found(requests[n], found.get(key), claims)
+                if key in chosen:
+                    later.append(n)
+                    continue
+                verdict = await judge(interaction, requests[n], now=now, validator=validator)
+            except TpfError as exc:
+                outcomes[n] = exc
                 continue
-            metrics.AWAIT_COMPLETIONS.labels(outcome="recorded").inc()
-            await self._resume_if_complete(done)
-            return Completed(done, duplicate=False)
-        raise Conflict("the interaction kept changing; retry", code="AWAIT_CONTENDED")
+            if isinstance(verdict, Completed):
+                outcomes[n] = verdict
+            else:
+                chosen[key] = (n, verdict)
+        await self._record(chosen, requests, outcomes, now, validator)
+        for n in later:
+            outcomes[n] = await self._judge_again(requests[n], located[n][0], now, validator)
+        units = {
+            (o.interaction.tenant_id, o.interaction.unit_id)
+            for o in outcomes
+            if isinstance(o, Completed)
+        }
+        for tenant_id, unit_id in sorted(units):
+            await self._progress(tenant_id, unit_id, now)
+        return [
+            o if o is not None else Conflict("not judged", code="AWAIT_CONTENDED") for o in outcomes
+        ]
+
+    async def _record(
+        self,
+        chosen: dict[Key, tuple[int, Interaction]],
+        requests: Sequence[CompletionRequest],
+        outcomes: list[Completed | TpfError | None],
+        now: int,
+        validator: ResponseValidator,
+    ) -> None:
+        by_unit: dict[tuple[str, str], list[Interaction]] = defaultdict(list)
+        for _, done in chosen.values():
+            by_unit[(done.tenant_id, done.unit_id)].append(done)
+        for batch in by_unit.values():
+            recorded = {key_of(i) for i in await self.table.record(batch)}
+            for done in batch:
+                n = chosen[key_of(done)][0]
+                if key_of(done) in recorded:
+                    metrics.AWAIT_COMPLETIONS.labels(outcome="recorded").inc()
+                    outcomes[n] = Completed(done, duplicate=False)
+                else:  # raced with another completion, a timeout or a cancel
+                    outcomes[n] = await self._judge_again(requests[n], key_of(done), now, validator)
+
+    async def _judge_again(
+        self, request: CompletionRequest, key: Key, now: int, validator: ResponseValidator
+    ) -> Completed | TpfError:
+        current = await self.table.get_interaction(*key)
+        if current is None or current.status is InteractionStatus.PENDING:
+            return Conflict("the await this interaction belongs to is closed", code="AWAIT_CLOSED")
+        try:
+            verdict = await judge(current, request, now=now, validator=validator)
+        except TpfError as exc:
+            return exc
+        if isinstance(verdict, Completed):
+            return verdict
+        return Conflict("the await this interaction belongs to is closed", code="AWAIT_CLOSED")
+
+    async def _progress(self, tenant_id: str, unit_id: str, now: int) -> None:
+        unit = await self.table.get_unit(tenant_id, unit_id)
+        if unit is None or unit.status is not UnitStatus.OPEN:
+            return
+        if unit.complete:
+            await self._resume(unit)
+        elif unit.published < unit.total or self._bounded(unit.transport):
+            await self._admit(unit, now)
 
     async def pending(
         self,
@@ -247,67 +399,7 @@ class AwaitService:
 
         return [i for i in found if wanted(i)][:limit]
 
-    async def _find(
-        self,
-        tenant_id: str,
-        interaction_id: str | None,
-        correlation: str | None,
-        token: str | None,
-        now: int,
-    ) -> Interaction:
-        claims: dict[str, object] = {}
-        if token is not None:
-            try:
-                claims = self.signer.read_token(token)
-            except SignatureRejected as exc:
-                raise InvalidInput(f"resumeToken: {exc.reason}", pointer="/resumeToken") from exc
-            interaction_id = str(claims.get("i", ""))
-        found: Interaction | None = None
-        if interaction_id is not None:
-            parsed = parse_interaction_id(interaction_id)
-            if parsed is not None:
-                found = await self.table.get_interaction(tenant_id, *parsed)
-        elif correlation is not None:
-            key = await self.table.by_correlation(correlation)
-            if key is not None and key[0] == tenant_id:
-                found = await self.table.get_interaction(*key)
-        else:
-            raise InvalidInput(
-                "give interactionId, correlationId or resumeToken", pointer="/interactionId"
-            )
-        if found is None or found.tenant_id != tenant_id:
-            raise NotFound(f"no interaction {interaction_id or correlation} for {tenant_id}")
-        if claims and claims != self._claims(found):
-            raise InvalidInput("resumeToken does not match the interaction", pointer="/resumeToken")
-        return found
-
-    async def _validate(self, interaction: Interaction, response: Any) -> None:
-        record = await self.store.get(interaction.tenant_id, interaction.execution_id)
-        if record is None:
-            raise NotFound(f"execution {interaction.execution_id} no longer exists")
-        contract = await self.registry.contract(record.pipeline_id, record.contract_version)
-        contract.validate_await_response(interaction.step_id, response)
-
-    def _claims(self, i: Interaction) -> dict[str, object]:
-        return {
-            "t": i.tenant_id,
-            "i": i.interaction_id,
-            "c": i.correlation_id,
-            "e": i.execution_id,
-            "s": i.step_id,
-            "d": i.deadline_ms,
-            "at": i.created_at_ms,
-        }
-
-    def _token(self, i: Interaction) -> str:
-        return self.signer.mint_token(self._claims(i))
-
     # -- resume -------------------------------------------------------------------------------
-
-    async def _resume_if_complete(self, interaction: Interaction) -> None:
-        unit = await self.table.get_unit(interaction.tenant_id, interaction.unit_id)
-        if unit is not None and unit.status is UnitStatus.OPEN and unit.complete:
-            await self._resume(unit)
 
     async def _resume(self, unit: AwaitUnit) -> None:
         record = await self.store.get(unit.tenant_id, unit.execution_id)
@@ -351,15 +443,14 @@ class AwaitService:
         )
 
     async def _close(self, unit: AwaitUnit, status: UnitStatus) -> None:
-        with contextlib.suppress(StaleRecord):
-            await self.table.update_unit(replace(unit, status=status), expect=UnitStatus.OPEN)
+        await self.table.close_unit(unit.tenant_id, unit.unit_id, status)
         if status is not UnitStatus.COMPLETED:
             await self.table.expire(await self.table.interactions(unit.tenant_id, unit.unit_id))
 
-    # -- deadlines ----------------------------------------------------------------------------
+    # -- deadlines and stalls -----------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Time out overdue awaits (on every replica: each action is conditional)."""
+        """Look at due units (on every replica: each action is conditional)."""
         interval = self.timings.sweep_interval.total_seconds()
         await repeat(
             lambda: self.sweep_once(now_ms()), stop, interval_s=interval, what="await-sweep"
@@ -372,13 +463,17 @@ class AwaitService:
         acted = 0
         for tenant_id, unit_id in (u for shard in found for u in shard):
             unit = await self.table.get_unit(tenant_id, unit_id)
-            if unit is None or unit.status is not UnitStatus.OPEN or unit.deadline_ms > now:
+            if unit is None or unit.status is not UnitStatus.OPEN or unit.look_at_ms > now:
                 continue
             acted += 1
             if unit.complete:  # the resume after the last completion never happened
                 await self._resume(unit)
-                continue
-            await self._time_out(unit, now)
+            elif unit.deadline_ms <= now:
+                await self._time_out(unit, now)
+            else:
+                if unit.in_flight:
+                    await self._republish(unit)
+                await self._admit(unit, now)
         return acted
 
     async def _time_out(self, unit: AwaitUnit, now: int) -> None:

@@ -19,6 +19,9 @@ from tpf.wire import AwaitRequest
 
 
 class Transport(Protocol):
+    """Publishes requests. A transport may set ``admission = False`` when it has no receiver to
+    flood (the human inbox); otherwise admission bounds how many of its requests are out."""
+
     name: str
 
     async def publish(
@@ -29,6 +32,7 @@ class Transport(Protocol):
 
 class InteractionApi:
     name = "interaction-api"
+    admission = False
 
     async def publish(
         self, unit: AwaitUnit, interactions: list[Interaction], tokens: dict[str, str]

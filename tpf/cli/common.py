@@ -34,6 +34,14 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     out.print(t)
 
 
+class ApiCallFailed(TpfError):
+    """The API answered with an error; the message is what a person needs to read."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+
+
 class Api:
     """The coordinator's HTTP API, located from the environment or `tpf up`'s state file."""
 
@@ -69,7 +77,7 @@ class Api:
                     detail += f" (at {body['pointer'] or '/'})"
             except ValueError:
                 detail = response.text
-            raise TpfError(f"{response.status_code}: {detail}")
+            raise ApiCallFailed(response.status_code, detail)
         return response.json()
 
 

@@ -1,0 +1,154 @@
+"""The awaits table contract on the in-memory fake, moto's server and DynamoDB Local: batched
+counting that skips what is no longer pending, admission against the tenant's counter, closing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from coordinator.awaits import AwaitTable, DynamoAwaitTable, InMemoryAwaitTable
+from coordinator.awaits.model import AwaitUnit, Interaction, InteractionStatus, UnitStatus
+from tests.substrates import TestStack
+from tpf.accounting import LEDGER
+from tpf.errors import StaleRecord
+from tpf.substrate import open_clients
+
+TENANT = "acme"
+
+
+@pytest.fixture(params=["memory", "embedded", "localstack"])
+async def table(request: pytest.FixtureRequest) -> AsyncIterator[AwaitTable]:
+    if request.param == "memory":
+        yield InMemoryAwaitTable(shards=2)
+        return
+    stack: TestStack = request.getfixturevalue(f"{request.param}_stack")
+    async with open_clients(stack.settings, endpoints=stack.endpoints) as aws:
+        yield DynamoAwaitTable(aws.dynamodb, stack.settings.resource("awaits"), shards=2)
+
+
+def unit(unit_id: str, total: int) -> AwaitUnit:
+    return AwaitUnit(
+        tenant_id=TENANT,
+        unit_id=unit_id,
+        execution_id=f"e-{unit_id}",
+        step_id="ask",
+        step_index=2,
+        resume_step=3,
+        transport="sqs",
+        itemized=True,
+        total=total,
+        deadline_ms=2_000_000_000_000,
+        created_at_ms=1,
+    )
+
+
+def interactions(of: AwaitUnit) -> list[Interaction]:
+    return [
+        Interaction(
+            tenant_id=TENANT,
+            unit_id=of.unit_id,
+            item_index=n,
+            execution_id=of.execution_id,
+            step_id="ask",
+            step_index=2,
+            correlation_id=f"c-{of.unit_id}-{n}",
+            idempotency_key=f"k{n}",
+            request=f'{{"n":{n}}}',
+            deadline_ms=of.deadline_ms,
+            created_at_ms=1,
+            inbox=False,
+        )
+        for n in range(of.total)
+    ]
+
+
+def answered(i: Interaction) -> Interaction:
+    return i.completed(response='{"ok":true}', digest="d", key=None, actor="t", now_ms=2)
+
+
+async def test_a_batch_counts_each_interaction_once_and_skips_the_settled(
+    table: AwaitTable,
+) -> None:
+    u = unit("u-count", 250)
+    items = interactions(u)
+    assert await table.create(u, items)
+    assert not await table.create(u, items)
+
+    first = await table.record([answered(i) for i in items[:10]])
+    assert len(first) == 10
+    # Some again, among new ones: only the new ones count, in one call (more than 100 actions).
+    again = await table.record([answered(i) for i in items[5:200]])
+    assert [i.item_index for i in again] == list(range(10, 200))
+    stored = await table.get_unit(TENANT, u.unit_id)
+    assert stored is not None and stored.done == 200
+    fetched = await table.get_interactions([(TENANT, u.unit_id, n) for n in (0, 199, 200)])
+    assert fetched[(TENANT, u.unit_id, 199)].status is InteractionStatus.COMPLETED
+    assert fetched[(TENANT, u.unit_id, 200)].status is InteractionStatus.PENDING
+    assert [
+        i.item_index for i in await table.interactions(TENANT, u.unit_id, start=198, stop=202)
+    ] == [
+        198,
+        199,
+        200,
+        201,
+    ]
+    # Provider interactions stay out of the human inbox.
+    assert await table.pending(TENANT, limit=10) == []
+
+    await table.close_unit(TENANT, u.unit_id, UnitStatus.TIMED_OUT)
+    assert await table.record([answered(items[249])]) == []
+
+
+async def test_admission_reserves_against_the_tenant_and_closing_hands_it_back(
+    table: AwaitTable,
+) -> None:
+    tenant_before = await table.tenant_in_flight(TENANT)
+    limit = tenant_before + 8
+    a, b = unit("u-adm-a", 10), unit("u-adm-b", 10)
+    for u in (a, b):
+        await table.create(u, interactions(u))
+
+    moved_a = replace(a, published=5, accounted=5, wake_ms=10)
+    assert await table.advance(a, moved_a, tenant_limit=limit)
+    # b wants 5 but only 3 fit under the tenant's limit.
+    assert not await table.advance(b, replace(b, published=5, accounted=5), tenant_limit=limit)
+    assert await table.advance(b, replace(b, published=3, accounted=3), tenant_limit=limit)
+    assert await table.tenant_in_flight(TENANT) == tenant_before + 8
+    # A stale view of a unit is refused.
+    with pytest.raises(StaleRecord):
+        await table.advance(a, moved_a, tenant_limit=limit)
+
+    stored = await table.get_unit(TENANT, a.unit_id)
+    assert stored is not None and (stored.published, stored.accounted, stored.wake_ms) == (5, 5, 10)
+
+    closed = await table.close_unit(TENANT, a.unit_id, UnitStatus.COMPLETED)
+    assert closed is not None and closed.status is UnitStatus.COMPLETED
+    assert await table.close_unit(TENANT, a.unit_id, UnitStatus.TIMED_OUT) is None
+    assert await table.tenant_in_flight(TENANT) == tenant_before + 3
+
+
+async def test_a_waking_unit_is_found_before_its_deadline(table: AwaitTable) -> None:
+    u = unit("u-wake", 3)
+    await table.create(u, interactions(u))
+    assert await table.advance(
+        u, replace(u, published=3, accounted=3, wake_ms=500), tenant_limit=10**6
+    )
+    found = [await table.overdue(shard, now_ms=600, limit=100) for shard in ("0", "1")]
+    assert (TENANT, u.unit_id) in {unit for shard in found for unit in shard}
+    early = [await table.overdue(shard, now_ms=400, limit=100) for shard in ("0", "1")]
+    assert (TENANT, u.unit_id) not in {unit for shard in early for unit in shard}
+    await table.close_unit(TENANT, u.unit_id, UnitStatus.COMPLETED)
+
+
+async def test_counting_a_large_batch_costs_a_few_requests(request: pytest.FixtureRequest) -> None:
+    stack: TestStack = request.getfixturevalue("localstack_stack")
+    async with open_clients(stack.settings, endpoints=stack.endpoints) as aws:
+        table = DynamoAwaitTable(aws.dynamodb, stack.settings.resource("awaits"), shards=2)
+        u = unit("u-cost", 500)
+        await table.create(u, interactions(u))
+        before = LEDGER.snapshot()["requests"].get("dynamodb", {}).get("TransactWriteItems", 0)
+        assert len(await table.record([answered(i) for i in interactions(u)])) == 500
+        after = LEDGER.snapshot()["requests"]["dynamodb"]["TransactWriteItems"]
+        assert after - before == 6  # ceil(500 / 99)

@@ -1,0 +1,256 @@
+"""CSV payments over the in-memory coordinator, with the real worker code and a provider that
+answers from the request queue: itemized awaits, admission, batched counting, stalls, bad files."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from coordinator.awaits import CompletionRequest
+from coordinator.records import Status
+from coordinator.testing import InMemoryCoordinator
+from examples.csv_payments.files import InMemoryFiles, use_files
+from examples.csv_payments.pipeline import csv_payments
+from tests.unit.drive import WORKER, commands
+from tpf.clock import now_ms
+from tpf.provider_mock import completion, default_decide
+from tpf.queues import Outgoing
+from tpf.settings import Settings
+from tpf.wire import AwaitRequest, decode
+from worker.runtime import InvocationRuntime
+from worker.transition import run_transition
+
+INBOX = "tpf-inbox"
+HEADER = "ID,Recipient,Amount,Currency\n"
+
+
+@pytest.fixture
+async def files() -> AsyncIterator[InMemoryFiles]:
+    store = InMemoryFiles()
+    use_files(store)
+    yield store
+    use_files(None)
+
+
+def coordinator(per_unit: int = 5, per_tenant: int = 8) -> InMemoryCoordinator:
+    settings = Settings(
+        profile="test",
+        due_shards=2,
+        await_unit_in_flight=per_unit,
+        await_tenant_in_flight=per_tenant,
+    )
+    return InMemoryCoordinator.create(settings)
+
+
+def rows(n: int, *, start: int = 1) -> str:
+    return HEADER + "".join(f"p{i},Ada {i},{i}.50,EUR\n" for i in range(start, start + n))
+
+
+async def upload(c: InMemoryCoordinator, files: InMemoryFiles, key: str, text: bytes | str) -> str:
+    files.objects[(INBOX, key)] = text.encode() if isinstance(text, str) else text
+    outcome = await c.service.submit(
+        tenant_id="acme",
+        pipeline_id=csv_payments.id,
+        value={"bucket": INBOX, "key": key},
+        idempotency_key=key,
+        now_ms=now_ms(),
+    )
+    return outcome.record.execution_id
+
+
+class Provider:
+    """Answers what is on the request queue; records how many requests were out at once."""
+
+    def __init__(self, c: InMemoryCoordinator) -> None:
+        self.c = c
+        self.most_out = 0
+        self.requests: list[AwaitRequest] = []
+
+    async def answer(self, *, keep: Callable[[AwaitRequest], bool] = lambda r: True) -> int:
+        self.most_out = max(self.most_out, len(self.c.await_requests.messages))
+        answered = 0
+        for message in await self.c.await_requests.receive(max_messages=10, wait_s=0):
+            request = decode(message.body)
+            assert isinstance(request, AwaitRequest)
+            self.requests.append(request)
+            await self.c.await_requests.delete(message.receipt)
+            if keep(request):
+                answer = default_decide(request.request_payload)
+                await self.c.await_completions.send(Outgoing(completion(request, answer).to_json()))
+                answered += 1
+        return answered
+
+
+async def run(c: InMemoryCoordinator, provider: Provider, **answer: object) -> None:
+    """Work, answer and record until nothing moves."""
+    while True:
+        moved = 0
+        for command in await commands(c):
+            result = await run_transition(
+                csv_payments,
+                command,
+                payloads=c.payloads,
+                runtime=InvocationRuntime(),
+                worker=WORKER,
+            )
+            await c.committer.commit(result, now_ms=command.deadline_epoch_ms - 1)
+            moved += 1
+        moved += await provider.answer(**answer)  # type: ignore[arg-type]
+        received = await c.await_completions.receive(max_messages=10, wait_s=0)
+        if received:
+            await c.completions.handle_many(received)
+            moved += len(received)
+        if not moved:
+            return
+
+
+def output(files: InMemoryFiles, report: dict[str, object]) -> list[list[str]]:
+    data = files.objects[(str(report["outputBucket"]), str(report["outputKey"]))]
+    return list(csv.reader(io.StringIO(data.decode())))
+
+
+async def test_every_row_gets_one_output_line_with_the_providers_answer(
+    files: InMemoryFiles,
+) -> None:
+    c = coordinator()
+    await c.register(csv_payments)
+    text = (
+        rows(30)
+        + "bad,Bob,-1,EUR\n"
+        + "big,Carol,20000,EUR\n"
+        + "p3,Dup,1,EUR\n"
+        + ",Nobody,1,EUR\n"
+        + "blk,Blocked Ltd,5,USD\n"
+    )
+    execution_id = await upload(c, files, "in/batch 1.csv", text)
+    provider = Provider(c)
+    await run(c, provider)
+
+    record = await c.service.status("acme", execution_id)
+    assert record.status is Status.SUCCEEDED, record
+    report = (await c.service.result("acme", execution_id)).result
+    assert report["outputKey"] == f"results/{execution_id}/batch 1.csv"
+    assert (report["lines"], report["approved"], report["rejected"], report["invalid"]) == (
+        35,
+        30,
+        2,
+        3,
+    )
+    lines = output(files, report)
+    assert lines[0] == ["ID", "Status", "ProviderReference", "Fee", "Message"]
+    by_id = {line[0]: line for line in lines[1:]}
+    assert by_id["p1"][1:2] == ["APPROVED"] and by_id["p1"][3] == "0.32"
+    assert by_id["big"][1] == "REJECTED" and by_id["big"][4] == "amount over limit"
+    assert by_id["bad"][1] == "INVALID" and "not greater than zero" in by_id["bad"][4]
+    assert by_id["blk"][4] == "recipient blocked"
+    assert [line[0] for line in lines[1:]][-5:] == ["bad", "big", "p3", "", "blk"]
+    # One request per valid payment, never more than the unit's admission out at once.
+    assert len(provider.requests) == 32
+    assert provider.most_out <= 5
+    assert await c.await_table.tenant_in_flight("acme") == 0
+
+
+async def test_admission_is_shared_by_the_units_of_a_tenant(files: InMemoryFiles) -> None:
+    c = coordinator(per_unit=5, per_tenant=7)
+    await c.register(csv_payments)
+    first = await upload(c, files, "a.csv", rows(20))
+    second = await upload(c, files, "b.csv", rows(20, start=100))
+    provider = Provider(c)
+    await run(c, provider)
+    # The second unit waits for room; the sweeper admits it once the first made some.
+    for _ in range(40):
+        await c.awaits.sweep_once(now_ms() + 10_000)
+        await run(c, provider)
+    assert provider.most_out <= 7
+    for execution_id in (first, second):
+        assert (await c.service.status("acme", execution_id)).status is Status.SUCCEEDED
+    assert await c.await_table.tenant_in_flight("acme") == 0
+
+
+async def test_lost_requests_are_sent_again_after_a_stall(files: InMemoryFiles) -> None:
+    c = coordinator()
+    await c.register(csv_payments)
+    execution_id = await upload(c, files, "lossy.csv", rows(8))
+    provider = Provider(c)
+    seen: set[str] = set()
+
+    def first_time_lost(request: AwaitRequest) -> bool:
+        lost = request.item_index in (1, 6) and request.interaction_id not in seen
+        seen.add(request.interaction_id)
+        return not lost
+
+    await run(c, provider, keep=first_time_lost)
+    assert (await c.service.status("acme", execution_id)).status is Status.WAITING_EXTERNAL
+    stall = int(c.settings.timings.await_stall.total_seconds() * 1000)
+    assert await c.awaits.sweep_once(now_ms() + stall + 1) == 1
+    await run(c, provider)
+    assert (await c.service.status("acme", execution_id)).status is Status.SUCCEEDED
+
+
+async def test_duplicate_conflicting_and_unknown_answers_in_one_batch(
+    files: InMemoryFiles,
+) -> None:
+    c = coordinator()
+    await c.register(csv_payments)
+    execution_id = await upload(c, files, "dups.csv", rows(2))
+    await run(c, Provider(c), keep=lambda request: False)  # the provider loses every request
+    record = await c.service.status("acme", execution_id)
+    assert record.await_unit_id is not None
+    first, second = await c.await_table.interactions("acme", record.await_unit_id)
+    answer = {"status": "APPROVED", "providerReference": "r", "fee": "0.01", "message": "ok"}
+    other = {**answer, "fee": "9.99"}
+
+    def ask(interaction_id: str, response: object) -> CompletionRequest:
+        return CompletionRequest(tenant_id="acme", response=response, interaction_id=interaction_id)
+
+    outcomes = await c.awaits.complete_many(
+        [
+            ask(first.interaction_id, answer),
+            ask(first.interaction_id, answer),
+            ask(first.interaction_id, other),
+            ask(second.interaction_id, answer),
+            ask(f"{record.await_unit_id}-7", answer),
+        ]
+    )
+    assert [
+        (type(o).__name__, getattr(o, "duplicate", getattr(o, "code", None))) for o in outcomes
+    ] == [
+        ("Completed", False),
+        ("Completed", True),
+        ("Conflict", "INTERACTION_ALREADY_COMPLETED"),
+        ("Completed", False),
+        ("NotFound", None),
+    ]
+    await run(c, Provider(c))
+    assert (await c.service.status("acme", execution_id)).status is Status.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"\xff\xfe not utf-8", "CSV_NOT_UTF8"),
+        (b"", "CSV_EMPTY"),
+        (b"id,who,amount\n1,a,2\n", "CSV_BAD_HEADER"),
+    ],
+)
+async def test_a_bad_file_fails_with_its_code(files: InMemoryFiles, data: bytes, code: str) -> None:
+    c = coordinator()
+    await c.register(csv_payments)
+    execution_id = await upload(c, files, "bad.csv", data)
+    await run(c, Provider(c))
+    record = await c.service.status("acme", execution_id)
+    assert (record.status, record.error_code) == (Status.FAILED, code)
+
+
+async def test_a_file_of_only_invalid_rows_still_gets_its_output(files: InMemoryFiles) -> None:
+    c = coordinator()
+    await c.register(csv_payments)
+    execution_id = await upload(c, files, "invalid.csv", HEADER + "x,,1,EUR\ny,Bo,1,XXX\n")
+    provider = Provider(c)
+    await run(c, provider)
+    report = (await c.service.result("acme", execution_id)).result
+    assert report["invalid"] == 2 and not provider.requests
+    assert [line[1] for line in output(files, report)[1:]] == ["INVALID", "INVALID"]
