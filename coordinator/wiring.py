@@ -89,6 +89,7 @@ def assemble(
         transports=transports or Transports(InteractionApi(), SqsRequests(await_requests)),
         signer=signer,
         timings=timings,
+        answers=await_completions,
         admission=Admission(
             per_unit=settings.await_unit_in_flight, per_tenant=settings.await_tenant_in_flight
         ),

@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.substrates import (
     SUBSTRATES,
@@ -20,6 +21,11 @@ from tpf.substrate import Endpoints
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+# Properties are checked for what they assert, not for speed: a shared 2-core machine can stall
+# any example past hypothesis' default 200 ms deadline.
+settings.register_profile("tpf", deadline=None)
+settings.load_profile("tpf")
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,8 @@ class MockBehaviour:
     per_second: float = 200.0
     """Rate limit on completions sent, shared by all requests."""
     seed: int | None = None
-    """Makes drop/duplicate choices a function of (seed, interaction id): reruns choose the same."""
+    """Makes drop/duplicate choices a function of (seed, interaction id, times seen): reruns
+    choose the same, and a request sent again is not doomed to the same fate."""
 
     def __post_init__(self) -> None:
         if self.delay_s < 0:
@@ -82,11 +83,13 @@ class MockBehaviour:
         if not self.per_second > 0:
             raise ConfigurationError(f"rate must be > 0 per second, got {self.per_second}")
 
-    def chance(self, what: str, interaction_id: str) -> float:
-        """A number in [0, 1): random, or derived from the seed and the interaction."""
+    def chance(self, what: str, interaction_id: str, seen: int = 1) -> float:
+        """A number in [0, 1): random, or derived from the seed, the interaction and how many
+        times this request was seen (a request sent again gets a fresh draw)."""
         if self.seed is None:
             return random.random()
-        digest = hashlib.sha256(f"{self.seed}:{what}:{interaction_id}".encode()).digest()
+        material = f"{self.seed}:{what}:{interaction_id}:{seen}"
+        digest = hashlib.sha256(material.encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -136,6 +139,7 @@ class ProviderMock:
         """``received`` counts every message, ``malformed`` the ones handed back for the DLQ;
         ``answered`` counts requests answered (``duplicated`` those answered twice)."""
         self._inflight: dict[asyncio.Task[None], str] = {}
+        self._seen: Counter[str] = Counter()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receive and answer until ``stop`` is set; then finish in-flight answers within grace."""
@@ -196,12 +200,16 @@ class ProviderMock:
             return
         fields = {"executionId": request.execution_id, "interactionId": request.interaction_id}
         behaviour = self.behaviour
-        if behaviour.chance("drop", request.interaction_id) < behaviour.drop_rate:
+        self._seen[request.interaction_id] += 1
+        seen = self._seen[request.interaction_id]
+        if behaviour.chance("drop", request.interaction_id, seen) < behaviour.drop_rate:
             if await self._try(self.requests.delete(message.receipt), message):
                 self.stats["dropped"] += 1
                 log.info("request dropped", extra={"action": "request-dropped", **fields})
             return
-        duplicate = behaviour.chance("duplicate", request.interaction_id) < behaviour.duplicate_rate
+        duplicate = (
+            behaviour.chance("duplicate", request.interaction_id, seen) < behaviour.duplicate_rate
+        )
         copies = 2 if duplicate else 1
         due = received_at + behaviour.delay_s
         while (wait := due - asyncio.get_running_loop().time()) > 0:  # timers may fire early

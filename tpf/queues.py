@@ -45,6 +45,8 @@ class Queue(Protocol):
     async def receive(self, *, max_messages: int = BATCH, wait_s: int = 20) -> list[Received]: ...
     async def delete(self, receipt: str) -> None: ...
     async def change_visibility(self, receipt: str, seconds: int) -> None: ...
+    async def backlog(self) -> int:
+        """Messages waiting to be received (approximate on SQS)."""
 
 
 @dataclass
@@ -145,6 +147,12 @@ class SqsQueue:
             QueueUrl=self.url, ReceiptHandle=receipt, VisibilityTimeout=seconds
         )
 
+    async def backlog(self) -> int:
+        response = await self.client.get_queue_attributes(
+            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        return int(response["Attributes"]["ApproximateNumberOfMessages"])
+
     async def _send_batch(self, messages: list[Outgoing]) -> list[Exception | None]:
         response = await self.client.send_message_batch(
             QueueUrl=self.url,
@@ -233,3 +241,7 @@ class InMemoryQueue:
         stored = self.messages.get(message_id)
         if stored is not None and stored.receipt == receipt:
             stored.visible_at = self._now() + seconds
+
+    async def backlog(self) -> int:
+        now = self._now()
+        return sum(1 for m in self.messages.values() if m.visible_at <= now)

@@ -62,7 +62,7 @@ PROFILES: dict[ProfileName, Timings] = {
         retry_cap=timedelta(seconds=2),
         long_poll=timedelta(seconds=1),
         shutdown_grace=timedelta(seconds=5),
-        await_stall=timedelta(seconds=3),
+        await_stall=timedelta(seconds=5),
     ),
 }
 

@@ -2,52 +2,39 @@
 
 Delivery is at-least-once. For each command::
 
-    receive ─ decode ─ verify ─ hosted? ─ run (extend visibility, heartbeat) ─ send result ─ delete
+    receive ─ handle (worker.command) ─ settle: delete, hand back or keep
 
 The result is sent *before* the command is deleted: a crash in between redelivers the command and
 the transition runs again under the same transition key (steps are idempotent per key; the
-coordinator fences a duplicate result). Messages that must never run are handled so that none is
-lost and none loops hot:
-
-* malformed: made visible again at once, so the queue's redrive policy moves it to the DLQ after
-  ``maxReceiveCount`` receives, where an operator can read it;
-* bad signature (unsigned, unknown key, tampered, expired): deleted, because no redelivery can
-  make it valid; the coordinator's deadline sweeper retries the transition with a fresh command;
-* another pipeline, contract or release: made visible again, since another worker may host it.
+coordinator fences a duplicate result). Which messages are deleted, handed back (made visible
+again at once) or kept invisible is decided in :mod:`worker.command`, shared with the Lambda
+handler; this module owns the receive loop, the visibility extension and the drain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from tpf import metrics
-from tpf.contract import Contract
 from tpf.loops import BoundedReceiver
 from tpf.payloads import PayloadStore
 from tpf.pipeline import Pipeline
-from tpf.queues import Outgoing, Queue, Received
+from tpf.queues import Queue, Received
 from tpf.settings import Settings
-from tpf.signing import SignatureRejected, Signer
-from tpf.wire import Heartbeat, MalformedMessage, TransitionCommand, WorkerIdentity, decode
+from tpf.signing import Signer
+from tpf.wire import WorkerIdentity
+from worker.command import ROLE, CommandHandler, Settlement, epoch_ms
 from worker.runtime import InvocationRuntime
-from worker.transition import run_transition
 
 log = logging.getLogger("tpf.worker")
 
-ROLE = "worker"
-RESULT_TTL_MS = 3_600_000
-"""A result may wait in a backlogged results queue; fencing, not the expiry, stops a stale one."""
 
+class TransitionWorker(CommandHandler):
+    """A CommandHandler fed by its own receive loop, ``concurrency`` commands at a time."""
 
-def epoch_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class TransitionWorker:
     def __init__(
         self,
         *,
@@ -62,15 +49,18 @@ class TransitionWorker:
         runtime: InvocationRuntime | None = None,
         clock: Callable[[], int] = epoch_ms,
     ) -> None:
-        self.pipelines = dict(pipelines)
-        self.work, self.results, self.payloads = work, results, payloads
-        self.signer, self.identity = signer, identity
-        self.timings = settings.timings
+        super().__init__(
+            pipelines=pipelines,
+            results=results,
+            payloads=payloads,
+            signer=signer,
+            timings=settings.timings,
+            identity=identity,
+            runtime=runtime,
+            clock=clock,
+        )
+        self.work = work
         self.concurrency = concurrency or settings.worker_concurrency
-        self.runtime = runtime or InvocationRuntime(role=ROLE)
-        self._clock = clock
-        # A command pinned to other code must not run here, even under the same pipeline id.
-        self._contracts = {pid: Contract.from_pipeline(p).version for pid, p in pipelines.items()}
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
@@ -138,77 +128,20 @@ class TransitionWorker:
 
     async def _handle(self, message: Received) -> None:
         try:
-            envelope = decode(message.body)
-            if not isinstance(envelope, TransitionCommand):
-                raise MalformedMessage(f"a {envelope.kind} envelope on the work queue")
-        except MalformedMessage as exc:
-            await self._reject(message, "malformed", str(exc), visible_again=True)
-            return
-        try:
-            self.signer.verify(envelope, channel="work", now_ms=self._clock())
-        except SignatureRejected as exc:
-            await self._reject(message, "signature", exc.reason, visible_again=False)
-            return
-        reason = self._not_hosted(envelope)
-        if reason is not None:
-            await self._reject(message, reason, reason.replace("_", " "), visible_again=True)
-            return
-        if envelope.deadline_epoch_ms <= self._clock():
-            # It waited in the queue past its deadline: the coordinator's sweeper has taken the
-            # transition over (or is about to) under a new key, so a run would only be wasted
-            # work ending in a late result. Dropping it keeps a backlog from feeding itself.
-            detail = envelope.transition_key
-            await self._reject(message, "past_deadline", detail, visible_again=False)
-            return
-        try:
-            await self._execute(message, envelope)
+            settlement = await self.handle(message)
         except asyncio.CancelledError:
             await self._hand_back(message)  # drain ran out of grace: let another worker run it
             raise
-        except Exception:
-            # A framework bug, not a step failure (those become FAILED results). The command
-            # stays invisible, reappears, and reaches the DLQ after maxReceiveCount receives.
-            log.exception("transition crashed", extra={"action": "crash", **_fields(envelope)})
+        await self._settle(message, settlement)
 
-    def _not_hosted(self, command: TransitionCommand) -> str | None:
-        contract = self._contracts.get(command.pipeline_id)
-        if contract is None:
-            return "unknown_pipeline"
-        if contract != command.contract_version:
-            return "other_contract"
-        if command.release_version != self.identity.release_version:
-            return "other_release"
-        return None
+    async def _settle(self, message: Received, settlement: Settlement) -> None:
+        if settlement.disposal == "delete":
+            await _quietly(self.work.delete(message.receipt), "delete", message)
+        elif settlement.disposal == "hand_back":
+            await self._hand_back(message)
 
-    async def _execute(self, message: Received, command: TransitionCommand) -> None:
-        fields = _fields(command)
-        keepalive = asyncio.create_task(self._keep_invisible(message))
-        heartbeat = asyncio.create_task(self._heartbeat(command))
-        try:
-            result = await run_transition(
-                self.pipelines[command.pipeline_id],
-                command,
-                payloads=self.payloads,
-                runtime=self.runtime,
-                worker=self.identity,
-            )
-        finally:
-            keepalive.cancel()
-            heartbeat.cancel()
-            await asyncio.gather(keepalive, heartbeat, return_exceptions=True)
-        signed = self.signer.sign(
-            result, channel="results", now_ms=self._clock(), ttl_ms=RESULT_TTL_MS
-        )
-        try:
-            await self.results.send(Outgoing(signed.to_json()))
-        except Exception as exc:
-            # Keep the command: it reappears after its visibility timeout and runs again.
-            log.error("result not sent: %s", exc, extra={"action": "result-unsent", **fields})
-            return
-        log.info("transition %s", result.outcome, extra={"action": "result-sent", **fields})
-        await _quietly(self.work.delete(message.receipt), "delete", message)
-
-    async def _keep_invisible(self, message: Received) -> None:
+    async def keep_alive(self, message: Received) -> None:
+        """Extend the command's visibility while it runs, so no other worker receives it."""
         seconds = self.timings.visibility_timeout.total_seconds()
         while True:
             await asyncio.sleep(seconds / 3)
@@ -216,56 +149,8 @@ class TransitionWorker:
                 self.work.change_visibility(message.receipt, int(seconds)), "extend", message
             )
 
-    async def _heartbeat(self, command: TransitionCommand) -> None:
-        interval = self.timings.heartbeat_interval.total_seconds()
-        # A heartbeat older than a transition timeout cannot keep anything alive: let it expire.
-        ttl_ms = int(self.timings.transition_timeout.total_seconds() * 1000)
-        # A command that waited long in the queue starts close to its deadline: beat at once,
-        # so the transition gets a full timeout; otherwise short transitions never beat.
-        pause = interval
-        if command.deadline_epoch_ms - self._clock() < ttl_ms:
-            pause = 0
-        while True:
-            await asyncio.sleep(pause)
-            pause = interval
-            beat = Heartbeat(
-                tenant_id=command.tenant_id,
-                execution_id=command.execution_id,
-                transition_key=command.transition_key,
-                execution_version=command.execution_version,
-                worker=self.identity,
-                sent_at_epoch_ms=self._clock(),
-            )
-            signed = self.signer.sign(beat, channel="results", now_ms=self._clock(), ttl_ms=ttl_ms)
-            try:
-                await self.results.send(Outgoing(signed.to_json()))
-            except Exception as exc:
-                metrics.HEARTBEATS.labels(ROLE, "failed").inc()
-                log.warning(
-                    "heartbeat failed: %s",
-                    exc,
-                    extra={"action": "heartbeat-failed", **_fields(command)},
-                )
-            else:
-                metrics.HEARTBEATS.labels(ROLE, "sent").inc()
-
-    async def _reject(
-        self, message: Received, reason: str, detail: str, *, visible_again: bool
-    ) -> None:
-        metrics.MESSAGES_REJECTED.labels(ROLE, reason).inc()
-        extra = {"action": "reject", "messageId": message.message_id, "reason": reason}
-        log.warning("command rejected (%s): %s", reason, detail, extra=extra)
-        if visible_again:
-            await self._hand_back(message)
-        else:
-            await _quietly(self.work.delete(message.receipt), "delete", message)
-
     async def _hand_back(self, message: Received) -> None:
         await _quietly(self.work.change_visibility(message.receipt, 0), "hand-back", message)
-
-
-def _fields(command: TransitionCommand) -> dict[str, Any]:
-    return {"executionId": command.execution_id, "transitionKey": command.transition_key}
 
 
 async def _quietly(call: Awaitable[None], what: str, message: Received) -> None:

@@ -27,8 +27,9 @@ from tpf.wire import AwaitCompletion, MalformedMessage, decode
 
 log = logging.getLogger("tpf.coordinator")
 
-ROUND = 5 * BATCH
+ROUND = 10 * BATCH
 """Messages judged together; more share a transaction, but wait longer for the round."""
+ROUNDS_AT_ONCE = 2
 REFUSALS = (NotFound, Conflict, InvalidInput)
 """Deterministic: another delivery would be refused the same way."""
 
@@ -38,6 +39,10 @@ class CompletionConsumer:
         self.queue, self.awaits, self.timings = queue, awaits, timings
 
     async def run(self, stop: asyncio.Event) -> None:
+        # Rounds wait mostly on DynamoDB and SQS: a few at once keep both busy.
+        await asyncio.gather(*(self._rounds(stop) for _ in range(ROUNDS_AT_ONCE)))
+
+    async def _rounds(self, stop: asyncio.Event) -> None:
         wait_s = max(1, int(self.timings.long_poll.total_seconds()))
         while not stop.is_set():
             try:

@@ -50,6 +50,7 @@ from tpf.clock import now_ms
 from tpf.errors import ConfigurationError, Conflict, StaleRecord, TpfError
 from tpf.loops import repeat
 from tpf.payloads import PayloadRef, PayloadStore
+from tpf.queues import Queue
 from tpf.settings import Timings
 from tpf.signing import Signer
 from tpf.wire import Payload, Suspension
@@ -81,12 +82,15 @@ class AwaitService:
         signer: Signer,
         timings: Timings,
         admission: Admission | None = None,
+        answers: Queue | None = None,
         shards: int = 4,
     ) -> None:
         self.table, self.store, self.registry = table, store, registry
         self.payloads, self.dispatcher, self.dead_letters = payloads, dispatcher, dead_letters
         self.transports, self.signer, self.timings = transports, signer, timings
         self.admission = admission or Admission()
+        self.answers = answers
+        """The completion queue, consulted before deciding an await has stalled."""
         self.shards = [str(i) for i in range(shards)]
 
     # -- open ---------------------------------------------------------------------------------
@@ -243,14 +247,24 @@ class AwaitService:
             )
 
     async def _republish(self, unit: AwaitUnit) -> None:
-        """Send again what is out and unanswered: the provider may have lost it."""
+        """Send again what is out and unanswered: the provider may have lost it.
+
+        Not while requests wait unread, nor answers unrecorded: someone is only behind, and
+        more copies would bury them deeper.
+        """
         transport = self._transport(unit)
-        if transport is not None and unit.published:
-            await self._publish(transport, unit, start=0, stop=unit.published)
-            log.info(
-                "await requests sent again after a stall",
-                extra={"action": "await-republish", "executionId": unit.execution_id},
-            )
+        if transport is None or not unit.published:
+            return
+        backlog = getattr(transport, "backlog", None)
+        if backlog is not None and await backlog() > 0:
+            return
+        if self.answers is not None and await self.answers.backlog() > 0:
+            return
+        await self._publish(transport, unit, start=0, stop=unit.published)
+        log.info(
+            "await requests sent again after a stall",
+            extra={"action": "await-republish", "executionId": unit.execution_id},
+        )
 
     def _token(self, i: Interaction) -> str:
         return self.signer.mint_token(claims_of(i))

@@ -20,7 +20,9 @@ from tpf.wire import AwaitRequest
 
 class Transport(Protocol):
     """Publishes requests. A transport may set ``admission = False`` when it has no receiver to
-    flood (the human inbox); otherwise admission bounds how many of its requests are out."""
+    flood (the human inbox); otherwise admission bounds how many of its requests are out. One
+    that can tell how many requests wait unread may define ``async backlog() -> int``: requests
+    are sent again after a stall only when nothing waits (the receiver is not merely behind)."""
 
     name: str
 
@@ -45,6 +47,9 @@ class SqsRequests:
 
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
+
+    async def backlog(self) -> int:
+        return await self.queue.backlog()
 
     async def publish(
         self, unit: AwaitUnit, interactions: list[Interaction], tokens: dict[str, str]

@@ -18,6 +18,7 @@ def running_fleet(
     *,
     pipelines: tuple[str, ...],
     coordinators: int = 1,
+    provider_mock: tuple[str, ...] | None = None,
 ) -> Iterator[OwnedStack]:
     """Coordinators and two workers as separate processes, on the substrate ``request`` names."""
     if request.param == "localstack":
@@ -30,6 +31,7 @@ def running_fleet(
         workers=2,
         pipelines=pipelines,
         extra_env={"TPF_TEST_MARKERS": str(markers)},
+        provider_mock=provider_mock,
     )
     with owned_stack(spec, workdir=workdir) as stack:
         yield stack

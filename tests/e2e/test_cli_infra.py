@@ -109,3 +109,37 @@ def test_infra_describe_without_an_endpoint_exits_2_with_one_line_and_no_traceba
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: no embedded substrate is running")
     assert result.stdout == ""
+
+
+def test_infra_template_prints_a_cloudformation_template_of_the_stack_without_a_substrate(
+    tmp_path: Path,
+) -> None:
+    stack_name = unique_stack()
+
+    result = tpf(
+        "infra", "template", "--release", "1.0.0", env=_env(tmp_path, TPF_STACK=stack_name)
+    )
+
+    assert result.returncode == 0, result.stderr
+    template = json.loads(result.stdout)  # nothing but JSON on stdout
+    assert template["AWSTemplateFormatVersion"] == "2010-09-09"
+    stack = describe(Settings(stack=stack_name))
+    named = {
+        props.get("TableName") or props.get("QueueName") or props.get("BucketName")
+        for props in (r.get("Properties", {}) for r in template["Resources"].values())
+    }
+    assert {stack.physical(t.name) for t in stack.tables} <= named
+    assert {stack.physical(b.name) for b in stack.buckets} <= named
+    assert {stack.physical(n) for q in stack.queues for n in (q.name, q.dead_letter_name)} <= named
+    function = template["Resources"]["WorkerFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["TPF_RELEASE"] == "1.0.0"
+
+
+def test_infra_template_with_a_bad_release_exits_2_with_one_line(tmp_path: Path) -> None:
+    env = _env(tmp_path, TPF_STACK=unique_stack(), COLUMNS="400")
+
+    result = tpf("infra", "template", "--release", "not a version", env=env)
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: release 'not a version' is not a version such as 1.0.0"
+    assert result.stdout == ""

@@ -21,12 +21,32 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from tpf.cli import demo, dlq, executions, infra, operations, provider, roles, up
+    from tpf.cli import (
+        approvals,
+        demo,
+        dlq,
+        executions,
+        infra,
+        operations,
+        provider,
+        roles,
+        up,
+        upload,
+    )
 
     app.add_typer(infra.app, name="infra")
     app.add_typer(executions.executions, name="executions")
     app.add_typer(dlq.app, name="dlq")
-    for group in (demo.app, up.app, roles.app, executions.app, operations.app, provider.app):
+    app.add_typer(approvals.app, name="approvals")
+    for group in (
+        demo.app,
+        up.app,
+        upload.app,
+        roles.app,
+        executions.app,
+        operations.app,
+        provider.app,
+    ):
         app.registered_commands.extend(group.registered_commands)
 
 

@@ -1,4 +1,5 @@
-"""``tpf infra``: provision, remove and inspect the stack's tables, queues and buckets.
+"""``tpf infra``: provision, remove and inspect the stack's tables, queues and buckets, or print
+them (with a Lambda worker and the roles) as a CloudFormation template.
 
 Settings come from ``TPF_*`` (and the standard AWS variables); endpoints from
 ``resolve_endpoints``, whose one-line error ``tpf.cli.main`` prints when none is known.
@@ -7,6 +8,7 @@ Settings come from ``TPF_*`` (and the standard AWS variables); endpoints from
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.provision import ProvisionReport, describe_live, provision, teardown
+from infra.template import render, stack_template
 from tpf.settings import Settings
 from tpf.substrate import resolve_endpoints
 
@@ -84,6 +87,31 @@ def describe_command(as_json: JsonOption = False) -> None:
             state = summarize(resource) if resource["exists"] else "[dim]absent[/dim]"
             table.add_row(kind, name, resource["physical"], state)
     out.print(table)
+
+
+@app.command()
+def template(
+    release: Annotated[
+        str | None,
+        typer.Option(help="Release version the worker function runs (TPF_RELEASE and a tag)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the template here instead of stdout."),
+    ] = None,
+) -> None:
+    """Print the stack as an AWS CloudFormation template: tables, queues, buckets, the Lambda
+    worker and least-privilege roles. Needs no substrate."""
+    settings = Settings()
+    document = stack_template(settings, release=release)
+    if output is None:
+        print(render(document))
+        return
+    output.write_text(render(document) + "\n")
+    out.print(
+        f"wrote the template of stack {settings.stack} to {output}: "
+        f"{len(document['Resources'])} resources"
+    )
 
 
 def _table_state(t: dict[str, Any]) -> str:

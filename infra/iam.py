@@ -1,0 +1,232 @@
+"""The roles of a deployed stack, each allowed only what its process does, on this stack only.
+
+::
+
+    worker       work queue: receive, delete, change visibility     results queue: send
+                 payloads table and bucket: read, write             registry table: read
+                 its own log group: write
+    coordinator  every table: read, write                           buckets: as it uses each
+                 queues: send to those it feeds, consume those it reads
+
+Every grant names the stack's own ARNs; no statement has ``*`` as its action or resource.
+Each role also carries an explicit Deny for what it must never do (a worker rewriting the
+records only the coordinator's conditional writes may change; the coordinator invoking the
+worker), so an Allow attached later, from inside or outside the stack, cannot grant it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from infra.resources import StackDescription
+
+LogicalId = Callable[[str, str], str]
+"""``(kind, logical name) -> CloudFormation logical id``, kind one of table, queue, bucket."""
+
+POLICY_VERSION = "2012-10-17"
+
+TABLE_READ = ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")
+TABLE_WRITE = (
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)
+# DynamoDB authorizes each item of a transaction as its own Put/Update/Delete/ConditionCheck,
+# so these and the PartiQL forms cover every way to change an item.
+ITEM_CHANGES = (
+    *TABLE_WRITE,
+    "dynamodb:PartiQLDelete",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+)
+QUEUE_LOOKUP = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+QUEUE_SEND = ("sqs:SendMessage",)
+QUEUE_CONSUME = ("sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage")
+OBJECT_READ = ("s3:GetObject",)
+OBJECT_WRITE = ("s3:PutObject",)
+# Without ListBucket S3 answers a read of a missing key with 403 instead of 404, and the
+# payload store tells "not written yet" from "forbidden" by that status.
+BUCKET_LIST = ("s3:ListBucket",)
+LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
+
+WORKER_CONSUMES = "work"
+WORKER_SENDS_TO = "results"
+WORKER_PAYLOADS = "payloads"
+WORKER_READS = ("registry",)
+
+COORDINATOR_SENDS_TO = ("work", "await-requests", "dead-letters")
+COORDINATOR_CONSUMES = ("results", "ingest", "await-completions")
+COORDINATOR_OBJECTS: dict[str, tuple[str, ...]] = {
+    "payloads": OBJECT_READ + OBJECT_WRITE,
+    "inbox": OBJECT_READ,
+    "outbox": OBJECT_WRITE,
+    "releases": OBJECT_READ,
+}
+COORDINATOR_LISTS = ("payloads",)
+
+
+# -- intrinsic ARNs ------------------------------------------------------------------------
+
+
+def arn(logical_id: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def _below(logical_id: str, suffix: str) -> dict[str, Any]:
+    return {"Fn::Sub": f"${{{logical_id}.Arn}}{suffix}"}
+
+
+def _table_arns(stack: StackDescription, name: str, ids: LogicalId) -> list[dict[str, Any]]:
+    logical_id = ids("table", name)
+    arns = [arn(logical_id)]
+    if stack.table(name).indexes:
+        arns.append(_below(logical_id, "/index/*"))
+    return arns
+
+
+def _statement(
+    sid: str, actions: Sequence[str], resources: list[Any], *, effect: str = "Allow"
+) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": effect, "Action": sorted(actions), "Resource": resources}
+
+
+def _role(description: str, service: Any, statements: list[dict[str, Any]]) -> dict[str, Any]:
+    trust = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": description,
+            "AssumeRolePolicyDocument": {"Version": POLICY_VERSION, "Statement": [trust]},
+            "Policies": [
+                {
+                    "PolicyName": "stack-access",
+                    "PolicyDocument": {"Version": POLICY_VERSION, "Statement": statements},
+                }
+            ],
+        },
+    }
+
+
+# -- the roles -----------------------------------------------------------------------------
+
+
+def worker_role(stack: StackDescription, ids: LogicalId, *, log_group: str) -> dict[str, Any]:
+    """The Lambda worker's execution role; ``log_group`` is the function's log group id."""
+    work, results = ids("queue", WORKER_CONSUMES), ids("queue", WORKER_SENDS_TO)
+    payloads = ids("bucket", WORKER_PAYLOADS)
+    records = [t.name for t in stack.tables if t.name != WORKER_PAYLOADS]
+    statements = [
+        # The event source mapping polls with this role, and needs the queue's attributes.
+        _statement("ConsumeWork", QUEUE_CONSUME + QUEUE_LOOKUP, [arn(work)]),
+        _statement("SendResults", QUEUE_SEND + QUEUE_LOOKUP, [arn(results)]),
+        _statement(
+            "ReadWritePayloadItems",
+            ("dynamodb:GetItem", "dynamodb:PutItem"),
+            [arn(ids("table", WORKER_PAYLOADS))],
+        ),
+        _statement("ReadWritePayloadObjects", OBJECT_READ + OBJECT_WRITE, [_below(payloads, "/*")]),
+        _statement("ListPayloadObjects", BUCKET_LIST, [arn(payloads)]),
+        _statement(
+            "ReadRegistry",
+            TABLE_READ,
+            [a for name in WORKER_READS for a in _table_arns(stack, name, ids)],
+        ),
+        _statement("WriteLogs", LOG_WRITE, [arn(log_group)]),
+        _statement(
+            "NeverChangeRecords",
+            ITEM_CHANGES,
+            [a for name in records for a in _table_arns(stack, name, ids)],
+            effect="Deny",
+        ),
+    ]
+    return _role(
+        f"Transition worker of stack {stack.settings.stack}",
+        "lambda.amazonaws.com",
+        statements,
+    )
+
+
+def coordinator_role(
+    stack: StackDescription, ids: LogicalId, *, service: Any, worker_function: str
+) -> dict[str, Any]:
+    """The coordinator's role, assumed by ``service`` (the compute it runs on)."""
+    statements = [
+        _statement(
+            "ReadWriteTables",
+            (*TABLE_READ, "dynamodb:Scan", *TABLE_WRITE),
+            [a for table in stack.tables for a in _table_arns(stack, table.name, ids)],
+        ),
+        _statement(
+            "SendToQueues",
+            QUEUE_SEND + QUEUE_LOOKUP,
+            [arn(ids("queue", name)) for name in COORDINATOR_SENDS_TO],
+        ),
+        _statement(
+            "ConsumeQueues",
+            QUEUE_CONSUME + QUEUE_LOOKUP,
+            [arn(ids("queue", name)) for name in COORDINATOR_CONSUMES],
+        ),
+    ]
+    for name, actions in COORDINATOR_OBJECTS.items():
+        bucket = ids("bucket", name)
+        access = "Read" * (OBJECT_READ[0] in actions) + "Write" * (OBJECT_WRITE[0] in actions)
+        statements.append(_statement(f"{access}{bucket}Objects", actions, [_below(bucket, "/*")]))
+    statements.append(
+        _statement(
+            "ListPayloadObjects",
+            BUCKET_LIST,
+            [arn(ids("bucket", name)) for name in COORDINATOR_LISTS],
+        )
+    )
+    # Commands reach workers only through the work queue, where visibility, redrive and the
+    # coordinator's fencing apply; a direct invocation would bypass all three.
+    statements.append(
+        _statement(
+            "NeverInvokeWorkers",
+            ("lambda:InvokeFunction",),
+            [arn(worker_function), _below(worker_function, ":*")],
+            effect="Deny",
+        )
+    )
+    return _role(f"Coordinator of stack {stack.settings.stack}", service, statements)
+
+
+def s3_send_policy(stack: StackDescription, queue: str, ids: LogicalId) -> dict[str, Any]:
+    """Lets S3 deliver object events from the stack's buckets that notify ``queue``.
+
+    The bucket ARNs are spelled out rather than taken from the buckets: each bucket waits for
+    this policy (S3 checks it when the notification is written), so it cannot name them.
+    Bucket names are global; the account condition refuses another account's namesake.
+    """
+    senders = sorted(
+        stack.physical(b.name)
+        for b in stack.buckets
+        if b.notification and b.notification.queue == queue
+    )
+    statement = {
+        "Sid": "ObjectEventsFromStackBuckets",
+        "Effect": "Allow",
+        "Principal": {"Service": "s3.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": arn(ids("queue", queue)),
+        "Condition": {
+            "ArnLike": {
+                "aws:SourceArn": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{b}"} for b in senders]
+            },
+            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        },
+    }
+    return {
+        "Type": "AWS::SQS::QueuePolicy",
+        "Properties": {
+            "Queues": [{"Ref": ids("queue", queue)}],
+            "PolicyDocument": {"Version": POLICY_VERSION, "Statement": [statement]},
+        },
+    }

@@ -1,0 +1,340 @@
+"""The stack as an AWS CloudFormation template, read from the same description ``tpf infra up``
+provisions (``infra.resources.describe``), plus what only a deployment has: the Lambda worker
+fed by the work queue, and least-privilege roles for it and the coordinator (``infra.iam``).
+
+Physical names are the provisioner's (``<stack>-<name>``), so a coordinator configured with
+``TPF_STACK`` finds a deployed stack exactly as it finds a provisioned one. The coordinator runs
+outside the template, on whatever long-running compute the user has: it gets a role and, as
+Outputs, every name, URL and ARN it needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from datetime import timedelta
+from typing import Any
+
+from infra import _buckets, _tables, iam
+from infra.resources import Queue, StackDescription, describe
+from tpf.errors import ConfigurationError
+from tpf.settings import Settings
+
+FORMAT_VERSION = "2010-09-09"
+RUNTIME = "python3.12"
+HANDLER = "worker.lambda_handler.handler"
+MEMORY_MB = 512
+LOG_RETENTION_DAYS = 30
+WORK_QUEUE = "work"
+SQS_MAX_BATCH = 10
+"""The largest batch an SQS event source delivers without a batching window."""
+VISIBILITY_PER_FUNCTION_TIMEOUT = 6
+"""AWS's rule for a queue that feeds a function: visibility at least 6x the function's timeout,
+so the retries of a throttled batch finish before SQS hands its messages out again."""
+RELEASE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+"""Versions usable in an environment variable and a tag value (e.g. ``1.0.0``, ``2.1.0-rc.1``)."""
+
+WORKER_FUNCTION = "WorkerFunction"
+WORKER_LOG_GROUP = "WorkerLogGroup"
+WORKER_ROLE = "WorkerRole"
+WORK_EVENT_SOURCE = "WorkEventSource"
+COORDINATOR_ROLE = "CoordinatorRole"
+COORDINATOR_INSTANCE_PROFILE = "CoordinatorInstanceProfile"
+ON_EC2 = "CoordinatorOnEc2"
+COORDINATOR_SERVICES = (
+    "ecs-tasks.amazonaws.com",
+    "ec2.amazonaws.com",
+    "tasks.apprunner.amazonaws.com",
+)
+
+PARAMETERS: dict[str, dict[str, Any]] = {
+    "ArtifactBucket": {
+        "Type": "String",
+        "Description": "S3 bucket holding the worker's deployment package (a .zip)",
+    },
+    "ArtifactKey": {"Type": "String", "Description": "Key of the worker's deployment package"},
+    "Pipelines": {
+        "Type": "String",
+        "Description": "Comma-separated module:attribute references of the pipelines to run",
+        "AllowedPattern": r"^[\w.]+(:\w+)?(,[\w.]+(:\w+)?)*$",
+    },
+    "SigningSecret": {
+        "Type": "String",
+        "NoEcho": True,
+        "MinLength": 32,
+        "Description": "HMAC key of commands and results; the coordinator must use the same",
+    },
+    "CoordinatorService": {
+        "Type": "String",
+        "Default": COORDINATOR_SERVICES[0],
+        "AllowedValues": list(COORDINATOR_SERVICES),
+        "Description": "The AWS service whose compute runs the coordinator and assumes its role",
+    },
+}
+
+# Deleting or replacing the CloudFormation stack leaves executions, payloads and results in
+# place (``tpf infra down`` removes them on purpose). Queued messages may go: a lost command is
+# dispatched again from its execution record when its deadline passes.
+KEPT = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+DISPOSABLE = {"DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"}
+
+_SUFFIXES = {"table": "Table", "queue": "Queue", "bucket": "Bucket"}
+
+
+def logical_id(kind: str, name: str) -> str:
+    """``("queue", "await-requests")`` -> ``AwaitRequestsQueue``."""
+    return "".join(part.capitalize() for part in re.split(r"[-_]", name)) + _SUFFIXES[kind]
+
+
+def function_timeout(queue: Queue) -> int:
+    """Seconds the worker function may run: the most its queue's visibility allows."""
+    visibility = _seconds(queue.visibility_timeout)
+    if visibility < VISIBILITY_PER_FUNCTION_TIMEOUT:
+        raise ConfigurationError(
+            f"the {queue.name} queue's visibility timeout ({visibility} s) is too short for a "
+            f"Lambda worker: it must be at least {VISIBILITY_PER_FUNCTION_TIMEOUT} s "
+            "(use the default profile)"
+        )
+    return visibility // VISIBILITY_PER_FUNCTION_TIMEOUT
+
+
+def stack_template(settings: Settings, *, release: str | None = None) -> dict[str, Any]:
+    """The whole stack as a CloudFormation template (a JSON-able dict)."""
+    if release is not None and not RELEASE.match(release):
+        raise ConfigurationError(f"release {release!r} is not a version such as 1.0.0")
+    stack = describe(settings)
+    resources = {**_table_resources(stack), **_queue_resources(stack), **_bucket_resources(stack)}
+    resources |= _worker(stack, release)
+    resources[COORDINATOR_ROLE] = iam.coordinator_role(
+        stack,
+        logical_id,
+        service={"Ref": "CoordinatorService"},
+        worker_function=WORKER_FUNCTION,
+    )
+    resources[COORDINATOR_INSTANCE_PROFILE] = {
+        "Type": "AWS::IAM::InstanceProfile",
+        "Condition": ON_EC2,
+        "Properties": {"Roles": [{"Ref": COORDINATOR_ROLE}]},
+    }
+    shown = f", release {release}" if release else ""
+    return {
+        "AWSTemplateFormatVersion": FORMAT_VERSION,
+        "Description": f"tpf stack {settings.stack}{shown}: tables, queues, buckets, worker, roles",
+        "Parameters": copy.deepcopy(PARAMETERS),
+        "Conditions": {
+            ON_EC2: {"Fn::Equals": [{"Ref": "CoordinatorService"}, "ec2.amazonaws.com"]}
+        },
+        "Resources": resources,
+        "Outputs": _outputs(stack),
+    }
+
+
+def render(template: dict[str, Any]) -> str:
+    return json.dumps(template, indent=2)
+
+
+# -- tables, queues, buckets ---------------------------------------------------------------
+
+
+def _tags(stack: StackDescription, extra: dict[str, str] | None = None) -> list[dict[str, str]]:
+    tags = {"tpf:stack": stack.settings.stack, **(extra or {})}
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
+def _table_resources(stack: StackDescription) -> dict[str, Any]:
+    resources = {}
+    for table in stack.tables:
+        properties = _tables.create_request(table, stack.physical(table.name))
+        if table.ttl_attribute:
+            properties["TimeToLiveSpecification"] = {
+                "AttributeName": table.ttl_attribute,
+                "Enabled": True,
+            }
+        properties["Tags"] = _tags(stack)
+        resources[logical_id("table", table.name)] = {
+            "Type": "AWS::DynamoDB::Table",
+            **KEPT,
+            "Properties": properties,
+        }
+    return resources
+
+
+def _seconds(duration: timedelta) -> int:
+    return int(duration.total_seconds())
+
+
+def _queue_resources(stack: StackDescription) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    for queue in stack.queues:
+        dead_letters = logical_id("queue", queue.dead_letter_name)
+        resources[dead_letters] = {
+            "Type": "AWS::SQS::Queue",
+            **DISPOSABLE,
+            "Properties": {
+                "QueueName": stack.physical(queue.dead_letter_name),
+                "MessageRetentionPeriod": _seconds(queue.dead_letter_retention),
+                "Tags": _tags(stack),
+            },
+        }
+        resources[logical_id("queue", queue.name)] = {
+            "Type": "AWS::SQS::Queue",
+            **DISPOSABLE,
+            "Properties": {
+                "QueueName": stack.physical(queue.name),
+                "VisibilityTimeout": _seconds(queue.visibility_timeout),
+                "MessageRetentionPeriod": _seconds(queue.retention),
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": iam.arn(dead_letters),
+                    "maxReceiveCount": queue.max_receive_count,
+                },
+                "Tags": _tags(stack),
+            },
+        }
+    for queue_name in sorted({b.notification.queue for b in stack.buckets if b.notification}):
+        resources[_policy_id(queue_name)] = iam.s3_send_policy(stack, queue_name, logical_id)
+    return resources
+
+
+def _policy_id(queue_name: str) -> str:
+    return logical_id("queue", queue_name) + "Policy"
+
+
+def _bucket_resources(stack: StackDescription) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    for bucket in stack.buckets:
+        properties: dict[str, Any] = {"BucketName": stack.physical(bucket.name)}
+        rules = [
+            {
+                "Id": rule["ID"],
+                "Status": rule["Status"],
+                "ExpirationInDays": rule["Expiration"]["Days"],
+            }
+            for rule in _buckets.lifecycle_rules(bucket)
+        ]
+        if rules:
+            properties["LifecycleConfiguration"] = {"Rules": rules}
+        resource: dict[str, Any] = {"Type": "AWS::S3::Bucket", **KEPT}
+        if bucket.notification:
+            note = bucket.notification
+            target: dict[str, Any] = {
+                "Event": _buckets.OBJECT_CREATED,
+                "Queue": iam.arn(logical_id("queue", note.queue)),
+            }
+            filters = [
+                {"Name": n, "Value": v}
+                for n, v in (("prefix", note.prefix), ("suffix", note.suffix))
+                if v
+            ]
+            if filters:
+                target["Filter"] = {"S3Key": {"Rules": filters}}
+            properties["NotificationConfiguration"] = {"QueueConfigurations": [target]}
+            # S3 checks that it may send to the queue when the notification is written.
+            resource["DependsOn"] = [_policy_id(note.queue)]
+        properties["Tags"] = _tags(stack)
+        resource["Properties"] = properties
+        resources[logical_id("bucket", bucket.name)] = resource
+    return resources
+
+
+# -- the worker ----------------------------------------------------------------------------
+
+
+def _worker(stack: StackDescription, release: str | None) -> dict[str, Any]:
+    settings = stack.settings
+    function_name = stack.physical("worker")
+    batch = min(settings.worker_concurrency, SQS_MAX_BATCH)
+    environment: dict[str, Any] = {
+        "TPF_STACK": settings.stack,
+        "TPF_SUBSTRATE": "aws",
+        "TPF_PROFILE": settings.profile,
+        "TPF_REGION": {"Ref": "AWS::Region"},
+        "TPF_WORKER_CONCURRENCY": str(batch),
+        "TPF_PIPELINES": {"Ref": "Pipelines"},
+        # tpf.signing reads keys from env: or file: references only.
+        "TPF_SIGNING_KEY": "env:TPF_SIGNING_SECRET",
+        "TPF_SIGNING_SECRET": {"Ref": "SigningSecret"},
+    }
+    release_tag: dict[str, str] = {}
+    if release:
+        environment["TPF_RELEASE"] = release
+        release_tag = {"tpf:release": release}
+    shown = f", release {release}" if release else ""
+    return {
+        WORKER_LOG_GROUP: {
+            "Type": "AWS::Logs::LogGroup",
+            **DISPOSABLE,
+            "Properties": {
+                "LogGroupName": f"/aws/lambda/{function_name}",
+                "RetentionInDays": LOG_RETENTION_DAYS,
+                "Tags": _tags(stack),
+            },
+        },
+        WORKER_ROLE: iam.worker_role(stack, logical_id, log_group=WORKER_LOG_GROUP),
+        WORKER_FUNCTION: {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "FunctionName": function_name,
+                "Description": f"Transition worker of stack {settings.stack}{shown}",
+                "Runtime": RUNTIME,
+                "Handler": HANDLER,
+                "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Ref": "ArtifactKey"}},
+                "Role": iam.arn(WORKER_ROLE),
+                "Timeout": function_timeout(stack.queue(WORK_QUEUE)),
+                "MemorySize": MEMORY_MB,
+                "Environment": {"Variables": environment},
+                "LoggingConfig": {"LogGroup": {"Ref": WORKER_LOG_GROUP}},
+                "Tags": _tags(stack, release_tag),
+            },
+        },
+        WORK_EVENT_SOURCE: {
+            "Type": "AWS::Lambda::EventSourceMapping",
+            "Properties": {
+                "EventSourceArn": iam.arn(logical_id("queue", WORK_QUEUE)),
+                "FunctionName": {"Ref": WORKER_FUNCTION},
+                "BatchSize": batch,
+                # One failed transition hands back only its own message, not the batch.
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            },
+        },
+    }
+
+
+# -- outputs -------------------------------------------------------------------------------
+
+
+def _output(description: str, value: Any, condition: str | None = None) -> dict[str, Any]:
+    output = {"Description": description, "Value": value}
+    if condition:
+        output["Condition"] = condition
+    return output
+
+
+def _outputs(stack: StackDescription) -> dict[str, Any]:
+    outputs = {
+        "Stack": _output("TPF_STACK of the coordinator", stack.settings.stack),
+        "Region": _output("TPF_REGION of the coordinator", {"Ref": "AWS::Region"}),
+        "CoordinatorRoleArn": _output("Role the coordinator runs as", iam.arn(COORDINATOR_ROLE)),
+        "CoordinatorInstanceProfileArn": _output(
+            "Instance profile of the coordinator's role (EC2)",
+            iam.arn(COORDINATOR_INSTANCE_PROFILE),
+            ON_EC2,
+        ),
+        "WorkerFunctionName": _output("The worker function", {"Ref": WORKER_FUNCTION}),
+        "WorkerFunctionArn": _output("The worker function", iam.arn(WORKER_FUNCTION)),
+    }
+    for table in stack.tables:
+        id_ = logical_id("table", table.name)
+        outputs[f"{id_}Name"] = _output(f"Table {table.name}", {"Ref": id_})
+        outputs[f"{id_}Arn"] = _output(f"Table {table.name}", iam.arn(id_))
+    for queue in stack.queues:
+        for name in (queue.name, queue.dead_letter_name):
+            id_ = logical_id("queue", name)
+            outputs[f"{id_}Name"] = _output(f"Queue {name}", {"Fn::GetAtt": [id_, "QueueName"]})
+            outputs[f"{id_}Url"] = _output(f"Queue {name}", {"Ref": id_})
+            outputs[f"{id_}Arn"] = _output(f"Queue {name}", iam.arn(id_))
+    for bucket in stack.buckets:
+        id_ = logical_id("bucket", bucket.name)
+        outputs[f"{id_}Name"] = _output(f"Bucket {bucket.name}", {"Ref": id_})
+        outputs[f"{id_}Arn"] = _output(f"Bucket {bucket.name}", iam.arn(id_))
+    return outputs

@@ -1,0 +1,1 @@
+"""Operator and test scripts; the importable part is ``scripts.ops``."""

@@ -1,0 +1,122 @@
+"""Stored items in the API's words.
+
+DynamoDB attribute names are short so an execution record stays under 1 KB (one WRU per state
+change); the layouts are documented beside their writers: ``coordinator/records.py`` (executions),
+``coordinator/history.py`` (history), ``coordinator/awaits/model.py`` (await units and
+interactions). Here each short name is spelled out once, in the camelCase the HTTP API uses.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+
+def number(value: Any) -> int | None:
+    """DynamoDB numbers arrive as Decimal; every number these tables hold is an integer."""
+    return None if value is None else int(value)
+
+
+def when(epoch_ms: int | None) -> str | None:
+    """Epoch milliseconds as a UTC timestamp for a table cell."""
+    if epoch_ms is None:
+        return None
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _split(partition_key: str) -> tuple[str, str]:
+    """``<tenant>#<id>``: the key shape of every execution, history and awaits item."""
+    tenant_id, _, rest = partition_key.partition("#")
+    return tenant_id, rest
+
+
+def _json(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def execution(item: dict[str, Any]) -> dict[str, Any]:
+    tenant_id, execution_id = _split(item["pk"])
+    return {
+        "executionId": execution_id,
+        "tenantId": tenant_id,
+        "pipelineId": item["p"],
+        "executionKey": item["k"],
+        "releaseVersion": item["rv"],
+        "status": item["st"],
+        "stepIndex": number(item["si"]),
+        "attempt": number(item["at"]),
+        "version": number(item["v"]),
+        "transitionKey": item.get("tk"),
+        "awaitUnitId": item.get("au"),
+        "nextDueAtEpochMs": number(item.get("dt")),
+        "createdAtEpochMs": number(item["ca"]),
+        "updatedAtEpochMs": number(item["ua"]),
+        "errorCode": item.get("ec"),
+        "errorMessage": item.get("em"),
+    }
+
+
+def change(item: dict[str, Any]) -> dict[str, Any]:
+    """One history entry: a state change, keyed by the record version it produced."""
+    tenant_id, execution_id = _split(item["pk"])
+    return {
+        "tenantId": tenant_id,
+        "executionId": execution_id,
+        "version": number(item["sk"]),
+        "atEpochMs": number(item["at"]),
+        "previousStatus": item.get("ps"),
+        "status": item["st"],
+        "stepIndex": number(item["si"]),
+        "attempt": number(item["a"]),
+        "transitionKey": item.get("tk"),
+        "errorCode": item.get("ec"),
+        "actor": item["by"],
+        "reason": item.get("why"),
+    }
+
+
+def await_unit(item: dict[str, Any]) -> dict[str, Any]:
+    tenant_id, unit_id = _split(item["pk"])
+    return {
+        "unitId": unit_id,
+        "tenantId": tenant_id,
+        "executionId": item["ex"],
+        "stepId": item["sid"],
+        "stepIndex": number(item["si"]),
+        "resumeStep": number(item["rs"]),
+        "transport": item["tr"],
+        "itemized": bool(item["it"]),
+        "status": item["st"],
+        "done": number(item["d"]),
+        "total": number(item["n"]),
+        "createdAtEpochMs": number(item["ca"]),
+        "deadlineEpochMs": number(item["dl"]),
+    }
+
+
+def interaction(item: dict[str, Any]) -> dict[str, Any]:
+    tenant_id, unit_id = _split(item["pk"])
+    item_index = int(item["sk"].removeprefix("I#"))
+    return {
+        # The id the interactions API takes (coordinator.awaits.model.interaction_id).
+        "interactionId": f"{unit_id}-{item_index}",
+        "unitId": unit_id,
+        "itemIndex": item_index,
+        "tenantId": tenant_id,
+        "executionId": item["ex"],
+        "stepId": item["sid"],
+        "status": item["st"],
+        "correlationId": item["cid"],
+        "request": _json(item["rq"]),
+        "response": _json(item.get("rp")),
+        "actor": item.get("by"),
+        "createdAtEpochMs": number(item["ca"]),
+        "deadlineEpochMs": number(item["dl"]),
+        "completedAtEpochMs": number(item.get("at")),
+    }
