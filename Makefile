@@ -26,6 +26,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+bench: $(STAMP)           ## benchmarks on the LocalStack stack (make stack-up first); BENCH_ARGS to size them
+	$(BIN)/tpf bench $(BENCH_ARGS)
+
 stack-up:                 ## LocalStack (S3, SQS) and DynamoDB Local on loopback
 	localstack/up
 

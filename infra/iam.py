@@ -4,6 +4,7 @@
 
     worker       work queue: receive, delete, change visibility     results queue: send
                  payloads table and bucket: read, write             registry table: read
+                 inbox bucket: read (uploads)   outbox bucket: write (CSV results)
                  its own log group: write
     coordinator  every table: read, write                           buckets: as it uses each
                  queues: send to those it feeds, consume those it reads
@@ -133,6 +134,13 @@ def worker_role(stack: StackDescription, ids: LogicalId, *, log_group: str) -> d
         ),
         _statement("ReadWritePayloadObjects", OBJECT_READ + OBJECT_WRITE, [_below(payloads, "/*")]),
         _statement("ListPayloadObjects", BUCKET_LIST, [arn(payloads)]),
+        # Steps of the CSV payments pipeline read the uploaded file and write its result.
+        _statement(
+            "ReadUploads",
+            (*OBJECT_READ, "s3:GetObjectVersion"),
+            [_below(ids("bucket", "inbox"), "/*")],
+        ),
+        _statement("WriteResults", OBJECT_WRITE, [_below(ids("bucket", "outbox"), "/*")]),
         _statement(
             "ReadRegistry",
             TABLE_READ,

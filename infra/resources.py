@@ -103,6 +103,8 @@ DUE_AT = "dt"
 DUE_PROJECTION = ("st", "v", "tk", "si", "at")
 
 EXECUTION_TTL = timedelta(days=30)
+LAMBDA_VISIBILITY_FACTOR = 6
+"""AWS's rule: the queue feeding a function hides a message at least 6x the function's timeout."""
 
 
 def describe(settings: Settings) -> StackDescription:
@@ -110,6 +112,11 @@ def describe(settings: Settings) -> StackDescription:
     # SQS must not redeliver a command while its worker still extends visibility, and the
     # results consumer commits in well under the visibility timeout.
     visibility = t.visibility_timeout
+    # A Lambda worker may run as long as a transition may without a heartbeat, and AWS wants a
+    # queue that feeds a function to hide messages 6x its timeout. Long-running workers extend
+    # visibility themselves, and a crashed one is taken over at the transition deadline, so the
+    # longer default costs them nothing.
+    work_visibility = max(visibility, LAMBDA_VISIBILITY_FACTOR * t.transition_timeout)
     return StackDescription(
         settings=settings,
         tables=(
@@ -150,7 +157,7 @@ def describe(settings: Settings) -> StackDescription:
             ),
         ),
         queues=(
-            Queue("work", visibility, purpose="transition commands for workers"),
+            Queue("work", work_visibility, purpose="transition commands for workers"),
             Queue("results", visibility, purpose="results and heartbeats from workers"),
             Queue("ingest", visibility, purpose="S3 events for the CSV inbox"),
             Queue("await-requests", visibility, purpose="await requests for providers"),

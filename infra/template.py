@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from infra import _buckets, _tables, iam
-from infra.resources import Queue, StackDescription, describe
+from infra.resources import LAMBDA_VISIBILITY_FACTOR, Queue, StackDescription, describe
 from tpf.errors import ConfigurationError
 from tpf.settings import Settings
 
@@ -29,7 +29,7 @@ LOG_RETENTION_DAYS = 30
 WORK_QUEUE = "work"
 SQS_MAX_BATCH = 10
 """The largest batch an SQS event source delivers without a batching window."""
-VISIBILITY_PER_FUNCTION_TIMEOUT = 6
+VISIBILITY_PER_FUNCTION_TIMEOUT = LAMBDA_VISIBILITY_FACTOR
 """AWS's rule for a queue that feeds a function: visibility at least 6x the function's timeout,
 so the retries of a throttled batch finish before SQS hands its messages out again."""
 RELEASE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")

@@ -5,18 +5,28 @@ the same way and no call site has to remember to count. DynamoDB capacity comes 
 ``ReturnConsumedCapacity`` in the responses; a failed conditional write consumes capacity but
 reports none, so it is counted separately (and priced as one WRU, the worst case for records
 under 1 KB).
+
+A role process started with ``TPF_LEDGER_FILE`` writes its snapshot there when it exits and,
+so that a benchmark can take differences while it runs, every ``TPF_LEDGER_INTERVAL_S``
+seconds (default 1) from the moment it opens its first client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import threading
+import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 SQS_CHUNK = 64 * 1024
 """SQS bills one request per started 64 KiB of payload."""
+LEDGER_FILE_ENV = "TPF_LEDGER_FILE"
+LEDGER_INTERVAL_ENV = "TPF_LEDGER_INTERVAL_S"
 
 _READS = frozenset(
     {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "ExecuteStatement"}
@@ -41,6 +51,9 @@ class RequestLedger:
         self.rru_indexes = 0.0
         self.failed_conditional_writes = 0
         self.sqs_billed_chunks = 0
+        # Per physical table, so a cost target can name the table it is about.
+        self.by_table: defaultdict[str, dict[str, float]] = defaultdict(_capacity_counters)
+        self._writer: threading.Thread | None = None
 
     # -- botocore hooks ---------------------------------------------------------------------
 
@@ -48,6 +61,8 @@ class RequestLedger:
         """Register on a client's (or session's) botocore event emitter."""
         events.register("before-call", self._before_call, unique_id="tpf-ledger-before")
         events.register("after-call", self._after_call, unique_id="tpf-ledger-after")
+        if self is LEDGER:
+            self._write_periodically()
 
     def _before_call(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         if model.service_model.service_name != "sqs":
@@ -82,13 +97,18 @@ class RequestLedger:
                 for index in (entry.get(group) or {}).values()
             )
             if not table and not indexes:
+                # ReturnConsumedCapacity=TOTAL: the index share is folded into this figure.
                 table = float(entry.get("CapacityUnits", 0.0))
+            kind = "rru" if read else "wru"
             if read:
                 self.rru_table += table
                 self.rru_indexes += indexes
             else:
                 self.wru_table += table
                 self.wru_indexes += indexes
+            counters = self.by_table[str(entry.get("TableName", "?"))]
+            counters[f"{kind}_table"] += table
+            counters[f"{kind}_indexes"] += indexes
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -106,6 +126,7 @@ class RequestLedger:
                     "wru": {"table": self.wru_table, "indexes": self.wru_indexes},
                     "rru": {"table": self.rru_table, "indexes": self.rru_indexes},
                     "failed_conditional_writes": self.failed_conditional_writes,
+                    "by_table": {name: dict(c) for name, c in sorted(self.by_table.items())},
                 },
                 "sqs": {"billed_chunks": self.sqs_billed_chunks},
             }
@@ -129,8 +150,40 @@ class RequestLedger:
             total.rru_table += ddb.get("rru", {}).get("table", 0.0)
             total.rru_indexes += ddb.get("rru", {}).get("indexes", 0.0)
             total.failed_conditional_writes += ddb.get("failed_conditional_writes", 0)
+            for name, counters in ddb.get("by_table", {}).items():
+                for key, value in counters.items():
+                    total.by_table[name][key] += value
             total.sqs_billed_chunks += snap.get("sqs", {}).get("billed_chunks", 0)
         return total.snapshot()
+
+    # -- the ledger file ----------------------------------------------------------------------
+
+    def write(self, path: Path) -> None:
+        """Replace ``path`` at once, so a reader never sees half a snapshot."""
+        data = {**self.snapshot(), "writtenAtEpochS": time.time(), "pid": os.getpid()}
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(data, sort_keys=True))
+        os.replace(partial, path)
+
+    def _write_periodically(self) -> None:
+        path = os.environ.get(LEDGER_FILE_ENV)
+        if not path or self._writer is not None:
+            return
+        interval = float(os.environ.get(LEDGER_INTERVAL_ENV) or 1.0)
+
+        def loop() -> None:
+            while True:
+                time.sleep(interval)
+                # A full disk or a vanished folder must not stop the role.
+                with contextlib.suppress(OSError):
+                    self.write(Path(path))
+
+        self._writer = threading.Thread(target=loop, name="ledger-writer", daemon=True)
+        self._writer.start()
+
+
+def _capacity_counters() -> dict[str, float]:
+    return dict.fromkeys(("wru_table", "wru_indexes", "rru_table", "rru_indexes"), 0.0)
 
 
 LEDGER = RequestLedger()

@@ -111,7 +111,8 @@ class AwaitService:
         if existing.complete:  # an expansion of no items waits for nothing
             await self._resume(existing)
             return
-        await self._admit(existing, now)
+        if existing.published < existing.total:
+            await self._admit(existing, now)
         log.info(
             "await opened",
             extra={
@@ -154,6 +155,8 @@ class AwaitService:
                 )
             )
         unit = AwaitUnit(
+            # An inbox has nothing to admit: every request is "sent" by being stored.
+            published=0 if not inbox else len(interactions),
             tenant_id=record.tenant_id,
             unit_id=record.await_unit_id,
             execution_id=record.execution_id,
@@ -385,7 +388,7 @@ class AwaitService:
             return
         if unit.complete:
             await self._resume(unit)
-        elif unit.published < unit.total or self._bounded(unit.transport):
+        elif self._bounded(unit.transport):
             await self._admit(unit, now)
 
     async def pending(

@@ -370,7 +370,16 @@ def test_a_worker_reads_the_registry_and_reads_and_writes_payloads(
     for action in ("s3:GetObject", "s3:PutObject"):
         assert worker.allows(action, _arn(template, "bucket", "payloads", "/t/e/p"))
     assert not worker.allows("dynamodb:GetItem", _arn(template, "table", "executions"))
-    assert not worker.allows("s3:GetObject", _arn(template, "bucket", "inbox", "/a.csv"))
+
+
+def test_a_worker_reads_uploads_and_writes_results_but_not_the_other_way(
+    template: dict[str, Any], worker: Policy
+) -> None:
+    assert worker.allows("s3:GetObject", _arn(template, "bucket", "inbox", "/a.csv"))
+    assert worker.allows("s3:PutObject", _arn(template, "bucket", "outbox", "/results/a.csv"))
+    assert not worker.allows("s3:PutObject", _arn(template, "bucket", "inbox", "/a.csv"))
+    assert not worker.allows("s3:DeleteObject", _arn(template, "bucket", "inbox", "/a.csv"))
+    assert not worker.allows("s3:GetObject", _arn(template, "bucket", "releases", "/r.zip"))
 
 
 def test_a_worker_consumes_work_and_sends_results_and_nothing_else_on_sqs(

@@ -23,6 +23,7 @@ err = Console(stderr=True)
 def _register() -> None:
     from tpf.cli import (
         approvals,
+        bench,
         demo,
         dlq,
         executions,
@@ -39,6 +40,7 @@ def _register() -> None:
     app.add_typer(dlq.app, name="dlq")
     app.add_typer(approvals.app, name="approvals")
     for group in (
+        bench.app,
         demo.app,
         up.app,
         upload.app,

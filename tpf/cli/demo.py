@@ -1,5 +1,6 @@
-"""``tpf demo``: the main job. A coordinator and two workers, as separate processes, drive a
-batch of executions to completion on the embedded substrate, then report what it cost."""
+"""``tpf demo``: the main job. A coordinator, two workers and a payment provider mock, as
+separate processes, drive a batch of orders to completion on the embedded substrate, then one
+restaurant approval (auto-approved) and one CSV payments upload, and report what it cost."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tpf.accounting import RequestLedger
+from tpf.cli import references
 from tpf.cli.common import out, table
 from tpf.codec import encode_envelope
 from tpf.stack import OwnedStack, StackSpec, owned_stack
@@ -35,7 +37,13 @@ def demo(
 ) -> None:
     """Run the example pipeline end to end and print what happened and what it cost."""
     started = time.monotonic()
-    spec = StackSpec(substrate=substrate, stack="demo", profile="test", workers=workers)
+    spec = StackSpec(
+        substrate=substrate,
+        stack="demo",
+        profile="test",
+        workers=workers,
+        provider_mock=("--rate", "500"),
+    )
     with out.status(f"starting the {substrate} substrate, a coordinator and {workers} workers"):
         stack_cm = owned_stack(spec)
         stack = stack_cm.__enter__()
@@ -48,6 +56,10 @@ def demo(
         ids = _submit(stack, executions)
         records = _watch(stack, ids, timeout)
         results = _results(stack, ids)
+        with out.status("one restaurant approval, approved through the API"):
+            approval = references.approve_one(stack, "demo", timeout)
+        with out.status("one payments CSV, uploaded to the inbox bucket"):
+            payments = references.upload_one(stack, timeout)
         stack.fleet.stop_all()
         ledgers = [
             json.loads(m.ledger_path.read_text())
@@ -57,8 +69,10 @@ def demo(
     finally:
         stack_cm.__exit__(None, None, None)
     _report(records, results, RequestLedger.merge(ledgers), executions)
+    _report_references(approval, payments)
     out.print(f"demo finished in {time.monotonic() - started:.1f}s")
-    if any(r["status"] != "SUCCEEDED" for r in records.values()):
+    ended = [*(r["status"] for r in records.values()), approval["status"], payments["status"]]
+    if any(status != "SUCCEEDED" for status in ended):
         raise typer.Exit(1)
 
 
@@ -196,3 +210,20 @@ def _report(
         f"SQS billed chunks: {ledger['sqs']['billed_chunks']}. Idle long polls and sweeps are "
         "included, so the per-execution figures fall as the batch grows."
     )
+
+
+def _report_references(approval: dict[str, Any], payments: dict[str, Any]) -> None:
+    decided = approval.get("result") or {}
+    out.print(
+        f"[bold]restaurant approval[/bold] {approval['executionId'][:8]}: {approval['status']} "
+        f"{decided.get('outcome', approval.get('errorCode') or '')} — {decided.get('summary', '')}"
+    )
+    report = payments.get("result") or {}
+    out.print(
+        f"[bold]CSV payments[/bold] {payments['executionId'][:8]}: {payments['status']} "
+        f"{report.get('lines', 0)} lines: {report.get('approved', 0)} approved, "
+        f"{report.get('rejected', 0)} rejected by the provider, {report.get('invalid', 0)} "
+        f"invalid → s3://{report.get('outputBucket')}/{report.get('outputKey')}"
+    )
+    if payments.get("output"):
+        out.print(payments["output"].rstrip(), markup=False, highlight=False)

@@ -20,8 +20,12 @@ app = typer.Typer()
 def up(
     substrate: Annotated[str, typer.Option(help="embedded or localstack.")] = "embedded",
     workers: Annotated[int, typer.Option(min=0, max=16)] = 2,
+    provider_mock: Annotated[
+        bool, typer.Option(help="Run the payment provider mock that answers CSV payments.")
+    ] = True,
 ) -> None:
-    """Start substrate, resources, a coordinator and workers; run until Ctrl-C."""
+    """Start substrate, resources, a coordinator, workers and the payment provider mock, with
+    the orders, restaurant approval and CSV payments pipelines ready; run until Ctrl-C."""
     settings = Settings()
     cp = settings.control_plane_token
     admin = settings.admin_token
@@ -33,6 +37,7 @@ def up(
         api_port=settings.api_port,
         control_plane_token=cp.get_secret_value() if cp else None,
         admin_token=admin.get_secret_value() if admin else None,
+        provider_mock=() if provider_mock else None,
     )
     with out.status("starting"), owned_stack(spec) as stack:
         state_file = stack.write_state()
@@ -54,6 +59,8 @@ def up(
                 f"AWS_DEFAULT_REGION={settings.region}\n\n"
                 "try:  tpf submit org.example.orders -i "
                 '\'{"orderId":"o-1","amountCents":1200,"customer":"Ada"}\'\n'
+                "      tpf upload examples/csv_payments/sample.csv --wait\n"
+                "      tpf approvals list\n"
                 "Ctrl-C stops everything.",
                 title=f"stack {settings.stack} is up",
             )

@@ -1,0 +1,8 @@
+"""``python -m tpf.bench``: the same command as ``tpf bench``."""
+
+import sys
+
+from tpf.cli import main
+
+sys.argv[1:1] = ["bench"]
+main()
