@@ -143,3 +143,29 @@ def test_infra_template_with_a_bad_release_exits_2_with_one_line(tmp_path: Path)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: release 'not a version' is not a version such as 1.0.0"
     assert result.stdout == ""
+
+
+def test_register_activates_a_release_that_submit_then_pins(
+    stack_env: dict[str, str], moto_server: EmbeddedSubstrate
+) -> None:
+    import asyncio
+
+    from coordinator.registry import DynamoRegistryTable, Registry
+    from tpf.substrate import open_clients, resolve_endpoints
+
+    assert tpf("infra", "up", env=stack_env).returncode == 0
+    done = tpf("register", "examples.orders:orders", "--release", "2.1.0", env=stack_env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "registered org.example.orders 2.1.0 (active)"
+
+    settings = Settings(stack=stack_env["TPF_STACK"], endpoint_url=moto_server.endpoint_url)
+
+    async def active() -> str | None:
+        async with open_clients(settings, endpoints=resolve_endpoints(settings)) as aws:
+            table = DynamoRegistryTable(aws.dynamodb, settings.resource("registry"))
+            release = await Registry(table).active_release("org.example.orders")
+            return release.release_version if release else None
+
+    assert asyncio.run(active()) == "2.1.0"
+    unknown = tpf("register", "examples.orders:nope", env=stack_env)
+    assert unknown.returncode == 2 and "nope" in unknown.stderr

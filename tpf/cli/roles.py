@@ -64,3 +64,22 @@ def worker(
     pipelines = [load_pipeline(p) for p in references]
     settings = Settings()
     run_role("worker", lambda stop: serve(settings, stop, pipelines, release))
+
+
+@app.command()
+def register(
+    pipeline: Annotated[
+        list[str], typer.Argument(help="Pipelines to register, as module:attribute.")
+    ],
+    release: Annotated[str, typer.Option(help="Release version to register and activate.")] = (
+        "1.0.0"
+    ),
+) -> None:
+    """Register each pipeline's contract and a release of it, and activate that release."""
+    from tpf.stack import register_all
+    from worker.role import load_pipeline
+
+    pipelines = [load_pipeline(p) for p in pipeline]
+    asyncio.run(register_all(Settings(), pipelines, release))
+    for p in pipelines:
+        print(f"registered {p.id} {release} (active)")
