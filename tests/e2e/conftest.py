@@ -14,6 +14,7 @@ PIPELINES = (
     "examples.restaurant_approval:restaurant_approval",
     "tests.e2e.pipelines:slow",
     "tests.e2e.pipelines:broken",
+    "tests.e2e.pipelines:short_wait",
 )
 
 

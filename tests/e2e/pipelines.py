@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -75,3 +76,19 @@ async def hold(job: Hold, ctx: StepContext) -> Done:
         Path(folder, name).write_text(ctx.transition_key)
     await asyncio.sleep(seconds)
     return Done(name=job.name, by=str(os.getpid()))
+
+
+class Ask(BaseModel):
+    question: str
+
+
+class Reply(BaseModel):
+    answer: str
+
+
+short_wait = Pipeline("org.tests.short-wait", input=Ask)
+
+
+@short_wait.await_(response=Reply, timeout=timedelta(seconds=2))
+def ask_briefly(ask: Ask) -> Ask:
+    return ask

@@ -189,6 +189,96 @@ def test_operators_redrive_and_cancel_with_the_cli_and_see_the_history(
     assert finished(api, execution_id)["version"] == second["version"]  # nothing moved
 
 
+def test_a_decision_for_another_order_fails_and_a_redrive_fails_it_again(
+    api: httpx.Client, fleet: OwnedStack
+) -> None:
+    """TPF's incident flow: the inbox takes the answer, finalize refuses it, non-retryably; a
+    re-drive runs finalize again on the same answer and fails again, at a higher version."""
+    order = {
+        "requestId": f"r-{uuid.uuid4().hex[:6]}",
+        "customerName": "Ada",
+        "restaurantName": "Chez Lovelace",
+        "items": [{"name": "soup"}],
+        "totalAmount": 23.5,
+        "currency": "EUR",
+    }
+    execution_id = submit(api, "org.pipelineframework.restaurantapproval", order).json()[
+        "executionId"
+    ]
+
+    def pending() -> dict[str, Any] | None:
+        listed = api.get("/interactions/pending").json()
+        return next((i for i in listed if i["executionId"] == execution_id), None)
+
+    interaction = wait_until(pending, timeout=30, interval=0.2)
+    wrong = {"accepted": {"orderId": str(uuid.uuid4())}}
+    answered = api.post(
+        "/interactions/complete",
+        json={
+            "interactionId": interaction["interactionId"],
+            "responsePayload": encode_envelope("x", wrong),
+        },
+    )
+    assert answered.status_code == 200, answered.text
+    failed = finished(api, execution_id)
+    assert (failed["status"], failed["errorCode"]) == ("FAILED", "DECISION_ORDER_MISMATCH")
+
+    admin = httpx.Client(
+        base_url=f"{fleet.api_url}/tpf/admin/tenants/acme",
+        headers={"Authorization": f"Bearer {fleet.admin_token}"},
+        timeout=10,
+    )
+    with admin:
+        redriven = admin.post(
+            f"/executions/{execution_id}/redrive",
+            json={"allowFailed": True, "reason": "incident drill"},
+        )
+    assert redriven.status_code == 200, redriven.text
+
+    def failed_again() -> dict[str, Any] | None:
+        body: dict[str, Any] = api.get(f"/executions/{execution_id}").json()
+        return body if body["status"] == "FAILED" and body["version"] > failed["version"] else None
+
+    again = wait_until(failed_again, timeout=30, interval=0.1)
+    assert again["errorCode"] == "DECISION_ORDER_MISMATCH"
+
+
+def test_an_unanswered_await_times_out_and_a_redrive_waits_again_in_a_fresh_unit(
+    api: httpx.Client, fleet: OwnedStack
+) -> None:
+    execution_id = submit(api, "org.tests.short-wait", {"question": "still there?"}).json()[
+        "executionId"
+    ]
+    timed_out = finished(api, execution_id)
+    assert (timed_out["status"], timed_out["errorCode"]) == ("FAILED", "AWAIT_TIMEOUT")
+
+    with httpx.Client(
+        base_url=f"{fleet.api_url}/tpf/admin/tenants/acme",
+        headers={"Authorization": f"Bearer {fleet.admin_token}"},
+        timeout=10,
+    ) as admin:
+        redrive = admin.post(f"/executions/{execution_id}/redrive", json={"allowFailed": True})
+    assert redrive.status_code == 200, redrive.text
+
+    def waiting() -> dict[str, Any] | None:
+        listed = api.get("/interactions/pending").json()
+        return next((i for i in listed if i["executionId"] == execution_id), None)
+
+    fresh = wait_until(waiting, timeout=30, interval=0.1)
+    answered = api.post(
+        "/interactions/complete",
+        json={
+            "interactionId": fresh["interactionId"],
+            "responsePayload": encode_envelope("x", {"answer": "yes"}),
+        },
+    )
+    # The fresh unit has a deadline of its own; an answer in time resumes the execution.
+    if answered.status_code == 200:
+        assert finished(api, execution_id)["status"] == "SUCCEEDED"
+    else:
+        assert answered.json()["errorCode"] == "AWAIT_DEADLINE_PASSED"
+
+
 def _java_map(value: dict[str, Any]) -> dict[str, Any]:
     """The nested java.util.Map envelope form TPF clients send."""
 
