@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 
-from coordinator.ingest import UploadedObject
-from coordinator.records import execution_id_for
 from examples.csv_payments.pipeline import PIPELINE_ID
 from examples.csv_payments.records import output_lines, parse_csv, provider_decision, render_csv
 from tests.e2e.fleets import running_fleet
 from tpf.stack import OwnedStack
 from tpf.substrate import sync_client
+from tpf.uploads import upload_csv
 
 # Lossy and repetitive on purpose: drops are repaired by the stall re-send, duplicates are
 # recognised as such; the output must not show either.
@@ -61,18 +60,7 @@ def expected_output(data: bytes) -> bytes:
 
 
 def upload(fleet: OwnedStack, key: str, data: bytes) -> str:
-    s3 = sync_client(fleet.settings, "s3", endpoints=fleet.endpoints)
-    bucket = fleet.settings.resource("inbox")
-    put = s3.put_object(Bucket=bucket, Key=key, Body=data)
-    uploaded = UploadedObject(
-        bucket=bucket,
-        key=key,
-        version_id=put.get("VersionId"),
-        etag=put["ETag"].strip('"'),
-        size=len(data),
-        event_time=None,
-    )
-    return execution_id_for(TENANT, PIPELINE_ID, uploaded.idempotency_key)
+    return upload_csv(fleet.settings, key, data, endpoints=fleet.endpoints).execution_id
 
 
 def wait_terminal(fleet: OwnedStack, execution_id: str, timeout: float) -> dict[str, Any]:

@@ -31,6 +31,38 @@ def submit(api: httpx.Client, pipeline: str, value: Any, key: str | None = None)
     )
 
 
+RESTAURANT = "org.pipelineframework.restaurantapproval"
+
+
+def restaurant_order() -> dict[str, Any]:
+    return {
+        "requestId": f"r-{uuid.uuid4().hex[:6]}",
+        "customerName": "Ada",
+        "restaurantName": "Chez Lovelace",
+        "items": [{"name": "soup"}],
+        "totalAmount": 23.5,
+        "currency": "EUR",
+    }
+
+
+def pending_of(api: httpx.Client, execution_id: str) -> dict[str, Any]:
+    """The execution's pending interaction, once it is in the inbox."""
+
+    def found() -> dict[str, Any] | None:
+        listed = api.get("/interactions/pending", params={"limit": 1000}).json()
+        return next((i for i in listed if i["executionId"] == execution_id), None)
+
+    return wait_until(found, timeout=30, interval=0.1)  # type: ignore[return-value]
+
+
+def admin_client(fleet: OwnedStack) -> httpx.Client:
+    return httpx.Client(
+        base_url=f"{fleet.api_url}/tpf/admin/tenants/acme",
+        headers={"Authorization": f"Bearer {fleet.admin_token}"},
+        timeout=10,
+    )
+
+
 def finished(api: httpx.Client, execution_id: str, timeout: float = 30) -> dict[str, Any]:
     def terminal() -> dict[str, Any] | None:
         body: dict[str, Any] = api.get(f"/executions/{execution_id}").json()
@@ -194,23 +226,9 @@ def test_a_decision_for_another_order_fails_and_a_redrive_fails_it_again(
 ) -> None:
     """TPF's incident flow: the inbox takes the answer, finalize refuses it, non-retryably; a
     re-drive runs finalize again on the same answer and fails again, at a higher version."""
-    order = {
-        "requestId": f"r-{uuid.uuid4().hex[:6]}",
-        "customerName": "Ada",
-        "restaurantName": "Chez Lovelace",
-        "items": [{"name": "soup"}],
-        "totalAmount": 23.5,
-        "currency": "EUR",
-    }
-    execution_id = submit(api, "org.pipelineframework.restaurantapproval", order).json()[
-        "executionId"
-    ]
+    execution_id = submit(api, RESTAURANT, restaurant_order()).json()["executionId"]
 
-    def pending() -> dict[str, Any] | None:
-        listed = api.get("/interactions/pending").json()
-        return next((i for i in listed if i["executionId"] == execution_id), None)
-
-    interaction = wait_until(pending, timeout=30, interval=0.2)
+    interaction = pending_of(api, execution_id)
     wrong = {"accepted": {"orderId": str(uuid.uuid4())}}
     answered = api.post(
         "/interactions/complete",
@@ -223,12 +241,7 @@ def test_a_decision_for_another_order_fails_and_a_redrive_fails_it_again(
     failed = finished(api, execution_id)
     assert (failed["status"], failed["errorCode"]) == ("FAILED", "DECISION_ORDER_MISMATCH")
 
-    admin = httpx.Client(
-        base_url=f"{fleet.api_url}/tpf/admin/tenants/acme",
-        headers={"Authorization": f"Bearer {fleet.admin_token}"},
-        timeout=10,
-    )
-    with admin:
+    with admin_client(fleet) as admin:
         redriven = admin.post(
             f"/executions/{execution_id}/redrive",
             json={"allowFailed": True, "reason": "incident drill"},
@@ -252,19 +265,11 @@ def test_an_unanswered_await_times_out_and_a_redrive_waits_again_in_a_fresh_unit
     timed_out = finished(api, execution_id)
     assert (timed_out["status"], timed_out["errorCode"]) == ("FAILED", "AWAIT_TIMEOUT")
 
-    with httpx.Client(
-        base_url=f"{fleet.api_url}/tpf/admin/tenants/acme",
-        headers={"Authorization": f"Bearer {fleet.admin_token}"},
-        timeout=10,
-    ) as admin:
+    with admin_client(fleet) as admin:
         redrive = admin.post(f"/executions/{execution_id}/redrive", json={"allowFailed": True})
     assert redrive.status_code == 200, redrive.text
 
-    def waiting() -> dict[str, Any] | None:
-        listed = api.get("/interactions/pending").json()
-        return next((i for i in listed if i["executionId"] == execution_id), None)
-
-    fresh = wait_until(waiting, timeout=30, interval=0.1)
+    fresh = pending_of(api, execution_id)
     answered = api.post(
         "/interactions/complete",
         json={
@@ -295,25 +300,9 @@ def _java_map(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_restaurant_order_waits_for_its_decision_in_the_inbox(api: httpx.Client) -> None:
-    order = {
-        "requestId": f"r-{uuid.uuid4().hex[:6]}",
-        "customerName": "Ada",
-        "restaurantName": "Chez Lovelace",
-        "items": [{"name": "soup"}],
-        "totalAmount": 23.5,
-        "currency": "EUR",
-    }
-    execution_id = submit(api, "org.pipelineframework.restaurantapproval", order).json()[
-        "executionId"
-    ]
+    execution_id = submit(api, RESTAURANT, restaurant_order()).json()["executionId"]
 
-    def pending() -> dict[str, Any] | None:
-        listed = api.get(
-            "/interactions/pending", params={"stepId": "ProcessAwaitRestaurantDecisionService"}
-        ).json()
-        return next((i for i in listed if i["executionId"] == execution_id), None)
-
-    interaction = wait_until(pending, timeout=30, interval=0.2)
+    interaction = pending_of(api, execution_id)
     assert api.get(f"/executions/{execution_id}").json()["status"] == "WAITING_EXTERNAL"
     order_id = interaction["requestPayload"]["orderId"]
     decision = {"accepted": {"orderId": order_id, "decidedAt": "2026-11-21T12:00:00Z"}}

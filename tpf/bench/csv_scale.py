@@ -15,12 +15,10 @@ from typing import Any
 
 import httpx
 
-from coordinator.ingest import UploadedObject
-from coordinator.records import execution_id_for
 from tpf.bench import observe
 from tpf.bench.session import LazySession
 from tpf.errors import TpfError
-from tpf.substrate import sync_client
+from tpf.uploads import upload_csv
 
 PIPELINE_ID = "org.pipelineframework.csvpayments"
 TARGET_SECONDS = 60.0
@@ -45,23 +43,12 @@ def run(bench: LazySession) -> list[dict[str, Any]]:
         stack.fleet.start(provider)
     data = synthetic_file(rows)
     settings = stack.settings
-    bucket, key = settings.resource("inbox"), f"bench/payments-{rows}.csv"
+    key = f"bench/payments-{rows}.csv"
     print(f"  csv: {rows} rows", file=sys.stderr)
     start = observe.read(stack.fleet)
     began = time.monotonic()
-    put = sync_client(settings, "s3", endpoints=stack.endpoints).put_object(
-        Bucket=bucket, Key=key, Body=data
-    )
-    uploaded = UploadedObject(
-        bucket=bucket,
-        key=key,
-        version_id=put.get("VersionId"),
-        etag=str(put["ETag"]).strip('"'),
-        size=len(data),
-        event_time=None,
-    )
-    tenant = settings.ingest_tenant
-    execution_id = execution_id_for(tenant, PIPELINE_ID, uploaded.idempotency_key)
+    upload = upload_csv(settings, key, data, endpoints=stack.endpoints)
+    tenant, execution_id = upload.tenant_id, upload.execution_id
     status = _wait(stack.api_url, stack.control_plane_token, tenant, execution_id, rows)
     seconds = time.monotonic() - began
     window = observe.Window(start, observe.read(stack.fleet))

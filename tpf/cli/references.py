@@ -13,12 +13,11 @@ from typing import Any
 
 import httpx
 
-from coordinator.ingest import UploadedObject
-from coordinator.records import execution_id_for
 from tpf.codec import encode_envelope
 from tpf.errors import TpfError
 from tpf.stack import OwnedStack
 from tpf.substrate import sync_client
+from tpf.uploads import upload_csv
 
 RESTAURANT = "org.pipelineframework.restaurantapproval"
 AWAIT_STEP = "ProcessAwaitRestaurantDecisionService"
@@ -82,20 +81,10 @@ def approve_one(stack: OwnedStack, tenant: str, timeout: float) -> dict[str, Any
 def upload_one(stack: OwnedStack, timeout: float) -> dict[str, Any]:
     """Upload the sample payments file and follow the execution its notification starts."""
     settings = stack.settings
-    bucket, key, data = settings.resource("inbox"), "demo/sample.csv", SAMPLE_CSV.read_bytes()
-    put = sync_client(settings, "s3", endpoints=stack.endpoints).put_object(
-        Bucket=bucket, Key=key, Body=data
+    upload = upload_csv(
+        settings, "demo/sample.csv", SAMPLE_CSV.read_bytes(), endpoints=stack.endpoints
     )
-    uploaded = UploadedObject(
-        bucket=bucket,
-        key=key,
-        version_id=put.get("VersionId"),
-        etag=str(put["ETag"]).strip('"'),
-        size=len(data),
-        event_time=None,
-    )
-    tenant = settings.ingest_tenant
-    execution_id = execution_id_for(tenant, settings.ingest_pipeline, uploaded.idempotency_key)
+    tenant, execution_id = upload.tenant_id, upload.execution_id
     with _client(stack, tenant) as api:
         ended = _finished(api, execution_id, timeout)
     report = ended.get("result") or {}

@@ -13,13 +13,12 @@ from typing import Annotated, Any
 
 import typer
 
-from coordinator.ingest import UploadedObject
-from coordinator.records import TERMINAL, execution_id_for
+from coordinator.records import TERMINAL
 from tpf.cli.common import Api, ApiCallFailed, out, print_json
 from tpf.codec import decode_envelope
 from tpf.errors import InvalidInput, TpfError
 from tpf.settings import Settings
-from tpf.substrate import sync_client
+from tpf.uploads import upload_csv
 
 app = typer.Typer()
 
@@ -39,21 +38,8 @@ def upload(
     bucket, name = settings.resource("inbox"), key or file.name
     if not name.endswith(".csv"):
         raise InvalidInput(f"{name}: only keys ending in .csv start an execution")
-    data = file.read_bytes()
-    response = sync_client(settings, "s3").put_object(
-        Bucket=bucket, Key=name, Body=data, ContentType="text/csv"
-    )
-    uploaded = UploadedObject(
-        bucket=bucket,
-        key=name,
-        version_id=response.get("VersionId"),
-        etag=str(response.get("ETag", "")).strip('"') or None,
-        size=len(data),
-        event_time=None,
-    )
-    execution_id = execution_id_for(
-        settings.ingest_tenant, settings.ingest_pipeline, uploaded.idempotency_key
-    )
+    upload = upload_csv(settings, name, file.read_bytes())
+    execution_id = upload.execution_id
     summary: dict[str, Any] = {
         "bucket": bucket,
         "key": name,
