@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     api_port: int = 8081
     require_remote_worker: bool = False
     """Refuse one-process mode, so a separated deployment cannot silently run steps in-process."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """A worker serves its metrics on ``http://<api_host>:<port>/q/metrics`` (the coordinator
+    serves them on its API port)."""
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     """Transitions one worker process runs at once."""
     shutdown_grace_s: float | None = Field(default=None, ge=0, le=900)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 
 from tpf.errors import ConfigurationError
 from tpf.payloads.aws import payload_store
@@ -38,10 +40,36 @@ def worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+@contextlib.contextmanager
+def metrics_endpoint(settings: Settings) -> Iterator[None]:
+    """Serve the process's metrics while the worker runs, when ``metrics_port`` is set."""
+    if settings.metrics_port is None:
+        yield
+        return
+    import prometheus_client
+
+    server, thread = prometheus_client.start_http_server(
+        settings.metrics_port, addr=settings.api_host
+    )
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 async def serve(
     settings: Settings, stop: asyncio.Event, pipelines: list[Pipeline], release_version: str
 ) -> None:
     """Poll until ``stop`` is set, then drain (finish or hand back in-flight work)."""
+    with metrics_endpoint(settings):
+        await _serve(settings, stop, pipelines, release_version)
+
+
+async def _serve(
+    settings: Settings, stop: asyncio.Event, pipelines: list[Pipeline], release_version: str
+) -> None:
     signer = Signer.from_references(settings.signing_key, settings.signing_key_previous)
     async with open_clients(settings) as aws:
         identity = WorkerIdentity(worker_id=worker_id(), release_version=release_version)
