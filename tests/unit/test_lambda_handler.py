@@ -17,8 +17,8 @@ from aws_lambda_powertools.utilities.parser import ValidationError
 from pydantic import BaseModel
 
 from examples.orders import orders
+from tests.unit.commands import first_command
 from tests.unit.drive import checkpointed
-from tpf.contract import Contract
 from tpf.errors import ConfigurationError
 from tpf.payloads import PayloadStore
 from tpf.payloads.memory import InMemoryPayloadBackend
@@ -26,7 +26,7 @@ from tpf.pipeline import Pipeline
 from tpf.queues import InMemoryQueue, Outgoing
 from tpf.settings import Settings
 from tpf.signing import Signer, SigningKey
-from tpf.wire import Heartbeat, Payload, TransitionCommand, TransitionResult, WorkerIdentity, decode
+from tpf.wire import Heartbeat, TransitionCommand, TransitionResult, WorkerIdentity, decode
 from worker import lambda_handler
 from worker.command import CommandHandler, epoch_ms
 from worker.lambda_handler import Container, configured_pipelines, handler
@@ -112,22 +112,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         fake.container.close()
 
 
-def command(pipeline: Pipeline, value: object, execution: str = "e-1") -> TransitionCommand:
-    return TransitionCommand(
-        tenant_id="t-1",
-        execution_id=execution,
-        pipeline_id=pipeline.id,
-        contract_version=Contract.from_pipeline(pipeline).version,
-        release_version="1.0.0",
-        current_step_index=0,
-        stop_before_step_index=pipeline.next_boundary(0),
-        attempt=1,
-        execution_version=1,
-        transition_key=f"{execution}:0:1",
-        trace_id="trace",
-        deadline_epoch_ms=epoch_ms() + 60_000,
-        input=Payload(payload_type_id="input", payload=json.dumps(value)),
-    )
+command = first_command
 
 
 def signed(envelope: TransitionCommand) -> str:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -12,14 +11,14 @@ from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
 from examples.orders import orders
-from tpf.contract import Contract
+from tests.unit.commands import first_command
 from tpf.payloads import PayloadStore
 from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.pipeline import Pipeline
 from tpf.queues import InMemoryQueue, Outgoing, Received
 from tpf.settings import Settings
 from tpf.signing import Signer, SigningKey
-from tpf.wire import Heartbeat, Payload, TransitionCommand, TransitionResult, WorkerIdentity, decode
+from tpf.wire import Heartbeat, TransitionCommand, TransitionResult, WorkerIdentity, decode
 from worker.poller import TransitionWorker, epoch_ms
 
 IDENTITY = WorkerIdentity(worker_id="w-1", release_version="1.0.0")
@@ -88,21 +87,7 @@ class Harness:
     def command(
         self, pipeline: Pipeline, value: object, execution: str = "e-1"
     ) -> TransitionCommand:
-        return TransitionCommand(
-            tenant_id="t-1",
-            execution_id=execution,
-            pipeline_id=pipeline.id,
-            contract_version=Contract.from_pipeline(pipeline).version,
-            release_version="1.0.0",
-            current_step_index=0,
-            stop_before_step_index=pipeline.next_boundary(0),
-            attempt=1,
-            execution_version=1,
-            transition_key=f"{execution}:0:1",
-            trace_id="trace",
-            deadline_epoch_ms=epoch_ms() + 60_000,
-            input=Payload(payload_type_id="input", payload=json.dumps(value)),
-        )
+        return first_command(pipeline, value, execution)
 
     async def send(self, command: TransitionCommand, *, signed: bool = True) -> str:
         if signed:
