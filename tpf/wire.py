@@ -207,8 +207,56 @@ class DeadLetter(Wire):
     failed_at_epoch_ms: int
 
 
+class HostedPipeline(Wire):
+    pipeline_id: str
+    contract_version: str
+
+
+WorkerState = Literal["RUNNING", "DRAINING", "STOPPED"]
+
+
+class WorkerPresence(Wire):
+    """A worker's identity and state, on the results channel: at start, every heartbeat interval
+    and as it drains. The coordinator keeps the worker registry from these (never the admin API)."""
+
+    kind: Literal["presence"] = "presence"
+    protocol: int = PROTOCOL
+    worker_id: str
+    release_version: str
+    pipelines: list[HostedPipeline]
+    artifact_digest: str | None = None
+    transport: Literal["sqs", "rest"] = "sqs"
+    endpoint: str | None = None
+    """Where a REST worker takes commands; None for queue consumers."""
+    state: WorkerState = "RUNNING"
+    sent_at_epoch_ms: int
+    signature: Signature | None = None
+
+
+class Misrouted(Wire):
+    """A worker's refusal of a command pinned to a release it does not run; never executed.
+    The coordinator sends the command again to its release's own queue."""
+
+    kind: Literal["misrouted"] = "misrouted"
+    protocol: int = PROTOCOL
+    tenant_id: str
+    execution_id: str
+    transition_key: str
+    execution_version: int
+    release_version: str
+    worker: WorkerIdentity
+    signature: Signature | None = None
+
+
 Envelope = Annotated[
-    TransitionCommand | TransitionResult | Heartbeat | AwaitRequest | AwaitCompletion | DeadLetter,
+    TransitionCommand
+    | TransitionResult
+    | Heartbeat
+    | WorkerPresence
+    | Misrouted
+    | AwaitRequest
+    | AwaitCompletion
+    | DeadLetter,
     Field(discriminator="kind"),
 ]
 _envelope: TypeAdapter[Envelope] = TypeAdapter(Envelope)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,7 +41,14 @@ from tpf.pipeline import Pipeline
 from tpf.queues import Outgoing, Queue, Received
 from tpf.settings import Timings
 from tpf.signing import SignatureRejected, Signer
-from tpf.wire import Heartbeat, MalformedMessage, TransitionCommand, WorkerIdentity, decode
+from tpf.wire import (
+    Heartbeat,
+    MalformedMessage,
+    TransitionCommand,
+    TransitionResult,
+    WorkerIdentity,
+    decode,
+)
 from worker.runtime import InvocationRuntime
 from worker.transition import run_transition
 
@@ -97,29 +104,57 @@ class CommandHandler:
             if not isinstance(envelope, TransitionCommand):
                 raise MalformedMessage(f"a {envelope.kind} envelope on the work queue")
         except MalformedMessage as exc:
-            return self._reject(message, "malformed", str(exc), "hand_back")
+            return self._reject(message.message_id, "malformed", str(exc), "hand_back")
         try:
             self.signer.verify(envelope, channel="work", now_ms=self._clock())
         except SignatureRejected as exc:
-            return self._reject(message, "signature", exc.reason, "delete", envelope)
-        reason = self._not_hosted(envelope)
-        if reason is not None:
-            detail = reason.replace("_", " ")
-            return self._reject(message, reason, detail, "hand_back", envelope)
-        if envelope.deadline_epoch_ms <= self._clock():
-            # It waited in the queue past its deadline: the coordinator's sweeper has taken the
-            # transition over (or is about to) under a new key, so a run would only be wasted
-            # work ending in a late result. Dropping it keeps a backlog from feeding itself.
-            detail = envelope.transition_key
-            return self._reject(message, "past_deadline", detail, "delete", envelope)
+            return self._reject(message.message_id, "signature", exc.reason, "delete", envelope)
+        refusal = await self.refusal(envelope)
+        if refusal is not None:
+            reason, disposal = refusal
+            return self._reject(message.message_id, reason, reason, disposal, envelope)
         try:
-            return await self._execute(message, envelope)
+            result = await self.execute(envelope, keep_alive=self.keep_alive(message))
         except Exception:
             # A framework bug, not a step failure (those become FAILED results). The command
             # stays invisible, reappears, and reaches the DLQ after maxReceiveCount receives.
             extra = {"action": "crash", **command_fields(envelope)}
             self.log.exception("transition crashed", extra=extra)
             return Settlement("keep")
+        return await self._send_result(envelope, result)
+
+    async def refusal(self, command: TransitionCommand) -> tuple[str, Disposal] | None:
+        """Why a verified command must not run here (a rejection reason and what to do with
+        the message), or None when it may run."""
+        reason = self._not_hosted(command)
+        if reason is not None:
+            return reason, "hand_back"
+        if command.deadline_epoch_ms <= self._clock():
+            # It waited in the queue past its deadline: the coordinator's sweeper has taken the
+            # transition over (or is about to) under a new key, so a run would only be wasted
+            # work ending in a late result. Dropping it keeps a backlog from feeding itself.
+            return "past_deadline", "delete"
+        return None
+
+    async def execute(
+        self, command: TransitionCommand, *, keep_alive: Awaitable[None] | None = None
+    ) -> TransitionResult:
+        """Run a hosted, verified command to its next durable boundary, heartbeating while it
+        runs (``keep_alive`` runs beside it); the result is not signed yet."""
+        keepalive = asyncio.ensure_future(keep_alive or asyncio.Event().wait())
+        heartbeat = asyncio.create_task(self._heartbeat(command))
+        try:
+            return await run_transition(
+                self.pipelines[command.pipeline_id],
+                command,
+                payloads=self.payloads,
+                runtime=self.runtime,
+                worker=self.identity,
+            )
+        finally:
+            keepalive.cancel()
+            heartbeat.cancel()
+            await asyncio.gather(keepalive, heartbeat, return_exceptions=True)
 
     async def keep_alive(self, message: Received) -> None:
         """Runs beside a transition; a receiver that must extend the message's visibility
@@ -135,22 +170,10 @@ class CommandHandler:
             return "other_release"
         return None
 
-    async def _execute(self, message: Received, command: TransitionCommand) -> Settlement:
+    async def _send_result(
+        self, command: TransitionCommand, result: TransitionResult
+    ) -> Settlement:
         fields = command_fields(command)
-        keepalive = asyncio.create_task(self.keep_alive(message))
-        heartbeat = asyncio.create_task(self._heartbeat(command))
-        try:
-            result = await run_transition(
-                self.pipelines[command.pipeline_id],
-                command,
-                payloads=self.payloads,
-                runtime=self.runtime,
-                worker=self.identity,
-            )
-        finally:
-            keepalive.cancel()
-            heartbeat.cancel()
-            await asyncio.gather(keepalive, heartbeat, return_exceptions=True)
         signed = self.signer.sign(
             result, channel="results", now_ms=self._clock(), ttl_ms=RESULT_TTL_MS
         )
@@ -198,14 +221,14 @@ class CommandHandler:
 
     def _reject(
         self,
-        message: Received,
+        message_id: str,
         reason: str,
         detail: str,
         disposal: Disposal,
         command: TransitionCommand | None = None,
     ) -> Settlement:
         metrics.MESSAGES_REJECTED.labels(ROLE, reason).inc()
-        extra = {"action": "reject", "messageId": message.message_id, "reason": reason}
+        extra = {"action": "reject", "messageId": message_id, "reason": reason}
         if command is not None:
             extra.update(command_fields(command))
         self.log.warning("command rejected (%s): %s", reason, detail, extra=extra)
