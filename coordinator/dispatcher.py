@@ -12,9 +12,10 @@ from datetime import timedelta
 
 from coordinator.records import ExecutionRecord
 from coordinator.registry import Registry
+from coordinator.routing import WorkQueues
 from coordinator.store import ExecutionStore
 from tpf.contract import Contract
-from tpf.queues import Outgoing, Queue
+from tpf.queues import Outgoing
 from tpf.settings import Timings
 from tpf.signing import Signer
 from tpf.wire import Payload, PayloadRefWire, TransitionCommand
@@ -30,7 +31,7 @@ class Dispatcher:
         *,
         store: ExecutionStore,
         registry: Registry,
-        work: Queue,
+        work: WorkQueues,
         signer: Signer,
         timings: Timings,
     ) -> None:
@@ -70,7 +71,8 @@ class Dispatcher:
         ttl_ms = (record.due_at_ms or now_ms) - now_ms + int(SIGNATURE_SLACK.total_seconds() * 1000)
         signed = self.signer.sign(command, channel="work", now_ms=now_ms, ttl_ms=ttl_ms)
         delay_s = min(round(delay.total_seconds()), 900)
-        await self.work.send(Outgoing(signed.to_json(), delay_s=delay_s))
+        queue = await self.work.for_release(record.release_version)
+        await queue.send(Outgoing(signed.to_json(), delay_s=delay_s))
 
     @staticmethod
     def command_for(

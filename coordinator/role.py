@@ -20,6 +20,7 @@ from coordinator.awaits import DynamoAwaitTable
 from coordinator.history import DynamoHistoryTable, History
 from coordinator.interactions import interactions_router
 from coordinator.registry import DynamoRegistryTable, Registry
+from coordinator.routing import SqsWorkQueues
 from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
 from coordinator.wiring import Coordinator, assemble
@@ -28,7 +29,7 @@ from tpf.payloads.aws import payload_store
 from tpf.queues import SqsQueue
 from tpf.settings import Settings
 from tpf.signing import Signer
-from tpf.substrate import AwsClients, open_clients
+from tpf.substrate import AwsClients, open_clients, resolve_endpoints
 
 log = logging.getLogger("tpf.coordinator")
 
@@ -61,7 +62,7 @@ async def build(settings: Settings, aws: AwsClients, signer: Signer) -> Coordina
         store=ExecutionStore(table, history),
         registry=Registry(DynamoRegistryTable(aws.dynamodb, settings.resource("registry"))),
         payloads=payload_store(settings, aws),
-        work=await queue("work"),
+        work=SqsWorkQueues(aws.sqs, settings, resolve_endpoints(settings)),
         results=await queue("results"),
         dead_letters=await queue("dead-letters"),
         awaits=DynamoAwaitTable(

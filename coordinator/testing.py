@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from coordinator.awaits import InMemoryAwaitTable
 from coordinator.history import History, InMemoryHistoryTable
 from coordinator.registry import InMemoryRegistryTable, Registry, register_pipeline
+from coordinator.routing import InMemoryWorkQueues
 from coordinator.store import ExecutionStore
 from coordinator.store.memory import InMemoryExecutionTable
 from coordinator.wiring import Coordinator, assemble
@@ -30,7 +31,9 @@ class InMemoryCoordinator(Coordinator):
     """A coordinator whose ports are fakes, with the fakes at hand for assertions."""
 
     table: InMemoryExecutionTable = field(default_factory=InMemoryExecutionTable)
+    work_queues: InMemoryWorkQueues = field(default_factory=InMemoryWorkQueues)
     work: InMemoryQueue = field(default_factory=InMemoryQueue)
+    """The work queue of release 1.0.0, the release ``register`` uses unless told otherwise."""
     results_queue: InMemoryQueue = field(default_factory=InMemoryQueue)
     dead_letters: InMemoryQueue = field(default_factory=InMemoryQueue)
     await_table: InMemoryAwaitTable = field(default_factory=InMemoryAwaitTable)
@@ -44,7 +47,8 @@ class InMemoryCoordinator(Coordinator):
         settings = settings or Settings(profile="test", due_shards=2)
         visibility = settings.timings.visibility_timeout.total_seconds()
         table = InMemoryExecutionTable(shards=settings.due_shards)
-        names = ("work", "results", "dl", "requests", "completions", "ingest")
+        names = ("results", "dl", "requests", "completions", "ingest")
+        work_queues = InMemoryWorkQueues(visibility_s=visibility)
         queues = {n: InMemoryQueue(n, visibility_s=visibility) for n in names}
         await_table = InMemoryAwaitTable(shards=settings.due_shards)
         signer = Signer(TEST_KEY)
@@ -53,7 +57,7 @@ class InMemoryCoordinator(Coordinator):
             store=ExecutionStore(table, History(InMemoryHistoryTable())),
             registry=Registry(InMemoryRegistryTable()),
             payloads=PayloadStore(InMemoryPayloadBackend()),
-            work=queues["work"],
+            work=work_queues,
             results=queues["results"],
             dead_letters=queues["dl"],
             awaits=await_table,
@@ -65,7 +69,8 @@ class InMemoryCoordinator(Coordinator):
         return cls(
             **vars(parts),
             table=table,
-            work=queues["work"],
+            work_queues=work_queues,
+            work=work_queues.queue("1.0.0"),
             results_queue=queues["results"],
             dead_letters=queues["dl"],
             await_table=await_table,

@@ -23,6 +23,7 @@ from coordinator.ingest import IngestConsumer, UploadedObject
 from coordinator.operations import OperatorActions
 from coordinator.registry import Registry
 from coordinator.results import ResultsConsumer
+from coordinator.routing import WorkQueues
 from coordinator.service import ExecutionService
 from coordinator.store import ExecutionStore
 from coordinator.sweeper import Sweeper
@@ -64,7 +65,7 @@ def assemble(
     store: ExecutionStore,
     registry: Registry,
     payloads: PayloadStore,
-    work: Queue,
+    work: WorkQueues,
     results: Queue,
     dead_letters: Queue,
     awaits: AwaitTable,

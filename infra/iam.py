@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from infra.resources import StackDescription
+from infra.resources import WORK_QUEUE_PREFIX, StackDescription
 
 LogicalId = Callable[[str, str], str]
 """``(kind, logical name) -> CloudFormation logical id``, kind one of table, queue, bucket."""
@@ -53,12 +53,21 @@ OBJECT_WRITE = ("s3:PutObject",)
 BUCKET_LIST = ("s3:ListBucket",)
 LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
 
-WORKER_CONSUMES = "work"
 WORKER_SENDS_TO = "results"
 WORKER_PAYLOADS = "payloads"
 WORKER_READS = ("registry",)
 
-COORDINATOR_SENDS_TO = ("work", "await-requests", "dead-letters")
+COORDINATOR_SENDS_TO = ("await-requests", "dead-letters")
+RELEASE_QUEUE_MANAGEMENT = (
+    "sqs:CreateQueue",
+    "sqs:DeleteQueue",
+    "sqs:SetQueueAttributes",
+    "sqs:TagQueue",
+)
+"""Activation creates a release's work queue and retirement deletes it, so the coordinator
+manages the stack's ``work-*`` queues; it cannot touch any other queue's attributes."""
+MAPPING_READ = ("lambda:GetEventSourceMapping",)
+"""A Lambda worker is healthy while its event source mapping is enabled."""
 COORDINATOR_CONSUMES = ("results", "ingest", "await-completions")
 COORDINATOR_OBJECTS: dict[str, tuple[str, ...]] = {
     "payloads": OBJECT_READ + OBJECT_WRITE,
@@ -118,9 +127,12 @@ def _role(description: str, service: Any, statements: list[dict[str, Any]]) -> d
 # -- the roles -----------------------------------------------------------------------------
 
 
-def worker_role(stack: StackDescription, ids: LogicalId, *, log_group: str) -> dict[str, Any]:
-    """The Lambda worker's execution role; ``log_group`` is the function's log group id."""
-    work, results = ids("queue", WORKER_CONSUMES), ids("queue", WORKER_SENDS_TO)
+def worker_role(
+    stack: StackDescription, ids: LogicalId, *, log_group: str, work_queue: str
+) -> dict[str, Any]:
+    """The Lambda worker's execution role; ``log_group`` is the function's log group id and
+    ``work_queue`` the logical name of its release's work queue, the only one it consumes."""
+    work, results = ids("queue", work_queue), ids("queue", WORKER_SENDS_TO)
     payloads = ids("bucket", WORKER_PAYLOADS)
     records = [t.name for t in stack.tables if t.name != WORKER_PAYLOADS]
     statements = [
@@ -145,6 +157,12 @@ def worker_role(stack: StackDescription, ids: LogicalId, *, log_group: str) -> d
             "ReadRegistry",
             TABLE_READ,
             [a for name in WORKER_READS for a in _table_arns(stack, name, ids)],
+        ),
+        # The fence: a command whose transition has moved on (a replay) is refused unrun.
+        _statement(
+            "ReadExecutionRecords",
+            ("dynamodb:GetItem",),
+            [arn(ids("table", "executions"))],
         ),
         _statement("WriteLogs", LOG_WRITE, [arn(log_group)]),
         _statement(
@@ -181,6 +199,13 @@ def coordinator_role(
             QUEUE_CONSUME + QUEUE_LOOKUP,
             [arn(ids("queue", name)) for name in COORDINATOR_CONSUMES],
         ),
+        _statement(
+            "ReleaseWorkQueues",
+            QUEUE_SEND + QUEUE_LOOKUP + RELEASE_QUEUE_MANAGEMENT,
+            [release_queues_arn(stack)],
+        ),
+        # Mapping ARNs are ids, not names: this is the one grant that cannot name the stack.
+        _statement("ReadWorkerMappings", MAPPING_READ, [event_source_mappings_arn()]),
     ]
     for name, actions in COORDINATOR_OBJECTS.items():
         bucket = ids("bucket", name)
@@ -204,6 +229,20 @@ def coordinator_role(
         )
     )
     return _role(f"Coordinator of stack {stack.settings.stack}", service, statements)
+
+
+def release_queues_arn(stack: StackDescription) -> dict[str, Any]:
+    """Every release-scoped work queue of the stack, and their dead-letter queues."""
+    pattern = stack.physical(WORK_QUEUE_PREFIX) + "*"
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{pattern}"}
+
+
+def event_source_mappings_arn() -> dict[str, Any]:
+    return {
+        "Fn::Sub": (
+            "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:event-source-mapping:*"
+        )
+    }
 
 
 def s3_send_policy(stack: StackDescription, queue: str, ids: LogicalId) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 ::
 
     provision(settings)      create what is missing, fix what drifted     -> ProvisionReport
+    provision_release(...)   the release-scoped resources of one release  -> ProvisionReport
+    retire_release(...)      delete them again                            -> ProvisionReport
     teardown(settings)       delete exactly this stack's resources        -> ProvisionReport
     describe_live(settings)  what exists now                              -> JSON-able dict
 
@@ -18,7 +20,7 @@ The per-kind details live in ``_tables``, ``_queues`` and ``_buckets``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -27,7 +29,7 @@ from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from infra import _buckets, _queues, _tables
-from infra.resources import StackDescription, describe
+from infra.resources import WORK_QUEUE_PREFIX, StackDescription, describe
 from tpf.errors import ConfigurationError
 from tpf.settings import Settings
 from tpf.substrate import Endpoints, resolve_endpoints, sync_client
@@ -123,10 +125,13 @@ def _edge(service: str, clients: _Clients, what: str) -> Iterator[None]:
 # -- provision -----------------------------------------------------------------------------
 
 
-def provision(settings: Settings, *, endpoints: Endpoints | None = None) -> ProvisionReport:
-    """Create what is missing and fix what drifted, so the stack matches its description."""
+def provision(
+    settings: Settings, *, endpoints: Endpoints | None = None, releases: Iterable[str] = ()
+) -> ProvisionReport:
+    """Create what is missing and fix what drifted, so the stack matches its description
+    (with the release-scoped resources of ``releases``)."""
     started = time.monotonic()
-    stack = describe(settings)
+    stack = describe(settings, releases=releases)
     clients = _clients(settings, endpoints)
     report = ProvisionReport(settings.stack)
     report.resources += _provision_tables(stack, clients)
@@ -135,6 +140,52 @@ def provision(settings: Settings, *, endpoints: Endpoints | None = None) -> Prov
     report.resources += _provision_buckets(stack, clients, queue_arns)
     report.elapsed = time.monotonic() - started
     return report
+
+
+def _release_scoped(settings: Settings, release: str) -> StackDescription:
+    stack = describe(settings, releases=[release])
+    queues = tuple(q for q in stack.queues if q.release == release)
+    return StackDescription(tables=(), queues=queues, buckets=(), settings=settings)
+
+
+def provision_release(
+    settings: Settings, release: str, *, endpoints: Endpoints | None = None
+) -> ProvisionReport:
+    """Create the release-scoped resources of ``release`` (activation calls this first)."""
+    started = time.monotonic()
+    report = ProvisionReport(settings.stack)
+    rows, _ = _provision_queues(_release_scoped(settings, release), _clients(settings, endpoints))
+    report.resources += rows
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def retire_release(
+    settings: Settings, release: str, *, endpoints: Endpoints | None = None
+) -> ProvisionReport:
+    """Delete the release-scoped resources of ``release``; the caller checked nothing needs them."""
+    started = time.monotonic()
+    stack = _release_scoped(settings, release)
+    clients = _clients(settings, endpoints)
+    report = ProvisionReport(settings.stack)
+    for queue in stack.queues:
+        for name in (queue.name, queue.dead_letter_name):
+            physical = stack.physical(name)
+            with _edge("sqs", clients, f"queue {physical}"):
+                action = _queues.delete(clients.sqs, physical)
+            report.resources.append(ResourceChange("queue", name, physical, action))
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def _live_release_queues(settings: Settings, clients: _Clients) -> list[str]:
+    """Logical names of the release-scoped queues that exist (their dead-letter queues too)."""
+    prefix = settings.resource(WORK_QUEUE_PREFIX)
+    with _edge("sqs", clients, f"queues {prefix}*"):
+        pages = clients.sqs.get_paginator("list_queues").paginate(QueueNamePrefix=prefix)
+        urls = [url for page in pages for url in page.get("QueueUrls", [])]
+    stack_prefix = settings.resource("")
+    return sorted(url.rsplit("/", 1)[-1].removeprefix(stack_prefix) for url in urls)
 
 
 def _provision_tables(stack: StackDescription, clients: _Clients) -> list[ResourceChange]:
@@ -227,12 +278,12 @@ def teardown(settings: Settings, *, endpoints: Endpoints | None = None) -> Provi
         with _edge("s3", clients, f"bucket {physical}"):
             action = _buckets.delete(clients.s3, physical)
         report.resources.append(ResourceChange("bucket", bucket.name, physical, action))
-    for queue in stack.queues:
-        for name in (queue.name, queue.dead_letter_name):
-            physical = stack.physical(name)
-            with _edge("sqs", clients, f"queue {physical}"):
-                action = _queues.delete(clients.sqs, physical)
-            report.resources.append(ResourceChange("queue", name, physical, action))
+    queues = [n for q in stack.queues for n in (q.name, q.dead_letter_name)]
+    for name in [*queues, *_live_release_queues(settings, clients)]:
+        physical = stack.physical(name)
+        with _edge("sqs", clients, f"queue {physical}"):
+            action = _queues.delete(clients.sqs, physical)
+        report.resources.append(ResourceChange("queue", name, physical, action))
     deleted = []
     for table in stack.tables:
         physical = stack.physical(table.name)
@@ -261,11 +312,11 @@ def describe_live(settings: Settings, *, endpoints: Endpoints | None = None) -> 
         physical = stack.physical(table.name)
         with _edge("dynamodb", clients, f"table {physical}"):
             tables[table.name] = _tables.live(clients.dynamodb, physical)
-    for queue in stack.queues:
-        for name in (queue.name, queue.dead_letter_name):
-            physical = stack.physical(name)
-            with _edge("sqs", clients, f"queue {physical}"):
-                queues[name] = _queues.live(clients.sqs, physical)
+    names = [n for q in stack.queues for n in (q.name, q.dead_letter_name)]
+    for name in [*names, *_live_release_queues(settings, clients)]:
+        physical = stack.physical(name)
+        with _edge("sqs", clients, f"queue {physical}"):
+            queues[name] = _queues.live(clients.sqs, physical)
     for bucket in stack.buckets:
         physical = stack.physical(bucket.name)
         with _edge("s3", clients, f"bucket {physical}"):

@@ -7,6 +7,9 @@ name is ``<stack>-<name>`` (``Settings.resource``), so two stacks share one acco
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -51,6 +54,9 @@ class Queue:
     retention: timedelta = timedelta(days=4)
     dead_letter_retention: timedelta = timedelta(days=14)
     purpose: str = ""
+    release: str | None = None
+    """Set on release-scoped queues: created when the release is activated, and retired once
+    no execution is pinned to it."""
 
     @property
     def dead_letter_name(self) -> str:
@@ -107,16 +113,44 @@ LAMBDA_VISIBILITY_FACTOR = 6
 """AWS's rule: the queue feeding a function hides a message at least 6x the function's timeout."""
 
 
-def describe(settings: Settings) -> StackDescription:
+WORK_QUEUE_PREFIX = "work-"
+
+
+def work_queue(release_version: str) -> str:
+    """Logical name of the queue that carries the commands of one release version.
+
+    Readable (``work-1-0-0-<hash>``) and collision-free: two versions that read alike once
+    punctuation is folded (``1.0.0`` and ``1-0-0``) still get different queues.
+    """
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", release_version).strip("-")[:40] or "r"
+    digest = hashlib.sha256(release_version.encode()).hexdigest()[:6]
+    return f"{WORK_QUEUE_PREFIX}{slug}-{digest}"
+
+
+def work_visibility(settings: Settings) -> timedelta:
+    # SQS must not redeliver a command while its worker still extends visibility. A Lambda
+    # worker may run as long as a transition may without a heartbeat, and AWS wants a queue
+    # that feeds a function to hide messages 6x its timeout. Long-running workers extend
+    # visibility themselves, and a crashed one is taken over at the transition deadline, so
+    # the longer default costs them nothing.
     t = settings.timings
-    # SQS must not redeliver a command while its worker still extends visibility, and the
-    # results consumer commits in well under the visibility timeout.
+    return max(t.visibility_timeout, LAMBDA_VISIBILITY_FACTOR * t.transition_timeout)
+
+
+def release_queue(settings: Settings, release_version: str) -> Queue:
+    return Queue(
+        work_queue(release_version),
+        work_visibility(settings),
+        purpose=f"transition commands for workers of release {release_version}",
+        release=release_version,
+    )
+
+
+def describe(settings: Settings, *, releases: Iterable[str] = ()) -> StackDescription:
+    """The stack's resources, with the release-scoped work queue of each of ``releases``."""
+    t = settings.timings
+    # The results consumer commits in well under the visibility timeout.
     visibility = t.visibility_timeout
-    # A Lambda worker may run as long as a transition may without a heartbeat, and AWS wants a
-    # queue that feeds a function to hide messages 6x its timeout. Long-running workers extend
-    # visibility themselves, and a crashed one is taken over at the transition deadline, so the
-    # longer default costs them nothing.
-    work_visibility = max(visibility, LAMBDA_VISIBILITY_FACTOR * t.transition_timeout)
     return StackDescription(
         settings=settings,
         tables=(
@@ -157,12 +191,12 @@ def describe(settings: Settings) -> StackDescription:
             ),
         ),
         queues=(
-            Queue("work", work_visibility, purpose="transition commands for workers"),
             Queue("results", visibility, purpose="results and heartbeats from workers"),
             Queue("ingest", visibility, purpose="S3 events for the CSV inbox"),
             Queue("await-requests", visibility, purpose="await requests for providers"),
             Queue("await-completions", visibility, purpose="await completions from providers"),
             Queue("dead-letters", visibility, purpose="envelopes of terminally failed executions"),
+            *(release_queue(settings, v) for v in dict.fromkeys(releases)),
         ),
         buckets=(
             Bucket(

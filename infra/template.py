@@ -17,7 +17,13 @@ from datetime import timedelta
 from typing import Any
 
 from infra import _buckets, _tables, iam
-from infra.resources import LAMBDA_VISIBILITY_FACTOR, Queue, StackDescription, describe
+from infra.resources import (
+    LAMBDA_VISIBILITY_FACTOR,
+    Queue,
+    StackDescription,
+    describe,
+    work_queue,
+)
 from tpf.errors import ConfigurationError
 from tpf.settings import Settings
 
@@ -26,7 +32,6 @@ RUNTIME = "python3.12"
 HANDLER = "worker.lambda_handler.handler"
 MEMORY_MB = 512
 LOG_RETENTION_DAYS = 30
-WORK_QUEUE = "work"
 SQS_MAX_BATCH = 10
 """The largest batch an SQS event source delivers without a batching window."""
 VISIBILITY_PER_FUNCTION_TIMEOUT = LAMBDA_VISIBILITY_FACTOR
@@ -100,10 +105,12 @@ def function_timeout(queue: Queue) -> int:
 
 
 def stack_template(settings: Settings, *, release: str | None = None) -> dict[str, Any]:
-    """The whole stack as a CloudFormation template (a JSON-able dict)."""
-    if release is not None and not RELEASE.match(release):
+    """The whole stack as a CloudFormation template (a JSON-able dict), with the work queue and
+    Lambda worker of ``release`` (the configured release when None)."""
+    release = release or settings.release
+    if not RELEASE.match(release):
         raise ConfigurationError(f"release {release!r} is not a version such as 1.0.0")
-    stack = describe(settings)
+    stack = describe(settings, releases=[release])
     resources = {**_table_resources(stack), **_queue_resources(stack), **_bucket_resources(stack)}
     resources |= _worker(stack, release)
     resources[COORDINATOR_ROLE] = iam.coordinator_role(
@@ -117,10 +124,9 @@ def stack_template(settings: Settings, *, release: str | None = None) -> dict[st
         "Condition": ON_EC2,
         "Properties": {"Roles": [{"Ref": COORDINATOR_ROLE}]},
     }
-    shown = f", release {release}" if release else ""
     return {
         "AWSTemplateFormatVersion": FORMAT_VERSION,
-        "Description": f"tpf stack {settings.stack}{shown}: tables, queues, buckets, worker, roles",
+        "Description": f"tpf stack {settings.stack}, release {release}: tables, queues, buckets, worker, roles",
         "Parameters": copy.deepcopy(PARAMETERS),
         "Conditions": {
             ON_EC2: {"Fn::Equals": [{"Ref": "CoordinatorService"}, "ec2.amazonaws.com"]}
@@ -240,7 +246,7 @@ def _bucket_resources(stack: StackDescription) -> dict[str, Any]:
 # -- the worker ----------------------------------------------------------------------------
 
 
-def _worker(stack: StackDescription, release: str | None) -> dict[str, Any]:
+def _worker(stack: StackDescription, release: str) -> dict[str, Any]:
     settings = stack.settings
     function_name = stack.physical("worker")
     batch = min(settings.worker_concurrency, SQS_MAX_BATCH)
@@ -254,12 +260,9 @@ def _worker(stack: StackDescription, release: str | None) -> dict[str, Any]:
         # tpf.signing reads keys from env: or file: references only.
         "TPF_SIGNING_KEY": "env:TPF_SIGNING_SECRET",
         "TPF_SIGNING_SECRET": {"Ref": "SigningSecret"},
+        "TPF_RELEASE": release,
     }
-    release_tag: dict[str, str] = {}
-    if release:
-        environment["TPF_RELEASE"] = release
-        release_tag = {"tpf:release": release}
-    shown = f", release {release}" if release else ""
+    queue = work_queue(release)
     return {
         WORKER_LOG_GROUP: {
             "Type": "AWS::Logs::LogGroup",
@@ -270,27 +273,29 @@ def _worker(stack: StackDescription, release: str | None) -> dict[str, Any]:
                 "Tags": _tags(stack),
             },
         },
-        WORKER_ROLE: iam.worker_role(stack, logical_id, log_group=WORKER_LOG_GROUP),
+        WORKER_ROLE: iam.worker_role(
+            stack, logical_id, log_group=WORKER_LOG_GROUP, work_queue=queue
+        ),
         WORKER_FUNCTION: {
             "Type": "AWS::Lambda::Function",
             "Properties": {
                 "FunctionName": function_name,
-                "Description": f"Transition worker of stack {settings.stack}{shown}",
+                "Description": f"Transition worker of stack {settings.stack}, release {release}",
                 "Runtime": RUNTIME,
                 "Handler": HANDLER,
                 "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Ref": "ArtifactKey"}},
                 "Role": iam.arn(WORKER_ROLE),
-                "Timeout": function_timeout(stack.queue(WORK_QUEUE)),
+                "Timeout": function_timeout(stack.queue(queue)),
                 "MemorySize": MEMORY_MB,
                 "Environment": {"Variables": environment},
                 "LoggingConfig": {"LogGroup": {"Ref": WORKER_LOG_GROUP}},
-                "Tags": _tags(stack, release_tag),
+                "Tags": _tags(stack, {"tpf:release": release}),
             },
         },
         WORK_EVENT_SOURCE: {
             "Type": "AWS::Lambda::EventSourceMapping",
             "Properties": {
-                "EventSourceArn": iam.arn(logical_id("queue", WORK_QUEUE)),
+                "EventSourceArn": iam.arn(logical_id("queue", queue)),
                 "FunctionName": {"Ref": WORKER_FUNCTION},
                 "BatchSize": batch,
                 # One failed transition hands back only its own message, not the batch.

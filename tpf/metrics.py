@@ -19,8 +19,14 @@ from prometheus_client import (
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-# Steps and transitions range from milliseconds to minutes (awaits are not counted: they park).
+# Steps and transitions range from milliseconds to minutes (an await parks: timed on its own).
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# Awaits: a provider answers in well under a second or a few minutes, a human in minutes to a day.
+_AWAIT_SECONDS = (
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0, 600.0, 1_800.0,
+    3_600.0, 7_200.0, 14_400.0, 28_800.0, 43_200.0, 86_400.0,
+)  # fmt: skip
 
 # -- invocation runtime (worker/runtime.py) -------------------------------------------------------
 
@@ -89,6 +95,19 @@ AWAIT_COMPLETIONS = Counter(
     "tpf_await_completions_total",
     "Await completions by outcome (recorded, duplicate, conflict, late).",
     ["outcome"],
+)
+AWAIT_SECONDS = Histogram(
+    "tpf_await_seconds",
+    "Time an await unit was open: from opening to its close as completed, timed_out or abandoned"
+    " (the execution moved on: cancelled or re-driven).",
+    ["pipeline", "step", "transport", "outcome"],
+    buckets=_AWAIT_SECONDS,
+)
+QUEUE_DEPTH = Gauge(
+    "tpf_queue_depth",
+    "Messages in a queue, sampled (approximate on SQS): visible, in_flight (received, not yet"
+    " deleted) or delayed (not yet deliverable).",
+    ["queue", "state"],
 )
 
 

@@ -37,6 +37,18 @@ class Outgoing:
     delay_s: int = 0
 
 
+@dataclass(frozen=True)
+class QueueDepth:
+    """Messages in a queue by state; ``None`` where the queue does not say."""
+
+    visible: int
+    """Waiting to be received."""
+    in_flight: int | None = None
+    """Received and not yet deleted (SQS: not visible)."""
+    delayed: int | None = None
+    """Sent with a delay that has not passed yet."""
+
+
 class Queue(Protocol):
     name: str
 
@@ -153,6 +165,23 @@ class SqsQueue:
         )
         return int(response["Attributes"]["ApproximateNumberOfMessages"])
 
+    async def depth(self) -> QueueDepth:
+        """Messages by state, in one request (approximate)."""
+        response = await self.client.get_queue_attributes(
+            QueueUrl=self.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )
+        found = response["Attributes"]
+        return QueueDepth(
+            visible=int(found["ApproximateNumberOfMessages"]),
+            in_flight=int(found["ApproximateNumberOfMessagesNotVisible"]),
+            delayed=int(found["ApproximateNumberOfMessagesDelayed"]),
+        )
+
     async def _send_batch(self, messages: list[Outgoing]) -> list[Exception | None]:
         response = await self.client.send_message_batch(
             QueueUrl=self.url,
@@ -245,3 +274,12 @@ class InMemoryQueue:
     async def backlog(self) -> int:
         now = self._now()
         return sum(1 for m in self.messages.values() if m.visible_at <= now)
+
+    async def depth(self) -> QueueDepth:
+        now = self._now()
+        waiting = [m for m in self.messages.values() if m.visible_at > now]
+        return QueueDepth(
+            visible=len(self.messages) - len(waiting),
+            in_flight=sum(1 for m in waiting if m.receives),
+            delayed=sum(1 for m in waiting if not m.receives),
+        )

@@ -37,6 +37,8 @@ class Timings(BaseModel):
     shutdown_grace: timedelta
     await_stall: timedelta
     """An await unit with requests out and no answer for this long has them sent again."""
+    worker_stale: timedelta
+    """A worker silent this long is STALE; it reports its presence every heartbeat interval."""
 
 
 PROFILES: dict[ProfileName, Timings] = {
@@ -51,6 +53,7 @@ PROFILES: dict[ProfileName, Timings] = {
         long_poll=timedelta(seconds=20),
         shutdown_grace=timedelta(seconds=30),
         await_stall=timedelta(minutes=10),
+        worker_stale=timedelta(seconds=60),
     ),
     "test": Timings(
         visibility_timeout=timedelta(seconds=5),
@@ -63,6 +66,7 @@ PROFILES: dict[ProfileName, Timings] = {
         long_poll=timedelta(seconds=1),
         shutdown_grace=timedelta(seconds=5),
         await_stall=timedelta(seconds=5),
+        worker_stale=timedelta(seconds=15),
     ),
 }
 
@@ -92,6 +96,11 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8081
+    release: str = Field(default="1.0.0", pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+    """The release version a worker runs (``tpf worker --release`` overrides it)."""
+    submit_without_worker: bool = False
+    """Accept submissions while no healthy worker of the pinned release exists (they wait in
+    the release's queue); by default such a submission is refused with 503."""
     require_remote_worker: bool = False
     """Refuse one-process mode, so a separated deployment cannot silently run steps in-process."""
     metrics_port: int | None = Field(default=None, ge=1, le=65535)

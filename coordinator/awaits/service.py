@@ -425,7 +425,7 @@ class AwaitService:
             or record.status is not Status.WAITING_EXTERNAL
             or record.await_unit_id != unit.unit_id
         ):
-            await self._close(unit, UnitStatus.ABANDONED)
+            await self._close(unit, UnitStatus.ABANDONED, record=record)
             return
         interactions = await self.table.interactions(unit.tenant_id, unit.unit_id)
         answers = [
@@ -453,14 +453,23 @@ class AwaitService:
                 await self.dispatcher.send(running, now_ms=now, payload=data)
         except StaleRecord:
             pass  # another replica resumed it
-        await self._close(unit, UnitStatus.COMPLETED)
+        await self._close(unit, UnitStatus.COMPLETED, record=record, now=now)
         log.info(
             "await completed",
             extra={"action": "await-resume", "executionId": unit.execution_id},
         )
 
-    async def _close(self, unit: AwaitUnit, status: UnitStatus) -> None:
-        await self.table.close_unit(unit.tenant_id, unit.unit_id, status)
+    async def _close(
+        self,
+        unit: AwaitUnit,
+        status: UnitStatus,
+        *,
+        record: ExecutionRecord | None,
+        now: int | None = None,
+    ) -> None:
+        if await self.table.close_unit(unit.tenant_id, unit.unit_id, status) is not None:
+            # Only the call that closed it observes, so a unit is timed once across replicas.
+            _observe_wait(unit, status, record, now_ms() if now is None else now)
         if status is not UnitStatus.COMPLETED:
             await self.table.expire(await self.table.interactions(unit.tenant_id, unit.unit_id))
 
@@ -517,7 +526,35 @@ class AwaitService:
                 "await timed out",
                 extra={"action": "await-timeout", "executionId": unit.execution_id},
             )
-        await self._close(unit, UnitStatus.TIMED_OUT)
+        await self._close(unit, UnitStatus.TIMED_OUT, record=record, now=now)
+
+
+def _observe_wait(
+    unit: AwaitUnit, status: UnitStatus, record: ExecutionRecord | None, now: int
+) -> None:
+    """Time the unit from opening to closing, in ``tpf_await_seconds``.
+
+    A unit its execution no longer waits for is ``abandoned`` even when the sweeper closes it
+    at its deadline (a cancel leaves the unit open); it ended when the execution last changed.
+    """
+    waited_on = (
+        record is not None
+        and record.status is Status.WAITING_EXTERNAL
+        and record.await_unit_id == unit.unit_id
+    )
+    if status is UnitStatus.COMPLETED:
+        outcome, ended = "completed", now
+    elif status is UnitStatus.TIMED_OUT and waited_on:
+        outcome, ended = "timed_out", now
+    else:
+        outcome = "abandoned"
+        ended = now if record is None or waited_on else min(now, record.updated_at_ms)
+    metrics.AWAIT_SECONDS.labels(
+        pipeline=record.pipeline_id if record is not None else "unknown",
+        step=unit.step_id,
+        transport=unit.transport,
+        outcome=outcome,
+    ).observe(max(0, ended - unit.created_at_ms) / 1000)
 
 
 def _interaction_key(

@@ -33,7 +33,7 @@ def test_the_template_on_stdout_is_json_naming_every_queue_of_the_stack() -> Non
         for r in template["Resources"].values()
         if r["Type"] == "AWS::SQS::Queue"
     }
-    stack = describe(Settings())
+    stack = describe(Settings(), releases=["1.0.0"])
     assert queues == {stack.physical(n) for q in stack.queues for n in (q.name, q.dead_letter_name)}
     worker = template["Resources"]["WorkerFunction"]["Properties"]
     assert worker["Environment"]["Variables"]["TPF_RELEASE"] == "1.0.0"

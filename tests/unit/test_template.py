@@ -18,7 +18,7 @@ import pytest
 from cfnlint.api import ManualArgs, lint_file
 
 from infra import _buckets
-from infra.resources import StackDescription, describe
+from infra.resources import StackDescription, describe, work_queue
 from infra.template import (
     COORDINATOR_ROLE,
     HANDLER,
@@ -44,6 +44,7 @@ PARAMETER_VALUES = {
     "CoordinatorService": "ecs-tasks.amazonaws.com",
 }
 STACK = "tmpl"
+RELEASE_QUEUE = work_queue("1.0.0")
 RECORD_TABLES = ("executions", "awaits", "registry")
 ITEM_WRITES = (
     "dynamodb:PutItem",
@@ -56,7 +57,7 @@ ITEM_WRITES = (
 
 @pytest.fixture(scope="module")
 def stack() -> StackDescription:
-    return describe(Settings(stack=STACK, profile="default"))
+    return describe(Settings(stack=STACK, profile="default"), releases=["1.0.0"])
 
 
 @pytest.fixture(scope="module")
@@ -296,22 +297,24 @@ def test_the_worker_function_runs_the_lambda_handler_from_the_artifact_parameter
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_the_work_queue_hides_a_message_for_at_least_six_function_timeouts(profile: str) -> None:
     settings = Settings(stack=STACK, profile=profile)  # type: ignore[arg-type]
-    visibility = describe(settings).queue("work").visibility_timeout.total_seconds()
-    if visibility < VISIBILITY_PER_FUNCTION_TIMEOUT:
+    visibility = describe(settings, releases=["1.0.0"]).queue(RELEASE_QUEUE).visibility_timeout
+    visibility_s = visibility.total_seconds()
+    if visibility_s < VISIBILITY_PER_FUNCTION_TIMEOUT:
         with pytest.raises(ConfigurationError, match="too short for a Lambda worker"):
             stack_template(settings)
         return
     resources = stack_template(settings)["Resources"]
     timeout = resources[WORKER_FUNCTION]["Properties"]["Timeout"]
     assert timeout >= 1
-    assert resources[logical_id("queue", "work")]["Properties"]["VisibilityTimeout"] >= 6 * timeout
+    queue = resources[logical_id("queue", RELEASE_QUEUE)]
+    assert queue["Properties"]["VisibilityTimeout"] >= 6 * timeout
 
 
-def test_the_work_queue_feeds_the_worker_and_a_failed_item_fails_alone(
+def test_the_release_work_queue_feeds_the_worker_and_a_failed_item_fails_alone(
     template: dict[str, Any],
 ) -> None:
     p = template["Resources"][WORK_EVENT_SOURCE]["Properties"]
-    assert p["EventSourceArn"] == {"Fn::GetAtt": [logical_id("queue", "work"), "Arn"]}
+    assert p["EventSourceArn"] == {"Fn::GetAtt": [logical_id("queue", RELEASE_QUEUE), "Arn"]}
     assert p["FunctionName"] == {"Ref": WORKER_FUNCTION}
     assert p["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert 1 <= p["BatchSize"] <= 10
@@ -343,9 +346,13 @@ def test_the_release_is_carried_into_the_function_and_a_bad_one_is_refused(
     p = template["Resources"][WORKER_FUNCTION]["Properties"]
     assert {"Key": "tpf:release", "Value": "1.0.0"} in p["Tags"]
     assert "release 1.0.0" in p["Description"]
-    unreleased = stack_template(Settings(stack=STACK, profile="default"))
-    variables = unreleased["Resources"][WORKER_FUNCTION]["Properties"]["Environment"]["Variables"]
-    assert "TPF_RELEASE" not in variables
+    other = stack_template(Settings(stack=STACK, profile="default"), release="2.0.0-rc.1")
+    variables = other["Resources"][WORKER_FUNCTION]["Properties"]["Environment"]["Variables"]
+    assert variables["TPF_RELEASE"] == "2.0.0-rc.1"
+    mapping = other["Resources"][WORK_EVENT_SOURCE]["Properties"]
+    assert mapping["EventSourceArn"]["Fn::GetAtt"][0] == logical_id(
+        "queue", work_queue("2.0.0-rc.1")
+    )
     with pytest.raises(ConfigurationError, match="not a version"):
         stack_template(Settings(stack=STACK, profile="default"), release="1.0 final")
 
@@ -369,7 +376,8 @@ def test_a_worker_reads_the_registry_and_reads_and_writes_payloads(
         assert worker.allows(action, _arn(template, "table", "payloads"))
     for action in ("s3:GetObject", "s3:PutObject"):
         assert worker.allows(action, _arn(template, "bucket", "payloads", "/t/e/p"))
-    assert not worker.allows("dynamodb:GetItem", _arn(template, "table", "executions"))
+    # Reading its command's record is how a worker refuses a replayed command unrun.
+    assert worker.allows("dynamodb:GetItem", _arn(template, "table", "executions"))
 
 
 def test_a_worker_reads_uploads_and_writes_results_but_not_the_other_way(
@@ -385,7 +393,7 @@ def test_a_worker_reads_uploads_and_writes_results_but_not_the_other_way(
 def test_a_worker_consumes_work_and_sends_results_and_nothing_else_on_sqs(
     template: dict[str, Any], worker: Policy
 ) -> None:
-    work, results = _arn(template, "queue", "work"), _arn(template, "queue", "results")
+    work, results = _arn(template, "queue", RELEASE_QUEUE), _arn(template, "queue", "results")
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
         assert worker.allows(action, work)
         assert not worker.allows(action, results)
@@ -416,12 +424,33 @@ def test_the_coordinator_updates_executions_but_cannot_invoke_the_worker(
 def test_the_coordinator_dispatches_work_and_consumes_results(
     template: dict[str, Any], coordinator: Policy
 ) -> None:
-    work, results = _arn(template, "queue", "work"), _arn(template, "queue", "results")
+    work, results = _arn(template, "queue", RELEASE_QUEUE), _arn(template, "queue", "results")
     assert coordinator.allows("sqs:SendMessage", work)
     assert coordinator.allows("sqs:ReceiveMessage", results)
     assert coordinator.allows("sqs:ReceiveMessage", _arn(template, "queue", "ingest"))
     assert not coordinator.allows("sqs:ReceiveMessage", work)
     assert coordinator.allows("s3:GetObject", _arn(template, "bucket", "inbox", "/u/a.csv"))
+
+
+def test_the_coordinator_creates_and_retires_release_queues_of_its_stack_only(
+    template: dict[str, Any], coordinator: Policy
+) -> None:
+    later = f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{STACK}-{work_queue('2.0.0')}"
+    for action in ("sqs:CreateQueue", "sqs:SendMessage", "sqs:DeleteQueue"):
+        assert coordinator.allows(action, later)
+        assert coordinator.allows(action, f"{later}-dlq")
+    assert not coordinator.allows("sqs:DeleteQueue", _arn(template, "queue", "results"))
+    assert not coordinator.allows("sqs:CreateQueue", later.replace(f"{STACK}-", "other-"))
+    assert not coordinator.allows("sqs:ReceiveMessage", later)
+
+
+def test_the_coordinator_may_read_but_not_change_event_source_mappings(
+    coordinator: Policy,
+) -> None:
+    mapping = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:event-source-mapping:1234-abcd"
+    assert coordinator.allows("lambda:GetEventSourceMapping", mapping)
+    for action in ("lambda:UpdateEventSourceMapping", "lambda:DeleteEventSourceMapping"):
+        assert not coordinator.allows(action, mapping)
 
 
 def _policy_documents(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -450,6 +479,8 @@ def test_every_role_grant_names_a_resource_of_this_stack(
 ) -> None:
     for policy in (worker, coordinator):
         for statement in policy.statements:
+            if statement["Sid"] == "ReadWorkerMappings":
+                continue  # mapping ARNs are ids; read-only, tested above
             for resource in statement["Resource"]:
                 assert f"{STACK}-" in resource, (statement["Sid"], resource)
 
