@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinator.records import ExecutionRecord
-from coordinator.service import ExecutionService, NoActiveRelease
+from coordinator.service import ExecutionService, NoActiveRelease, NoHealthyWorker
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.codec import decode_envelope, encode_envelope
@@ -202,6 +202,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def conflict(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(body(exc.code, str(exc)), status_code=409)
+
+    @app.exception_handler(NoHealthyWorker)
+    async def no_worker(_: Request, exc: NoHealthyWorker) -> JSONResponse:
+        # Retry-After: a worker that is starting reports itself within seconds.
+        return JSONResponse(
+            body("NO_HEALTHY_WORKER", str(exc)), status_code=503, headers={"Retry-After": "5"}
+        )
 
     @app.exception_handler(NoActiveRelease)
     async def no_release(_: Request, exc: NoActiveRelease) -> JSONResponse:

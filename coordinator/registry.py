@@ -8,7 +8,12 @@ Items share one table, keyed by pipeline::
                                  sk = activation#<epochMs>#<release>  append-only activations
 
 The active release is the newest activation. Contracts and releases never change once written,
-so they are cached for the life of the process.
+so they are cached for the life of the process. Every read is a GetItem or a Query on the
+pipeline's partition; nothing scans.
+
+A release registered from a descriptor (:meth:`Registry.register_descriptor`) has its primary
+artifact's digest checked once, there, by reading the artifact through an
+:class:`~tpf.releases.ArtifactReader`. Submissions, retries and activations trust the record.
 """
 
 from __future__ import annotations
@@ -22,6 +27,14 @@ from pydantic.alias_generators import to_camel
 from tpf.contract import Contract
 from tpf.errors import AlreadyExists, NotFound
 from tpf.pipeline import Pipeline
+from tpf.releases import (
+    ArtifactReader,
+    ArtifactUnavailable,
+    InvalidRelease,
+    ReleaseArtifact,
+    ReleaseDescriptor,
+    artifact_digest,
+)
 
 
 class RegistryTable(Protocol):
@@ -34,8 +47,14 @@ class RegistryTable(Protocol):
 
     async def newest(self, pk: str, prefix: str, limit: int) -> list[dict[str, Any]]: ...
 
+    async def query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
+        """Every item whose sort key starts with ``prefix``, in sort-key order."""
+        ...
+
 
 class ReleaseRecord(BaseModel):
+    """A registered release; camelCase on the wire and in the table."""
+
     model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
     pipeline_id: str
@@ -45,10 +64,51 @@ class ReleaseRecord(BaseModel):
     primary_artifact_digest: str | None = None
     registered_at_epoch_ms: int
     activated_at_epoch_ms: int | None = None
+    artifacts: tuple[ReleaseArtifact, ...] = ()
+    """As the descriptor listed them; empty for releases registered from code (demo, tests)."""
 
     def same_release(self, other: ReleaseRecord) -> bool:
-        ignore = {"registered_at_epoch_ms", "activated_at_epoch_ms"}
-        return self.model_dump(exclude=ignore) == other.model_dump(exclude=ignore)
+        """Same content: times differ between attempts, and where an artifact is kept (its URI)
+        may change while its digest stays; everything else must be equal."""
+        return self._content() == other._content()
+
+    def _content(self) -> dict[str, Any]:
+        data = self.model_dump(exclude={"registered_at_epoch_ms", "activated_at_epoch_ms"})
+        for artifact in data["artifacts"]:
+            artifact.pop("uri")
+        return data
+
+    @classmethod
+    def of(cls, descriptor: ReleaseDescriptor, *, now_ms: int) -> ReleaseRecord:
+        return cls(
+            pipeline_id=descriptor.pipeline_id,
+            contract_version=descriptor.contract_version,
+            release_version=descriptor.release_version,
+            primary_artifact_id=descriptor.primary.artifact_id,
+            primary_artifact_digest=descriptor.primary.digest,
+            registered_at_epoch_ms=now_ms,
+            artifacts=descriptor.artifacts,
+        )
+
+
+class Activation(BaseModel):
+    """One activation event: from then on, submissions pin this release."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    pipeline_id: str
+    release_version: str
+    activated_at_epoch_ms: int
+
+    @classmethod
+    def from_item(cls, pipeline_id: str, item: dict[str, Any]) -> Activation:
+        # sk = activation#<epochMs, 15 digits>#<releaseVersion>; the version is also an attribute
+        _, at, version = item["sk"].split("#", 2)
+        return cls(
+            pipeline_id=pipeline_id,
+            release_version=item.get("release", version),
+            activated_at_epoch_ms=int(at),
+        )
 
 
 def _pk(pipeline_id: str) -> str:
@@ -89,7 +149,60 @@ class Registry:
         )
         if existing is None:
             return release
-        current = ReleaseRecord.model_validate_json(existing["doc"])
+        return self._same_or_refused(ReleaseRecord.model_validate_json(existing["doc"]), release)
+
+    async def register_descriptor(
+        self, descriptor: ReleaseDescriptor, artifacts: ArtifactReader, *, now_ms: int
+    ) -> ReleaseRecord:
+        """Register a release from its descriptor; the primary artifact is read and its digest
+        checked here, once.
+
+        The contract comes with the descriptor (its hash must be ``contractVersion``) or must be
+        registered already. Registering the same release again returns the stored record without
+        reading the artifact; the same version with other content is :class:`AlreadyExists`.
+        Anything wrong with the descriptor or the artifact is :class:`InvalidRelease`.
+        """
+        contract = descriptor.checked_contract()
+        if contract is None:
+            try:
+                await self.contract(descriptor.pipeline_id, descriptor.contract_version)
+            except NotFound as exc:
+                raise InvalidRelease(
+                    f"contract {descriptor.contract_version} of {descriptor.pipeline_id!r} is "
+                    "not registered: include it in the descriptor as 'contract'",
+                    pointer="/contractVersion",
+                ) from exc
+        release = ReleaseRecord.of(descriptor, now_ms=now_ms)
+        try:
+            current = await self.release(descriptor.pipeline_id, descriptor.release_version)
+        except NotFound:
+            current = None
+        if current is not None:
+            return self._same_or_refused(current, release)
+        await self._verify_primary(descriptor, artifacts)
+        # Only now: a refused release leaves no contract behind to make its pipeline "known".
+        if contract is not None:
+            await self.put_contract(contract)
+        return await self.register_release(release)
+
+    @staticmethod
+    async def _verify_primary(descriptor: ReleaseDescriptor, artifacts: ArtifactReader) -> None:
+        primary = descriptor.primary
+        try:
+            actual = await artifact_digest(artifacts, primary.uri)
+        except ArtifactUnavailable as exc:
+            raise InvalidRelease(
+                f"artifact {primary.artifact_id!r} is unreadable: {exc}", pointer="/artifacts/0/uri"
+            ) from exc
+        if actual != primary.digest:
+            raise InvalidRelease(
+                f"artifact {primary.artifact_id!r} at {primary.uri} has digest {actual}, "
+                f"the descriptor says {primary.digest}",
+                pointer="/artifacts/0/digest",
+            )
+
+    @staticmethod
+    def _same_or_refused(current: ReleaseRecord, release: ReleaseRecord) -> ReleaseRecord:
         if not current.same_release(release):
             raise AlreadyExists(
                 f"release {release.release_version} of {release.pipeline_id!r} is registered "
@@ -125,12 +238,33 @@ class Registry:
         return active
 
     async def _newest_activation(self, pipeline_id: str) -> ReleaseRecord | None:
-        newest = await self.table.newest(_pk(pipeline_id), "activation#", 1)
+        newest = await self.activations(pipeline_id, limit=1)
         if not newest:
             return None
-        activated_at = int(newest[0]["sk"].split("#")[1])
-        release = await self.release(pipeline_id, newest[0]["release"])
-        return release.model_copy(update={"activated_at_epoch_ms": activated_at})
+        release = await self.release(pipeline_id, newest[0].release_version)
+        return release.model_copy(update={"activated_at_epoch_ms": newest[0].activated_at_epoch_ms})
+
+    async def activations(self, pipeline_id: str, *, limit: int = 100) -> list[Activation]:
+        """Activation events, newest first."""
+        items = await self.table.newest(_pk(pipeline_id), "activation#", limit)
+        return [Activation.from_item(pipeline_id, item) for item in items]
+
+    async def releases(self, pipeline_id: str) -> list[ReleaseRecord]:
+        """Every release of the pipeline, newest registration first; the active one carries
+        ``activated_at_epoch_ms`` (when it was last activated)."""
+        items = await self.table.query(_pk(pipeline_id), "release#")
+        records = [ReleaseRecord.model_validate_json(item["doc"]) for item in items]
+        records.sort(key=lambda r: (r.registered_at_epoch_ms, r.release_version), reverse=True)
+        newest = await self.activations(pipeline_id, limit=1)
+        if not newest:
+            return records
+        active = newest[0]
+        return [
+            r.model_copy(update={"activated_at_epoch_ms": active.activated_at_epoch_ms})
+            if r.release_version == active.release_version
+            else r
+            for r in records
+        ]
 
     async def known_pipeline(self, pipeline_id: str) -> bool:
         return bool(await self.table.newest(_pk(pipeline_id), "contract#", 1))
@@ -154,6 +288,10 @@ class InMemoryRegistryTable:
             (k for k in self.items if k[0] == pk and k[1].startswith(prefix)), reverse=True
         )
         return [self.items[k] for k in keys[:limit]]
+
+    async def query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
+        keys = sorted(k for k in self.items if k[0] == pk and k[1].startswith(prefix))
+        return [self.items[k] for k in keys]
 
 
 class DynamoRegistryTable:
@@ -200,6 +338,23 @@ class DynamoRegistryTable:
             ReturnConsumedCapacity="TOTAL",
         )
         return [_plain(item) for item in response.get("Items", [])]
+
+    async def query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        page: dict[str, Any] = {}
+        while True:
+            response = await self.client.query(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={":pk": {"S": pk}, ":prefix": {"S": prefix}},
+                ConsistentRead=True,
+                ReturnConsumedCapacity="TOTAL",
+                **page,
+            )
+            found.extend(_plain(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return found
+            page = {"ExclusiveStartKey": response["LastEvaluatedKey"]}
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:

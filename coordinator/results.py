@@ -1,4 +1,5 @@
-"""The results channel: worker results and heartbeats, consumed by every coordinator replica.
+"""The results channel, consumed by every coordinator replica: worker results, transition
+heartbeats, worker presence reports and misroute reports.
 
 A message is deleted once its effect is durable (or it is deterministically useless: late,
 unsigned, unknown). A transient failure leaves it in the queue for redelivery; a malformed one is
@@ -10,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from coordinator.dispatcher import Dispatcher
 from coordinator.store import ExecutionStore
 from coordinator.transitions import IN_FLIGHT, TransitionCommitter
+from coordinator.workers import WorkerDirectory
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.errors import StaleRecord
@@ -19,7 +22,14 @@ from tpf.loops import consume
 from tpf.queues import Queue, Received
 from tpf.settings import Timings
 from tpf.signing import SignatureRejected, Signer
-from tpf.wire import Heartbeat, MalformedMessage, TransitionResult, decode
+from tpf.wire import (
+    Heartbeat,
+    MalformedMessage,
+    Misrouted,
+    TransitionResult,
+    WorkerPresence,
+    decode,
+)
 
 log = logging.getLogger("tpf.coordinator")
 
@@ -33,9 +43,12 @@ class ResultsConsumer:
         store: ExecutionStore,
         signer: Signer,
         timings: Timings,
+        dispatcher: Dispatcher,
+        workers: WorkerDirectory,
     ) -> None:
         self.queue, self.committer, self.store = queue, committer, store
         self.signer, self.timings = signer, timings
+        self.dispatcher, self.workers = dispatcher, workers
 
     async def run(self, stop: asyncio.Event) -> None:
         wait_s = int(self.timings.long_poll.total_seconds())
@@ -59,6 +72,11 @@ class ResultsConsumer:
                 await self.heartbeat(envelope, now_ms=now)
             elif isinstance(envelope, TransitionResult):
                 await self.committer.commit(envelope, now_ms=now)
+            elif isinstance(envelope, WorkerPresence):
+                await self.workers.report(envelope, now)
+                metrics.WORKER_REPORTS.labels(state=envelope.state).inc()
+            elif isinstance(envelope, Misrouted):
+                await self.reroute(envelope, now_ms=now)
             else:
                 self._rejected(message, "unexpected-kind", envelope.kind)
         except Exception:
@@ -91,6 +109,29 @@ class ResultsConsumer:
             metrics.HEARTBEATS.labels(
                 role="coordinator", outcome="not-needed" if live else "stale"
             ).inc()
+
+    async def reroute(self, report: Misrouted, *, now_ms: int) -> None:
+        """Send a refused command again, to its release's queue, if its transition is live."""
+        record = await self.store.get(report.tenant_id, report.execution_id)
+        live = (
+            record is not None
+            and record.status in IN_FLIGHT
+            and record.transition_key == report.transition_key
+            and record.version == report.execution_version
+        )
+        fields = {"executionId": report.execution_id, "transitionKey": report.transition_key}
+        if record is None or not live:
+            metrics.COMMANDS_REROUTED.labels(outcome="stale").inc()
+            return
+        await self.dispatcher.send(record, now_ms=now_ms)
+        metrics.COMMANDS_REROUTED.labels(outcome="sent").inc()
+        log.warning(
+            "command re-routed: worker %s of release %s refused a command of release %s",
+            report.worker.worker_id,
+            report.worker.release_version,
+            record.release_version,
+            extra={"action": "reroute", **fields},
+        )
 
     def _rejected(self, message: Received, reason: str, detail: str) -> None:
         metrics.MESSAGES_REJECTED.labels(role="coordinator", reason=reason).inc()

@@ -13,25 +13,33 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import uvicorn
+from fastapi import APIRouter
 
 from coordinator.admin import admin_router
 from coordinator.api import create_app
 from coordinator.awaits import DynamoAwaitTable
+from coordinator.depth import QueueDepthSampler
 from coordinator.history import DynamoHistoryTable, History
 from coordinator.interactions import interactions_router
-from coordinator.registry import DynamoRegistryTable, Registry
+from coordinator.registry import DynamoRegistryTable, Registry, ReleaseRecord
+from coordinator.releases_api import releases_router
 from coordinator.routing import SqsWorkQueues
 from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
 from coordinator.wiring import Coordinator, assemble
+from coordinator.workers import DynamoWorkerTable, LambdaEventSourceMappings, WorkerDirectory
+from coordinator.workers_api import workers_router
 from tpf.errors import ConfigurationError
 from tpf.payloads.aws import payload_store
-from tpf.queues import SqsQueue
+from tpf.queues import Queue, SqsQueue
+from tpf.releases import ArtifactReader, artifact_readers
 from tpf.settings import Settings
 from tpf.signing import Signer
 from tpf.substrate import AwsClients, open_clients, resolve_endpoints
 
 log = logging.getLogger("tpf.coordinator")
+DEPTH_INTERVAL_S = 15.0
+"""One GetQueueAttributes per sampled queue per interval."""
 
 
 def tokens(settings: Settings) -> tuple[str, str]:
@@ -72,6 +80,11 @@ async def build(settings: Settings, aws: AwsClients, signer: Signer) -> Coordina
         await_completions=await queue("await-completions"),
         ingest=await queue("ingest"),
         signer=signer,
+        workers=WorkerDirectory(
+            DynamoWorkerTable(aws.dynamodb, settings.resource("registry")),
+            stale_after=settings.timings.worker_stale,
+            mappings=LambdaEventSourceMappings(aws.lambda_) if aws.lambda_ else None,
+        ),
     )
 
 
@@ -84,27 +97,58 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def running_coordinator(settings: Settings) -> AsyncIterator[Coordinator]:
+async def running_coordinator(
+    settings: Settings,
+) -> AsyncIterator[tuple[Coordinator, AwsClients]]:
     """Clients opened and parts wired, loops not started (tests drive them directly)."""
     signer = Signer.from_references(settings.signing_key, settings.signing_key_previous)
     async with open_clients(settings) as aws:
         coordinator = await build(settings, aws, signer)
         try:
-            yield coordinator
+            yield coordinator, aws
         finally:
             await coordinator.close()
+
+
+async def sampled_queues(coordinator: Coordinator) -> dict[str, Queue]:
+    """The queues whose depth the coordinator reports: its own, and the configured release's
+    work queue when it exists (a coordinator may run before any release is activated)."""
+    queues: dict[str, Queue] = {
+        "results": coordinator.results.queue,
+        "ingest": coordinator.ingest.queue,
+        "await-completions": coordinator.completions.queue,
+    }
+    release = coordinator.settings.release
+    with contextlib.suppress(Exception):
+        queues[f"work {release}"] = await coordinator.dispatcher.work.for_release(release)
+    return queues
+
+
+def admin_routers(coordinator: Coordinator, artifacts: ArtifactReader) -> list[APIRouter]:
+    """Every route behind the admin token, and the interaction routes."""
+
+    async def create_release_resources(release: ReleaseRecord) -> None:
+        await coordinator.dispatcher.work.create(release.release_version)
+
+    return [
+        admin_router(coordinator.operations),
+        interactions_router(coordinator.awaits),
+        releases_router(coordinator.registry, artifacts, on_activate=create_release_resources),
+        workers_router(coordinator.workers),
+    ]
 
 
 async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
     """Run one coordinator replica until ``stop`` is set, then drain and return."""
     control_token, admin_token = tokens(settings)
-    async with running_coordinator(settings) as coordinator:
+    async with running_coordinator(settings) as (coordinator, aws):
         app = create_app(
             coordinator.service,
             control_plane_token=control_token,
             admin_token=admin_token,
-            routers=[admin_router(coordinator.operations), interactions_router(coordinator.awaits)],
+            routers=admin_routers(coordinator, artifact_readers(aws.s3)),
         )
+        depth = QueueDepthSampler(await sampled_queues(coordinator), interval_s=DEPTH_INTERVAL_S)
         server = _Server(
             uvicorn.Config(
                 app,
@@ -122,6 +166,7 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             asyncio.create_task(coordinator.awaits.run(stop), name="await-sweeper"),
             asyncio.create_task(coordinator.completions.run(stop), name="completions"),
             asyncio.create_task(coordinator.ingest.run(stop), name="ingest"),
+            asyncio.create_task(depth.run(stop), name="queue-depth"),
         ]
         app.state.ready = True
         log.info(

@@ -20,6 +20,8 @@ from coordinator.records import (
 )
 from coordinator.registry import Registry
 from coordinator.store import ExecutionStore
+from coordinator.workers import WorkerDirectory
+from tpf import metrics
 from tpf.errors import InvalidInput, NotFound, TpfError
 from tpf.payloads import PayloadStore
 from tpf.settings import Timings
@@ -27,6 +29,10 @@ from tpf.settings import Timings
 
 class NoActiveRelease(TpfError):
     """The pipeline is registered but no release of it is active (HTTP 409)."""
+
+
+class NoHealthyWorker(TpfError):
+    """No healthy worker runs the release a submission would be pinned to (HTTP 503)."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,14 @@ class ExecutionService:
         payloads: PayloadStore,
         dispatcher: Dispatcher,
         timings: Timings,
+        workers: WorkerDirectory,
+        submit_without_worker: bool = False,
     ) -> None:
         self.store, self.registry, self.payloads = store, registry, payloads
         self.dispatcher, self.timings = dispatcher, timings
+        self.workers = workers
+        self.submit_without_worker = submit_without_worker
+        """Accept submissions with no healthy worker of the release (they wait in its queue)."""
 
     async def submit(
         self,
@@ -83,6 +94,8 @@ class ExecutionService:
             raise NotFound(f"unknown pipeline {pipeline_id!r}")
         contract = await self.registry.contract(pipeline_id, release.contract_version)
         contract.validate_input(value)
+        if not self.submit_without_worker:
+            await self._admit(pipeline_id, release.release_version, now_ms)
 
         data = canonical(value)
         record = new_execution(
@@ -104,6 +117,16 @@ class ExecutionService:
             return Submission(outcome.record, duplicate=True)
         await self.dispatcher.send(outcome.record, now_ms=now_ms, payload=data)
         return Submission(outcome.record, duplicate=False)
+
+    async def _admit(self, pipeline_id: str, release_version: str, now_ms: int) -> None:
+        if await self.workers.healthy(pipeline_id, release_version, now_ms):
+            return
+        metrics.ADMISSIONS_REFUSED.labels(pipeline=pipeline_id).inc()
+        raise NoHealthyWorker(
+            f"no healthy worker runs release {release_version} of pipeline {pipeline_id!r}: "
+            f"start one with `tpf worker --release {release_version}`, or set "
+            "TPF_SUBMIT_WITHOUT_WORKER=true to queue submissions until one comes"
+        )
 
     async def status(self, tenant_id: str, execution_id: str) -> ExecutionRecord:
         record = await self.store.get(tenant_id, execution_id)

@@ -15,6 +15,7 @@ from coordinator.routing import InMemoryWorkQueues
 from coordinator.store import ExecutionStore
 from coordinator.store.memory import InMemoryExecutionTable
 from coordinator.wiring import Coordinator, assemble
+from coordinator.workers import InMemoryWorkerTable, WorkerDirectory
 from tpf.contract import Contract
 from tpf.payloads import PayloadStore
 from tpf.payloads.memory import InMemoryPayloadBackend
@@ -44,7 +45,9 @@ class InMemoryCoordinator(Coordinator):
 
     @classmethod
     def create(cls, settings: Settings | None = None) -> InMemoryCoordinator:
-        settings = settings or Settings(profile="test", due_shards=2)
+        # Admission needs a worker's presence; tests that drive commands by hand have none
+        # unless they say so (see the admission tests).
+        settings = settings or Settings(profile="test", due_shards=2, submit_without_worker=True)
         visibility = settings.timings.visibility_timeout.total_seconds()
         table = InMemoryExecutionTable(shards=settings.due_shards)
         names = ("results", "dl", "requests", "completions", "ingest")
@@ -65,6 +68,9 @@ class InMemoryCoordinator(Coordinator):
             await_completions=queues["completions"],
             ingest=queues["ingest"],
             signer=signer,
+            workers=WorkerDirectory(
+                InMemoryWorkerTable(), stale_after=settings.timings.worker_stale
+            ),
         )
         return cls(
             **vars(parts),

@@ -28,6 +28,7 @@ from coordinator.service import ExecutionService
 from coordinator.store import ExecutionStore
 from coordinator.sweeper import Sweeper
 from coordinator.transitions import TransitionCommitter
+from coordinator.workers import WorkerDirectory
 from tpf.clock import now_ms
 from tpf.payloads import PayloadStore
 from tpf.queues import Queue
@@ -52,6 +53,7 @@ class Coordinator:
     awaits: AwaitService
     completions: CompletionConsumer
     ingest: IngestConsumer
+    workers: WorkerDirectory
 
     async def close(self) -> None:
         """Flush what is written off the commit path (history entries)."""
@@ -73,6 +75,7 @@ def assemble(
     await_completions: Queue,
     ingest: Queue,
     signer: Signer,
+    workers: WorkerDirectory,
     transports: Transports | None = None,
 ) -> Coordinator:
     timings = settings.timings
@@ -110,6 +113,8 @@ def assemble(
         payloads=payloads,
         dispatcher=dispatcher,
         timings=timings,
+        workers=workers,
+        submit_without_worker=settings.submit_without_worker,
     )
 
     async def submit_upload(obj: UploadedObject) -> None:
@@ -129,7 +134,13 @@ def assemble(
         dispatcher=dispatcher,
         committer=committer,
         results=ResultsConsumer(
-            queue=results, committer=committer, store=store, signer=signer, timings=timings
+            queue=results,
+            committer=committer,
+            store=store,
+            signer=signer,
+            timings=timings,
+            dispatcher=dispatcher,
+            workers=workers,
         ),
         sweeper=Sweeper(
             store=store,
@@ -147,4 +158,5 @@ def assemble(
             queue=await_completions, awaits=await_service, timings=timings
         ),
         ingest=IngestConsumer(queue=ingest, submit=submit_upload, timings=timings),
+        workers=workers,
     )

@@ -66,7 +66,7 @@ RELEASE_QUEUE_MANAGEMENT = (
 )
 """Activation creates a release's work queue and retirement deletes it, so the coordinator
 manages the stack's ``work-*`` queues; it cannot touch any other queue's attributes."""
-MAPPING_READ = ("lambda:GetEventSourceMapping",)
+MAPPING_READ = ("lambda:GetEventSourceMapping", "lambda:ListEventSourceMappings")
 """A Lambda worker is healthy while its event source mapping is enabled."""
 COORDINATOR_CONSUMES = ("results", "ingest", "await-completions")
 COORDINATOR_OBJECTS: dict[str, tuple[str, ...]] = {
@@ -204,8 +204,9 @@ def coordinator_role(
             QUEUE_SEND + QUEUE_LOOKUP + RELEASE_QUEUE_MANAGEMENT,
             [release_queues_arn(stack)],
         ),
-        # Mapping ARNs are ids, not names: this is the one grant that cannot name the stack.
-        _statement("ReadWorkerMappings", MAPPING_READ, [event_source_mappings_arn()]),
+        # Listing mappings has no resource-level permission, so this read-only grant is the one
+        # that cannot name the stack.
+        _statement("ReadWorkerMappings", MAPPING_READ, ["*"]),
     ]
     for name, actions in COORDINATOR_OBJECTS.items():
         bucket = ids("bucket", name)
@@ -235,14 +236,6 @@ def release_queues_arn(stack: StackDescription) -> dict[str, Any]:
     """Every release-scoped work queue of the stack, and their dead-letter queues."""
     pattern = stack.physical(WORK_QUEUE_PREFIX) + "*"
     return {"Fn::Sub": f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{pattern}"}
-
-
-def event_source_mappings_arn() -> dict[str, Any]:
-    return {
-        "Fn::Sub": (
-            "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:event-source-mapping:*"
-        )
-    }
 
 
 def s3_send_policy(stack: StackDescription, queue: str, ids: LogicalId) -> dict[str, Any]:

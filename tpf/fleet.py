@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +68,15 @@ class Fleet:
         for member in self.members:
             self.start(member)
 
-    def wait_ready(self, url: str, *, timeout: float = 30.0) -> None:
-        """Wait until ``url`` answers 200, failing fast if a member died."""
+    def wait_ready(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+        until: Callable[[httpx.Response], bool] = lambda response: True,
+    ) -> None:
+        """Wait until ``url`` answers 200 (and ``until`` holds), failing fast if a member died."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for member in self.members:
@@ -78,7 +86,8 @@ class Fleet:
                         f"see {member.log_path}:\n{tail(member.log_path)}"
                     )
             try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
+                response = httpx.get(url, timeout=1.0, headers=headers)
+                if response.status_code == 200 and until(response):
                     return
             except httpx.HTTPError:
                 pass

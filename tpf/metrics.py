@@ -114,3 +114,18 @@ QUEUE_DEPTH = Gauge(
 def render() -> bytes:
     """The default registry in Prometheus text format (``CONTENT_TYPE``)."""
     return generate_latest(REGISTRY)
+
+
+COMMANDS_REROUTED = Counter(
+    "tpf_commands_rerouted",
+    "Commands a worker of another release refused, sent again to their release's queue.",
+    ["outcome"],
+)
+WORKER_REPORTS = Counter(
+    "tpf_worker_presence_reports", "Signed worker presence reports recorded.", ["state"]
+)
+ADMISSIONS_REFUSED = Counter(
+    "tpf_admissions_refused",
+    "Submissions refused because no healthy worker of the pinned release exists.",
+    ["pipeline"],
+)

@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from coordinator.registry import DynamoRegistryTable, Registry, register_pipeline
-from infra.provision import provision
+from infra.provision import provision, provision_release
 from tpf.clock import now_ms
 from tpf.embedded import EmbeddedSubstrate
 from tpf.fleet import Fleet
@@ -104,10 +106,29 @@ class OwnedStack:
 
 
 async def register_all(settings: Settings, pipelines: list[Pipeline], release: str) -> None:
+    """Register and activate ``release`` of each pipeline, its work queue created first."""
+    await asyncio.to_thread(provision_release, settings, release)
     async with open_clients(settings) as aws:
         registry = Registry(DynamoRegistryTable(aws.dynamodb, settings.resource("registry")))
         for pipeline in pipelines:
             await register_pipeline(registry, pipeline, release, now_ms=now_ms())
+
+
+def wait_for_workers(
+    stack: OwnedStack, pipeline_ids: list[str], release: str, *, timeout: float = 60.0
+) -> None:
+    """Until every pipeline has a healthy worker of ``release``: before that, submissions
+    are refused with 503 (admission)."""
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+
+    def healthy(response: httpx.Response) -> bool:
+        return any(
+            w["state"] == "HEALTHY" and w["releaseVersion"] == release for w in response.json()
+        )
+
+    for pipeline_id in pipeline_ids:
+        url = f"{stack.api_url}/tpf/admin/tenants/default/pipelines/{pipeline_id}/workers"
+        stack.fleet.wait_ready(url, timeout=timeout, headers=headers, until=healthy)
 
 
 @contextlib.contextmanager
@@ -160,6 +181,8 @@ def owned_stack(spec: StackSpec, *, workdir: Path | None = None) -> Iterator[Own
             fleet.start_all()
             for url in api_urls:
                 fleet.wait_ready(f"{url}/q/health/ready")
+            if spec.workers:
+                wait_for_workers(stack, [p.id for p in pipelines], spec.release)
             yield stack
         finally:
             fleet.stop_all(grace=settings.timings.shutdown_grace.total_seconds() + 5)

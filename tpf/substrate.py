@@ -52,7 +52,7 @@ class Endpoints:
     s3: str | None
 
     def for_service(self, service: str) -> str | None:
-        value: str | None = getattr(self, service)
+        value: str | None = getattr(self, service, None)
         return value
 
     def as_env(self) -> dict[str, str]:
@@ -118,12 +118,22 @@ def sync_client(
 
 @dataclass
 class AwsClients:
-    """The three async clients a role needs, opened once per process."""
+    """The async clients a role needs, opened once per process."""
 
     dynamodb: Any
     sqs: Any
     s3: Any
     endpoints: Endpoints
+    lambda_: Any = None
+    """Reads the event source mappings of Lambda workers (never invokes them)."""
+
+
+def lambda_endpoint(settings: Settings, endpoints: Endpoints) -> str | None:
+    """Lambda is no service of the LocalStack stack; moto's server (embedded) serves it."""
+    explicit = os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or settings.endpoint_url
+    if explicit or settings.substrate != "embedded":
+        return explicit
+    return endpoints.dynamodb
 
 
 @asynccontextmanager
@@ -140,4 +150,8 @@ async def open_clients(
             )
             ledger.attach(client.meta.events)
             opened[service] = client
-        yield AwsClients(endpoints=endpoints, **opened)
+        # Creating a client sends nothing: it costs a request only where a Lambda worker is.
+        kwargs = client_kwargs(settings, "lambda", endpoints)
+        kwargs["endpoint_url"] = lambda_endpoint(settings, endpoints)
+        lambda_client = await stack.enter_async_context(session.client("lambda", **kwargs))
+        yield AwsClients(endpoints=endpoints, lambda_=lambda_client, **opened)

@@ -17,9 +17,14 @@ result sent                          delete      done; a redelivery would only r
 bad signature (unsigned, unknown     delete      no redelivery can make it valid; the deadline
 key, tampered, expired)                          sweeper retries with a fresh command
 past its deadline                    delete      the sweeper has taken the transition over
+superseded (a replay: its            delete      the record has moved on (``worker.fence``)
+transition is no longer current)
+another release                      delete      after a signed ``Misrouted`` reached the
+                                                 coordinator, which sends it to its release's
+                                                 queue (hand_back when that send fails)
 malformed                            hand_back   the redrive policy moves it to the DLQ after
                                                  ``maxReceiveCount`` receives, for an operator
-another pipeline, contract, release  hand_back   another worker may host it
+another pipeline or contract         hand_back   another worker of the release may host it
 result not sent, or a crash          keep        reappears after its visibility timeout and
                                                  runs again under the same transition key
 ===================================  ==========  ============================================
@@ -44,11 +49,13 @@ from tpf.signing import SignatureRejected, Signer
 from tpf.wire import (
     Heartbeat,
     MalformedMessage,
+    Misrouted,
     TransitionCommand,
     TransitionResult,
     WorkerIdentity,
     decode,
 )
+from worker.fence import TransitionFence
 from worker.runtime import InvocationRuntime
 from worker.transition import run_transition
 
@@ -87,8 +94,10 @@ class CommandHandler:
         runtime: InvocationRuntime | None = None,
         clock: Callable[[], int] = epoch_ms,
         log: logging.Logger | None = None,
+        fence: TransitionFence | None = None,
     ) -> None:
         self.pipelines = dict(pipelines)
+        self.fence = fence
         self.results, self.payloads = results, payloads
         self.signer, self.identity, self.timings = signer, identity, timings
         self.runtime = runtime or InvocationRuntime(role=ROLE)
@@ -112,6 +121,8 @@ class CommandHandler:
         refusal = await self.refusal(envelope)
         if refusal is not None:
             reason, disposal = refusal
+            if reason == "other_release":
+                disposal = await self._report_misrouted(envelope)
             return self._reject(message.message_id, reason, reason, disposal, envelope)
         try:
             result = await self.execute(envelope, keep_alive=self.keep_alive(message))
@@ -134,6 +145,8 @@ class CommandHandler:
             # transition over (or is about to) under a new key, so a run would only be wasted
             # work ending in a late result. Dropping it keeps a backlog from feeding itself.
             return "past_deadline", "delete"
+        if self.fence is not None and not await self.fence.is_live(command):
+            return "superseded", "delete"
         return None
 
     async def execute(
@@ -185,6 +198,30 @@ class CommandHandler:
             return Settlement("keep")
         self.log.info("transition %s", result.outcome, extra={"action": "result-sent", **fields})
         return Settlement("delete", outcome=result.outcome)
+
+    async def _report_misrouted(self, command: TransitionCommand) -> Disposal:
+        """Tell the coordinator, which re-routes the command to its release's own queue."""
+        report = Misrouted(
+            tenant_id=command.tenant_id,
+            execution_id=command.execution_id,
+            transition_key=command.transition_key,
+            execution_version=command.execution_version,
+            release_version=command.release_version,
+            worker=self.identity,
+        )
+        signed = self.signer.sign(
+            report, channel="results", now_ms=self._clock(), ttl_ms=RESULT_TTL_MS
+        )
+        try:
+            await self.results.send(Outgoing(signed.to_json()))
+        except Exception as exc:
+            self.log.warning(
+                "misroute not reported: %s",
+                exc,
+                extra={"action": "misroute-unsent", **command_fields(command)},
+            )
+            return "hand_back"
+        return "delete"
 
     async def _heartbeat(self, command: TransitionCommand) -> None:
         interval = self.timings.heartbeat_interval.total_seconds()

@@ -27,6 +27,7 @@ from tpf.settings import Settings
 from tpf.signing import Signer
 from tpf.wire import WorkerIdentity
 from worker.command import ROLE, CommandHandler, Settlement, epoch_ms
+from worker.fence import TransitionFence
 from worker.runtime import InvocationRuntime
 
 log = logging.getLogger("tpf.worker")
@@ -48,6 +49,7 @@ class TransitionWorker(CommandHandler):
         concurrency: int | None = None,
         runtime: InvocationRuntime | None = None,
         clock: Callable[[], int] = epoch_ms,
+        fence: TransitionFence | None = None,
     ) -> None:
         super().__init__(
             pipelines=pipelines,
@@ -58,6 +60,7 @@ class TransitionWorker(CommandHandler):
             identity=identity,
             runtime=runtime,
             clock=clock,
+            fence=fence,
         )
         self.work = work
         self.concurrency = concurrency or settings.worker_concurrency

@@ -19,8 +19,9 @@ def running_fleet(
     pipelines: tuple[str, ...],
     coordinators: int = 1,
     provider_mock: tuple[str, ...] | None = None,
+    workers: int = 2,
 ) -> Iterator[OwnedStack]:
-    """Coordinators and two workers as separate processes, on the substrate ``request`` names."""
+    """Coordinators and workers as separate processes, on the substrate ``request`` names."""
     if request.param == "localstack":
         require(localstack_unavailable(localstack_endpoints()))
     spec = StackSpec(
@@ -28,7 +29,7 @@ def running_fleet(
         stack=unique_stack(),
         profile="test",
         coordinators=coordinators,
-        workers=2,
+        workers=workers,
         pipelines=pipelines,
         extra_env={"TPF_TEST_MARKERS": str(markers)},
         provider_mock=provider_mock,

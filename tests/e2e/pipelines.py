@@ -14,7 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tpf.pipeline import Pipeline, RetryPolicy, StepContext
+from tpf.errors import Retryable
+from tpf.pipeline import Awaited, Pipeline, RetryPolicy, StepContext
 
 
 class Job(BaseModel):
@@ -92,3 +93,49 @@ short_wait = Pipeline("org.tests.short-wait", input=Ask)
 @short_wait.await_(response=Reply, timeout=timedelta(seconds=2))
 def ask_briefly(ask: Ask) -> Ask:
     return ask
+
+
+class Visit(BaseModel):
+    name: str
+    seconds: float = 0.0
+    """How long the first step runs (keeps an execution RUNNING across a rollout)."""
+    fail_attempts: int = 0
+    """Attempts of the first step that fail transiently (keeps it retrying across a rollout)."""
+    retry_seconds: float = 0.0
+    """Delay before each retry."""
+
+
+class Farewell(BaseModel):
+    name: str
+    release: str
+    pid: int
+
+
+def rollout(release: str) -> Pipeline:
+    """``org.tests.rollout`` as release ``release`` ships it: run, await a sign-in, leave.
+    The two releases differ in output, so their contracts differ too."""
+    pipeline = Pipeline("org.tests.rollout", input=Visit, retry=RetryPolicy(max_attempts=8))
+
+    @pipeline.step()
+    async def arrive(visit: Visit, ctx: StepContext) -> Visit:
+        mark(f"arrive-{release}", ctx)
+        if ctx.attempt <= visit.fail_attempts:
+            wait = timedelta(seconds=visit.retry_seconds)
+            raise Retryable(f"not open yet (attempt {ctx.attempt})", retry_after=wait)
+        await asyncio.sleep(visit.seconds)
+        return visit
+
+    @pipeline.await_(id="SignIn", response=Reply, timeout=timedelta(minutes=5))
+    def sign_in(visit: Visit) -> Visit:
+        return visit
+
+    @pipeline.step(id=f"leave-v{release}")
+    def leave(answer: Awaited[Visit, Reply], ctx: StepContext) -> Farewell:
+        mark(f"leave-{release}", ctx)
+        return Farewell(name=answer.request.name, release=release, pid=os.getpid())
+
+    return pipeline
+
+
+rollout_v1 = rollout("1")
+rollout_v2 = rollout("2")

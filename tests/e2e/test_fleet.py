@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from infra.resources import work_queue
 from tests.substrates import wait_until
 from tpf.codec import encode_envelope
 from tpf.stack import OwnedStack
@@ -124,8 +125,9 @@ def test_a_malformed_message_reaches_the_dead_letter_queue_and_workers_live_on(
     fleet: OwnedStack, api: httpx.Client
 ) -> None:
     sqs = sync_client(fleet.settings, "sqs", endpoints=fleet.endpoints)
-    work = sqs.get_queue_url(QueueName=fleet.settings.resource("work"))["QueueUrl"]
-    dlq = sqs.get_queue_url(QueueName=fleet.settings.resource("work-dlq"))["QueueUrl"]
+    queue = fleet.settings.resource(work_queue(fleet.spec.release))
+    work = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=f"{queue}-dlq")["QueueUrl"]
     sent = sqs.send_message(QueueUrl=work, MessageBody="this is not an envelope")["MessageId"]
 
     def dead_lettered() -> bool:

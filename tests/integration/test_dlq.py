@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 
 from infra import _queues
-from infra.resources import Queue, describe
+from infra.resources import Queue, describe, work_queue
 from tests.substrates import TestStack, wait_until
 from tpf.cli.dlq import _queue, counts, peek, replay
 from tpf.errors import InvalidInput
 from tpf.substrate import sync_client
+
+WORK = work_queue("1.0.0")
 
 pytestmark = pytest.mark.substrate
 
@@ -199,7 +201,7 @@ def test_replay_keeps_a_message_whose_send_failed_in_the_dlq(
 
 
 def test_unknown_queue_names_the_valid_ones(substrate_stack: TestStack) -> None:
-    with pytest.raises(InvalidInput, match=r"unknown queue 'wrok': expected one of work, "):
+    with pytest.raises(InvalidInput, match=r"unknown queue 'wrok': expected one of results, "):
         _queue(substrate_stack.settings, "wrok")
 
 
@@ -235,7 +237,7 @@ def test_the_cli_lists_peeks_dry_runs_and_replays(
     sqs = sync_client(settings, "sqs", endpoints=embedded_stack.endpoints)
     work, dlq, dead_letters = (
         sqs.get_queue_url(QueueName=settings.resource(name))["QueueUrl"]
-        for name in ("work", "work-dlq", "dead-letters")
+        for name in (WORK, f"{WORK}-dlq", "dead-letters")
     )
     for url in (work, dlq, dead_letters):
         _drain(sqs, url)
@@ -244,8 +246,8 @@ def test_the_cli_lists_peeks_dry_runs_and_replays(
     listed = _tpf(embedded_stack, tmp_path, "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {r["queue"]: r for r in json.loads(listed.stdout)}
-    assert set(rows) == {q.name for q in describe(settings).queues}
-    assert rows["work"]["visible"] == 2
+    assert set(rows) == {q.name for q in describe(settings, releases=["1.0.0"]).queues}
+    assert rows[WORK]["visible"] == 2
 
     peeked = _tpf(embedded_stack, tmp_path, "list", "work", "--messages", "--json")
     assert peeked.returncode == 0, peeked.stderr
@@ -253,13 +255,13 @@ def test_the_cli_lists_peeks_dry_runs_and_replays(
 
     dry = _tpf(embedded_stack, tmp_path, "replay", "work", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
-    report = {"queue": "work", "moved": 2, "failed": 0, "dryRun": True, "failures": []}
+    report = {"queue": WORK, "moved": 2, "failed": 0, "dryRun": True, "failures": []}
     assert json.loads(dry.stdout) == report
     assert _drain(sqs, work) == []
 
     moved = _tpf(embedded_stack, tmp_path, "replay", "work")
     assert moved.returncode == 0, moved.stderr
-    assert moved.stdout.strip() == f"work: moved 2 from {settings.resource('work-dlq')}"
+    assert moved.stdout.strip() == f"{WORK}: moved 2 from {settings.resource(WORK + '-dlq')}"
     assert sorted(m["Body"] for m in _drain(sqs, work)) == ["one", "two"]
 
     sqs.send_message(QueueUrl=dead_letters, MessageBody='{"kind": "dead-letter"}')

@@ -24,6 +24,7 @@ from coordinator.role import build
 from coordinator.wiring import Coordinator
 from examples.orders import orders
 from infra.provision import provision, teardown
+from infra.resources import work_queue
 from tests.substrates import TestStack, settings_for
 from tpf.clock import now_ms
 from tpf.queues import Outgoing, Queue, Received
@@ -100,7 +101,9 @@ class WorkQueue:
     def __init__(self, stack: TestStack) -> None:
         self.sqs = sync_client(stack.settings, "sqs", endpoints=stack.endpoints)
         self.region = stack.settings.region
-        self.url = self.sqs.get_queue_url(QueueName=stack.settings.resource("work"))["QueueUrl"]
+        self.url = self.sqs.get_queue_url(QueueName=stack.settings.resource(work_queue("1.0.0")))[
+            "QueueUrl"
+        ]
         attributes = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
         self.arn = attributes["Attributes"]["QueueArn"]
 

@@ -32,6 +32,7 @@ from coordinator.wiring import Coordinator
 from examples.orders import orders
 from examples.restaurant_approval import AWAIT_STEP, restaurant_approval
 from infra.provision import provision, teardown
+from infra.resources import work_queue
 from tests.substrates import (
     TestStack,
     localstack_endpoints,
@@ -125,7 +126,7 @@ async def executions(stack: TestStack) -> Executions:
         c = await build(settings, aws, Signer(TEST_KEY))
         for pipeline in PIPELINES.values():
             await register_pipeline(c.registry, pipeline, "1.0.0", now_ms=now_ms())
-        work = await SqsQueue.open(aws.sqs, settings.resource("work"))
+        work = await SqsQueue.open(aws.sqs, settings.resource(work_queue("1.0.0")))
 
         async def submit(pipeline_id: str, value: Any) -> str:
             outcome = await c.service.submit(

@@ -15,9 +15,17 @@ from urllib.parse import unquote_plus
 
 import pytest
 
+from infra._queues import url_of
 from infra._tables import create_request
-from infra.provision import ProvisionReport, describe_live, provision, teardown
-from infra.resources import describe
+from infra.provision import (
+    ProvisionReport,
+    describe_live,
+    provision,
+    provision_release,
+    retire_release,
+    teardown,
+)
+from infra.resources import describe, work_queue
 from tests.substrates import TestStack, settings_for, wait_until
 from tpf.errors import ConfigurationError
 from tpf.settings import Settings
@@ -133,16 +141,16 @@ def describe_live_names(settings: Settings) -> list[str]:
 
 def test_a_queue_visibility_changed_by_hand_is_restored(substrate_stack: TestStack) -> None:
     sqs = _client(substrate_stack, "sqs")
-    url = _queue_url(substrate_stack, "work")
-    declared = describe(substrate_stack.settings).queue("work").visibility_timeout
+    url = _queue_url(substrate_stack, "results")
+    declared = describe(substrate_stack.settings).queue("results").visibility_timeout
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "77"})
 
     report = provision(substrate_stack.settings, endpoints=substrate_stack.endpoints)
 
     changed = {r.name: r for r in report.resources if r.action != "unchanged"}
-    assert set(changed) == {"work"}
-    assert changed["work"].action == "updated"
-    assert changed["work"].details == ("VisibilityTimeout",)
+    assert set(changed) == {"results"}
+    assert changed["results"].action == "updated"
+    assert changed["results"].details == ("VisibilityTimeout",)
     restored = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
     assert restored["Attributes"]["VisibilityTimeout"] == str(int(declared.total_seconds()))
 
@@ -320,3 +328,25 @@ def test_an_unreachable_substrate_is_one_clear_configuration_error() -> None:
         describe_live(settings, endpoints=nowhere)
     message = str(caught.value)
     assert message == "cannot reach dynamodb at http://127.0.0.1:9: is the substrate running?"
+
+
+def test_activation_creates_a_release_queue_and_retirement_removes_it(
+    substrate_stack: TestStack,
+) -> None:
+    settings, endpoints = substrate_stack.settings, substrate_stack.endpoints
+    release = f"9.{uuid.uuid4().hex[:6]}"
+    name = work_queue(release)
+
+    created = provision_release(settings, release, endpoints=endpoints)
+    assert {r.name: r.action for r in created.resources} == {
+        name: "created",
+        f"{name}-dlq": "created",
+    }
+    again = provision_release(settings, release, endpoints=endpoints)
+    assert {r.action for r in again.resources} == {"unchanged"}
+    assert _queue_url(substrate_stack, name)
+
+    retired = retire_release(settings, release, endpoints=endpoints)
+    assert {r.action for r in retired.resources} == {"deleted"}
+    sqs = _client(substrate_stack, "sqs")
+    assert url_of(sqs, settings.resource(name)) is None

@@ -41,6 +41,7 @@ def coordinator(per_unit: int = 5, per_tenant: int = 8) -> InMemoryCoordinator:
         due_shards=2,
         await_unit_in_flight=per_unit,
         await_tenant_in_flight=per_tenant,
+        submit_without_worker=True,
     )
     return InMemoryCoordinator.create(settings)
 

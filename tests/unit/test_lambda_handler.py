@@ -26,7 +26,14 @@ from tpf.pipeline import Pipeline
 from tpf.queues import InMemoryQueue, Outgoing
 from tpf.settings import Settings
 from tpf.signing import Signer, SigningKey
-from tpf.wire import Heartbeat, TransitionCommand, TransitionResult, WorkerIdentity, decode
+from tpf.wire import (
+    Heartbeat,
+    Misrouted,
+    TransitionCommand,
+    TransitionResult,
+    WorkerIdentity,
+    decode,
+)
 from worker import lambda_handler
 from worker.command import CommandHandler, epoch_ms
 from worker.lambda_handler import Container, configured_pipelines, handler
@@ -87,11 +94,11 @@ class Lambda:
         )
         self.container = Container(asyncio.new_event_loop(), self.commands)
 
-    def envelopes(self) -> list[TransitionResult | Heartbeat]:
+    def envelopes(self) -> list[TransitionResult | Heartbeat | Misrouted]:
         found = []
         for stored in self.results.messages.values():
             envelope = decode(stored.body)
-            assert isinstance(envelope, TransitionResult | Heartbeat)
+            assert isinstance(envelope, TransitionResult | Heartbeat | Misrouted)
             SIGNER.verify(envelope, channel="results", now_ms=epoch_ms())
             found.append(envelope)
         return found
@@ -183,10 +190,14 @@ def test_only_the_records_that_must_come_back_are_reported(install: Any) -> None
 
     failed = invoke(good, tampered, late, malformed, elsewhere)
 
-    # Bad signature and past deadline: deleted, never retried. Malformed and not hosted: back
-    # to the queue, whose redrive policy retires them to the DLQ if no worker takes them.
-    assert failed == [malformed["messageId"], elsewhere["messageId"]]
-    assert [e.execution_id for e in fake.envelopes()] == ["e-good"]
+    # Bad signature and past deadline: deleted, never retried. Malformed: back to the queue,
+    # whose redrive policy retires it to the DLQ. Another release's command: deleted once a
+    # signed misroute report is on its way to the coordinator, which re-routes it.
+    assert failed == [malformed["messageId"]]
+    envelopes = fake.envelopes()
+    assert [e.execution_id for e in envelopes] == ["e-good", "e-other"]
+    assert isinstance(envelopes[1], Misrouted)
+    assert envelopes[1].release_version == "2.0.0"
 
 
 def test_a_result_that_cannot_be_sent_is_reported_for_redelivery(install: Any) -> None:

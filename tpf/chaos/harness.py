@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from infra.resources import work_queue
 from tpf.chaos.load import Planned, plan
 from tpf.chaos.monkey import Duplicator, Monkey, Tally
 from tpf.chaos.pipelines import CHAOS_DIR, PIPELINES
@@ -94,7 +95,7 @@ def run(options: Options) -> dict[str, Any]:
             sqs = sync_client(stack.settings, "sqs", endpoints=stack.endpoints)
             urls = [
                 sqs.get_queue_url(QueueName=stack.settings.resource(q))["QueueUrl"]
-                for q in ("work", "results")
+                for q in (work_queue(stack.spec.release), "results")
             ]
             duplicator = Duplicator(sqs, urls, rate=options.duplicate_rate, rng=rng, tally=tally)
             threads.append(threading.Thread(target=duplicator.run, args=(stop,), daemon=True))

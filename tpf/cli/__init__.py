@@ -30,6 +30,7 @@ def _register() -> None:
         infra,
         operations,
         provider,
+        release,
         roles,
         up,
         upload,
@@ -39,6 +40,7 @@ def _register() -> None:
     app.add_typer(executions.executions, name="executions")
     app.add_typer(dlq.app, name="dlq")
     app.add_typer(approvals.app, name="approvals")
+    app.add_typer(release.app, name="release")
     for group in (
         bench.app,
         demo.app,

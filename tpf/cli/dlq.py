@@ -17,7 +17,7 @@ import typer
 from botocore.exceptions import ClientError
 
 from infra._queues import url_of
-from infra.resources import Queue, describe
+from infra.resources import Queue, describe, work_queue
 from tpf.cli.common import print_json, table
 from tpf.errors import InvalidInput, TpfError
 from tpf.settings import Settings
@@ -169,8 +169,15 @@ def peek(sqs: Any, url: str, limit: int) -> list[dict[str, Any]]:
     return list(found.values())
 
 
+def _queues(settings: Settings) -> tuple[Queue, ...]:
+    """The stack's queues and the configured release's work queue (TPF_RELEASE)."""
+    return describe(settings, releases=[settings.release]).queues
+
+
 def _queue(settings: Settings, name: str) -> Queue:
-    queues = describe(settings).queues
+    if name == "work":  # shorthand for the configured release's work queue
+        name = work_queue(settings.release)
+    queues = _queues(settings)
     for queue in queues:
         if queue.name == name:
             return queue
@@ -219,7 +226,7 @@ def list_command(
     settings = Settings()
     if (messages or source) and queue is None:
         raise InvalidInput("--messages and --source need a QUEUE")
-    chosen = [_queue(settings, queue)] if queue else list(describe(settings).queues)
+    chosen = [_queue(settings, queue)] if queue else list(_queues(settings))
     sqs = sync_client(settings, "sqs")
     if not (messages or source):
         rows = counts(sqs, settings, chosen)

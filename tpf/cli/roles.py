@@ -7,12 +7,14 @@ import os
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from tpf.cli.common import run_role
 from tpf.errors import ConfigurationError
 from tpf.settings import Settings
 
 app = typer.Typer()
+err = Console(stderr=True)
 
 
 @app.command()
@@ -33,6 +35,9 @@ def coordinator(
         raise ConfigurationError(
             "require_remote_worker=true: this coordinator refuses to run transitions in-process"
         )
+    topology = "one-process (coordinator and worker)" if one_process else "coordinator only"
+    remote = ", remote workers required" if settings.require_remote_worker else ""
+    err.print(f"topology: {topology}{remote}", highlight=False)
 
     async def main(stop: asyncio.Event) -> None:
         roles = [serve(settings, stop)]
@@ -41,7 +46,7 @@ def coordinator(
             from worker.role import serve as serve_worker
 
             pipelines = [load_pipeline(p) for p in one_process]
-            roles.append(serve_worker(settings, stop, pipelines, "1.0.0"))
+            roles.append(serve_worker(settings, stop, pipelines, settings.release))
         await asyncio.gather(*roles)
 
     run_role("coordinator", main)
@@ -53,9 +58,16 @@ def worker(
         list[str] | None,
         typer.Option(help="Pipeline to host, as module:attribute (repeatable; or TPF_PIPELINES)."),
     ] = None,
-    release: Annotated[str, typer.Option(help="Release version this worker runs.")] = "1.0.0",
+    release: Annotated[
+        str | None,
+        typer.Option(help="Release version this worker runs (default: TPF_RELEASE or 1.0.0)."),
+    ] = None,
+    rest_port: Annotated[
+        int | None,
+        typer.Option(help="Serve signed REST on this port instead of polling the work queue."),
+    ] = None,
 ) -> None:
-    """Run a transition worker polling the work queue."""
+    """Run a transition worker (worker-only topology) for one release of its pipelines."""
     from worker.role import load_pipeline, serve
 
     references = pipeline or [p for p in os.environ.get("TPF_PIPELINES", "").split(",") if p]
@@ -63,7 +75,10 @@ def worker(
         raise ConfigurationError("name at least one --pipeline module:attribute")
     pipelines = [load_pipeline(p) for p in references]
     settings = Settings()
-    run_role("worker", lambda stop: serve(settings, stop, pipelines, release))
+    version = release or settings.release
+    transport = f"REST on port {rest_port}" if rest_port else "its release's work queue"
+    err.print(f"topology: worker only, release {version}, {transport}", highlight=False)
+    run_role("worker", lambda stop: serve(settings, stop, pipelines, version, rest_port=rest_port))
 
 
 @app.command()
