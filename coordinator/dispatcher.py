@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from coordinator.records import ExecutionRecord
 from coordinator.registry import Registry
-from coordinator.routing import WorkQueues
+from coordinator.routing import RestDispatch, WorkQueues
 from coordinator.store import ExecutionStore
 from tpf.contract import Contract
 from tpf.queues import Outgoing
@@ -37,6 +37,9 @@ class Dispatcher:
     ) -> None:
         self.store, self.registry, self.work = store, registry, work
         self.signer, self.timings = signer, timings
+        self.rest: RestDispatch | None = None
+        """Set once results can be committed (wiring): routes to REST workers when a release
+        has healthy ones."""
 
     def deadline(self, now_ms: int, delay: timedelta = timedelta(0)) -> int:
         """Time in the queue plus the transition's own budget; heartbeats extend it."""
@@ -71,6 +74,11 @@ class Dispatcher:
         ttl_ms = (record.due_at_ms or now_ms) - now_ms + int(SIGNATURE_SLACK.total_seconds() * 1000)
         signed = self.signer.sign(command, channel="work", now_ms=now_ms, ttl_ms=ttl_ms)
         delay_s = min(round(delay.total_seconds()), 900)
+        if self.rest is not None:
+            endpoint = await self.rest.endpoint(record.pipeline_id, record.release_version, now_ms)
+            if endpoint is not None:
+                self.rest.start(endpoint, signed, delay_s=delay_s)
+                return
         queue = await self.work.for_release(record.release_version)
         await queue.send(Outgoing(signed.to_json(), delay_s=delay_s))
 

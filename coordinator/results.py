@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 
 from coordinator.dispatcher import Dispatcher
 from coordinator.store import ExecutionStore
@@ -32,6 +33,7 @@ from tpf.wire import (
 )
 
 log = logging.getLogger("tpf.coordinator")
+REROUTES_REMEMBERED = 10_000
 
 
 class ResultsConsumer:
@@ -49,6 +51,9 @@ class ResultsConsumer:
         self.queue, self.committer, self.store = queue, committer, store
         self.signer, self.timings = signer, timings
         self.dispatcher, self.workers = dispatcher, workers
+        # Transitions this replica re-routed lately: a duplicated or replayed misroute report
+        # must not multiply the command (a second genuine misroute waits for the deadline).
+        self._rerouted: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     async def run(self, stop: asyncio.Event) -> None:
         wait_s = int(self.timings.long_poll.total_seconds())
@@ -123,7 +128,14 @@ class ResultsConsumer:
         if record is None or not live:
             metrics.COMMANDS_REROUTED.labels(outcome="stale").inc()
             return
+        key = (report.transition_key, report.execution_version)
+        if key in self._rerouted:
+            metrics.COMMANDS_REROUTED.labels(outcome="duplicate").inc()
+            return
         await self.dispatcher.send(record, now_ms=now_ms)
+        self._rerouted[key] = None
+        if len(self._rerouted) > REROUTES_REMEMBERED:
+            self._rerouted.popitem(last=False)
         metrics.COMMANDS_REROUTED.labels(outcome="sent").inc()
         log.warning(
             "command re-routed: worker %s of release %s refused a command of release %s",

@@ -34,7 +34,7 @@ from tpf.payloads.aws import payload_store
 from tpf.queues import Queue, SqsQueue
 from tpf.releases import ArtifactReader, artifact_readers
 from tpf.settings import Settings
-from tpf.signing import Signer
+from tpf.signing import Signer, signer_for
 from tpf.substrate import AwsClients, open_clients, resolve_endpoints
 
 log = logging.getLogger("tpf.coordinator")
@@ -101,7 +101,7 @@ async def running_coordinator(
     settings: Settings,
 ) -> AsyncIterator[tuple[Coordinator, AwsClients]]:
     """Clients opened and parts wired, loops not started (tests drive them directly)."""
-    signer = Signer.from_references(settings.signing_key, settings.signing_key_previous)
+    signer = signer_for(settings)
     async with open_clients(settings) as aws:
         coordinator = await build(settings, aws, signer)
         try:

@@ -22,8 +22,9 @@ from coordinator.dispatcher import Dispatcher
 from coordinator.ingest import IngestConsumer, UploadedObject
 from coordinator.operations import OperatorActions
 from coordinator.registry import Registry
+from coordinator.rest_workers import RestWorkerClient
 from coordinator.results import ResultsConsumer
-from coordinator.routing import WorkQueues
+from coordinator.routing import RestDispatch, WorkQueues
 from coordinator.service import ExecutionService
 from coordinator.store import ExecutionStore
 from coordinator.sweeper import Sweeper
@@ -34,6 +35,8 @@ from tpf.payloads import PayloadStore
 from tpf.queues import Queue
 from tpf.settings import Settings
 from tpf.signing import Signer
+from tpf.wire import TransitionResult
+from worker.runtime import InvocationRuntime
 
 
 @dataclass
@@ -56,7 +59,9 @@ class Coordinator:
     workers: WorkerDirectory
 
     async def close(self) -> None:
-        """Flush what is written off the commit path (history entries)."""
+        """Flush what is written off the commit path (history entries), end REST calls."""
+        if self.dispatcher.rest is not None:
+            await self.dispatcher.rest.close()
         if self.store.history is not None:
             await self.store.history.close()
 
@@ -106,6 +111,15 @@ def assemble(
         dispatcher=dispatcher,
         dead_letters=dead_letter_publisher,
         open_await=await_service.open,
+    )
+
+    async def commit(result: TransitionResult, at_ms: int) -> object:
+        return await committer.commit(result, now_ms=at_ms)
+
+    dispatcher.rest = RestDispatch(
+        workers=workers,
+        client=RestWorkerClient(signer, InvocationRuntime(role="coordinator")),
+        commit=commit,
     )
     service = ExecutionService(
         store=store,

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from tpf.errors import ConfigurationError, TpfError
+from tpf.settings import Settings
+from tpf.substrate import read_state
 from tpf.wire import Signature, Wire
 
 W = TypeVar("W", bound=Wire)
@@ -296,3 +298,15 @@ def _mac(key: SigningKey, channel: str, issued: int, expires: int, nonce: str, b
     )
     digest = hmac.new(key.secret, canonical.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def signer_for(settings: Settings) -> Signer:
+    """The process's signer: the configured key references, or else the key of the stack that
+    ``tpf up`` owns (its state file names it), so a worker started in another terminal joins."""
+    try:
+        return Signer.from_references(settings.signing_key, settings.signing_key_previous)
+    except ConfigurationError:
+        reference = (read_state(settings) or {}).get("signing_key")
+        if not reference:
+            raise
+        return Signer.from_references(str(reference))

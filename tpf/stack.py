@@ -97,12 +97,19 @@ class OwnedStack:
         }
 
     def write_state(self) -> Path:
-        """Let other `tpf` commands (another terminal) find this stack; readable by us only."""
+        """Let other `tpf` commands (another terminal) find this stack; readable by us only.
+        The signing key goes to a file of its own, which the state file names by reference."""
         path = self.settings.state_file
         path.parent.mkdir(parents=True, exist_ok=True)
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            json.dump(self.state(), f, indent=2)
+        key = path.with_suffix(".key")
+        _private_write(key, self.env["TPF_SIGNING_SECRET"])
+        _private_write(path, json.dumps({**self.state(), "signing_key": f"file:{key}"}, indent=2))
         return path
+
+
+def _private_write(path: Path, text: str) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(text)
 
 
 async def register_all(settings: Settings, pipelines: list[Pipeline], release: str) -> None:

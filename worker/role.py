@@ -25,7 +25,7 @@ from tpf.payloads.aws import payload_store
 from tpf.pipeline import Pipeline
 from tpf.queues import SqsQueue
 from tpf.settings import Settings
-from tpf.signing import NonceCache, Signer
+from tpf.signing import NonceCache, Signer, signer_for
 from tpf.substrate import AwsClients, open_clients
 from tpf.wire import HostedPipeline, WorkerIdentity, WorkerPresence
 from worker.command import CommandHandler, epoch_ms
@@ -105,7 +105,7 @@ async def serve(
     """Run until ``stop`` is set or a drain is requested, then drain (finish or hand back
     in-flight work). With ``rest_port`` the worker serves signed REST instead of polling."""
     with metrics_endpoint(settings):
-        signer = Signer.from_references(settings.signing_key, settings.signing_key_previous)
+        signer = signer_for(settings)
         async with open_clients(settings) as aws:
             registry = Registry(DynamoRegistryTable(aws.dynamodb, settings.resource("registry")))
             releases = await verify_release(registry, pipelines, release_version)

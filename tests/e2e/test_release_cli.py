@@ -142,11 +142,65 @@ def fleet(
     yield from running_fleet(request, markers, workdir, pipelines=("examples.orders:orders",))
 
 
-@pytest.mark.skip(reason="waiting for wiring: the coordinator process does not serve the routes")
-def test_uploaded_releases_are_registered_with_a_running_coordinator(
-    fleet: OwnedStack, tmp_path: Path
-) -> None:
+def test_the_readme_rollout_walkthrough_works_as_written(fleet: OwnedStack, tmp_path: Path) -> None:
+    """README, "Rolling out a new release": the same commands, in the same order."""
     env = clean_env(tmp_path, **fleet.env, TPF_API_URL=fleet.api_url)
-    exercise_the_release_commands(env, tmp_path, "--upload")
-    listed = json.loads(tpf("release", "list", PIPELINE_ID, "--json", env=env).stdout)
+
+    def run(*args: str) -> str:
+        done = tpf(*args, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def submit(value: dict[str, object]) -> str:
+        return str(
+            json.loads(run("submit", PIPELINE_ID, "-i", json.dumps(value), "--json"))["executionId"]
+        )
+
+    def start_worker(reference: str, release: str) -> None:
+        name = f"greeting-{release}"
+        fleet.fleet.start(
+            fleet.fleet.add("worker", name, "--pipeline", reference, "--release", release)
+        )
+
+        def healthy() -> bool:
+            listed = json.loads(run("workers", "list", PIPELINE_ID, "--json"))
+            return any(w["releaseVersion"] == release and w["state"] == "HEALTHY" for w in listed)
+
+        wait_until(healthy, timeout=60)
+
+    def result(execution_id: str) -> dict[str, object] | None:
+        shown = json.loads(run("status", execution_id, "--json"))
+        if shown["status"] != "SUCCEEDED":
+            return None
+        answer: dict[str, object] = json.loads(shown["result"]["payload"])
+        return answer
+
+    dist = tmp_path / "dist"
+    build(env, V1, "1.0.0", dist, "--upload")
+    run("release", "register", str(dist / f"{PIPELINE_ID}-1.0.0.release.json"))
+    run("release", "activate", PIPELINE_ID, "1.0.0")
+    start_worker(V1, "1.0.0")
+    ada = submit({"name": "Ada", "delayMs": 6000})
+
+    build(env, V2, "2.0.0", dist, "--upload")
+    run("release", "register", str(dist / f"{PIPELINE_ID}-2.0.0.release.json"))
+    run("release", "activate", PIPELINE_ID, "2.0.0")
+    refused = tpf("submit", PIPELINE_ID, "-i", '{"name": "Grace"}', env=env)
+    assert refused.returncode == 2 and "503" in refused.stderr, refused.stderr
+    start_worker(V2, "2.0.0")
+    grace = submit({"name": "Grace"})
+
+    assert wait_until(lambda: result(ada), timeout=60) == {
+        "greeting": "Hello, Ada.",
+        "release": "1",
+    }
+    assert wait_until(lambda: result(grace), timeout=60) == {
+        "greeting": "Hello, Grace! Welcome back.",
+        "release": "2",
+    }
+    listed = json.loads(run("release", "list", PIPELINE_ID, "--json"))
+    assert [(r["releaseVersion"], r["active"]) for r in listed] == [
+        ("2.0.0", True),
+        ("1.0.0", False),
+    ]
     assert all(r["artifacts"][0]["uri"].startswith("s3://") for r in listed)

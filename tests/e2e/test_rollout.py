@@ -5,7 +5,7 @@ mid-flight — one running, one parked on its await, one waiting to retry — wh
 registered and activated through the CLI. Every 1.0.0 execution then finishes on the 1.0.0
 worker, every new one is pinned to 2.0.0 and runs on its worker, and a submission is refused
 with 503 while no 2.0.0 worker is healthy. Finally an operator drains a worker: it finishes
-what it holds and leaves.
+what it holds and leaves, and a REST worker takes the release over signed HTTP.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 from infra.resources import work_queue
 from tests.e2e.fleets import running_fleet
 from tests.substrates import wait_until
-from tpf.stack import OwnedStack
+from tpf.stack import OwnedStack, free_port
 from tpf.substrate import sync_client
 
 ROLLOUT = "org.tests.rollout"
@@ -220,3 +220,23 @@ def test_a_drained_worker_finishes_what_it_holds_and_takes_nothing_new(
 
     wait_until(waiting_in_queue, timeout=30)
     assert status(api, held)["status"] == "RUNNING"
+
+
+def test_a_rest_worker_takes_over_the_release_over_signed_http(
+    stack: OwnedStack, api: httpx.Client, admin: httpx.Client
+) -> None:
+    port = free_port()
+    member = stack.fleet.add(
+        "worker", "worker-rest", "--pipeline", V2, "--release", "2.0.0", "--rest-port", str(port)
+    )
+    stack.fleet.start(member)
+    [worker] = wait_until(lambda: healthy_workers(admin, "2.0.0"), timeout=60)  # type: ignore[misc]
+    assert (worker["protocol"], worker["endpoint"]) == ("rest", f"http://127.0.0.1:{port}")
+
+    visit = submit(api, {"name": "over-http"}).json()["executionId"]
+    sign_in(api, visit)
+    assert farewell(api, visit) == {
+        "name": "over-http",
+        "release": "2",
+        "pid": worker_pid(stack, "worker-rest"),
+    }

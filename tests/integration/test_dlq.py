@@ -278,6 +278,6 @@ def test_the_cli_rejects_an_unknown_queue_in_one_line(
 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown queue 'wrok': expected one of work, results, ingest, await-requests, "
-        "await-completions, dead-letters"
+        "error: unknown queue 'wrok': expected one of results, ingest, await-requests, "
+        f"await-completions, dead-letters, {WORK}"
     ]

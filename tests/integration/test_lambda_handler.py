@@ -49,8 +49,8 @@ class FakeContext:
 @pytest.fixture(scope="module")
 def stack(localstack_stack: TestStack) -> Iterator[TestStack]:
     """A stack of this module's own, so its work queue holds only the commands sent here."""
-    settings = settings_for("localstack", localstack_stack.endpoints)
-    provision(settings, endpoints=localstack_stack.endpoints)
+    settings = settings_for("localstack", localstack_stack.endpoints, submit_without_worker=True)
+    provision(settings, endpoints=localstack_stack.endpoints, releases=["1.0.0"])
     yield TestStack("localstack", settings, localstack_stack.endpoints)
     teardown(settings, endpoints=localstack_stack.endpoints)
 

@@ -86,8 +86,8 @@ class Executions:
 def stack() -> Iterator[TestStack]:
     endpoints = localstack_endpoints()
     require(localstack_unavailable(endpoints))
-    settings = settings_for("localstack", endpoints)
-    provision(settings, endpoints=endpoints)
+    settings = settings_for("localstack", endpoints, submit_without_worker=True)
+    provision(settings, endpoints=endpoints, releases=["1.0.0"])
     yield TestStack(substrate="localstack", settings=settings, endpoints=endpoints)
     teardown(settings, endpoints=endpoints)
 

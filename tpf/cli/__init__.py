@@ -34,12 +34,14 @@ def _register() -> None:
         roles,
         up,
         upload,
+        workers,
     )
 
     app.add_typer(infra.app, name="infra")
     app.add_typer(executions.executions, name="executions")
     app.add_typer(dlq.app, name="dlq")
     app.add_typer(approvals.app, name="approvals")
+    app.add_typer(workers.app, name="workers")
     app.add_typer(release.app, name="release")
     for group in (
         bench.app,

@@ -71,3 +71,4 @@ def up(
         stopped.wait()
         out.print("stopping…")
     state_file.unlink(missing_ok=True)
+    state_file.with_suffix(".key").unlink(missing_ok=True)
