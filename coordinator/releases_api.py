@@ -28,6 +28,7 @@ from pydantic import RootModel
 
 from coordinator.api import bearer, parse_body
 from coordinator.registry import Activation, Registry, ReleaseRecord
+from coordinator.retirement import ReleaseRetirement
 from tpf.clock import now_ms
 from tpf.errors import AlreadyExists, Conflict, NotFound
 from tpf.releases import ArtifactReader, InvalidRelease, ReleaseDescriptor, read_descriptor
@@ -135,3 +136,16 @@ async def _descriptor(body: dict[str, Any]) -> ReleaseDescriptor:
         pointer = exc.pointer or "/releaseDescriptorPath"
         message = str(exc) if not exc.pointer else f"{path}: {exc}"
         raise InvalidRelease(message, pointer=pointer) from exc
+
+
+def retirement_router(retirement: ReleaseRetirement) -> APIRouter:
+    """``POST /tpf/admin/releases/{v}/retire`` (ours): delete a release version's work queue
+    once no pipeline has it active and no execution pinned to it may run again (409 else)."""
+    router = APIRouter(prefix="/tpf/admin", dependencies=[bearer("admin_token")])
+
+    @router.post("/releases/{release_version}/retire")
+    async def retire(release_version: str) -> dict[str, Any]:
+        pipelines = await retirement.retire(release_version)
+        return {"releaseVersion": release_version, "retired": True, "pipelineIds": pipelines}
+
+    return router

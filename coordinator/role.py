@@ -22,7 +22,8 @@ from coordinator.depth import QueueDepthSampler
 from coordinator.history import DynamoHistoryTable, History
 from coordinator.interactions import interactions_router
 from coordinator.registry import DynamoRegistryTable, Registry, ReleaseRecord
-from coordinator.releases_api import releases_router
+from coordinator.releases_api import releases_router, retirement_router
+from coordinator.retirement import ReleaseRetirement
 from coordinator.routing import SqsWorkQueues
 from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
@@ -134,6 +135,13 @@ def admin_routers(coordinator: Coordinator, artifacts: ArtifactReader) -> list[A
         admin_router(coordinator.operations),
         interactions_router(coordinator.awaits),
         releases_router(coordinator.registry, artifacts, on_activate=create_release_resources),
+        retirement_router(
+            ReleaseRetirement(
+                registry=coordinator.registry,
+                store=coordinator.store,
+                work=coordinator.dispatcher.work,
+            )
+        ),
         workers_router(coordinator.workers),
     ]
 

@@ -15,7 +15,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from infra.provision import provision_release
+from infra.provision import provision_release, retire_release
 from infra.resources import work_queue
 from tpf.clock import now_ms
 from tpf.queues import InMemoryQueue, Queue, SqsQueue
@@ -38,6 +38,9 @@ class WorkQueues(Protocol):
     async def create(self, release_version: str) -> None:
         """Make the release's queue exist (idempotent); activation calls it first."""
 
+    async def retire(self, release_version: str) -> None:
+        """Delete the release's queue (and its dead-letter queue)."""
+
 
 class SqsWorkQueues:
     def __init__(self, sqs: Any, settings: Settings, endpoints: Endpoints | None = None) -> None:
@@ -57,6 +60,12 @@ class SqsWorkQueues:
             provision_release, self.settings, release_version, endpoints=self.endpoints
         )
 
+    async def retire(self, release_version: str) -> None:
+        self._open.pop(release_version, None)
+        await asyncio.to_thread(
+            retire_release, self.settings, release_version, endpoints=self.endpoints
+        )
+
 
 class InMemoryWorkQueues:
     def __init__(self, *, visibility_s: float = 30.0) -> None:
@@ -74,6 +83,9 @@ class InMemoryWorkQueues:
 
     async def create(self, release_version: str) -> None:
         self.queue(release_version)
+
+    async def retire(self, release_version: str) -> None:
+        self.queues.pop(release_version, None)
 
 
 class RestDispatch:

@@ -46,6 +46,7 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import SqsModel, SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from coordinator.registry import DynamoRegistryTable, Registry
 from tpf.errors import ConfigurationError, TpfError
 from tpf.payloads.aws import payload_store
 from tpf.pipeline import Pipeline
@@ -55,12 +56,11 @@ from tpf.signing import Signer
 from tpf.substrate import open_clients
 from tpf.wire import WorkerIdentity
 from worker.command import CommandHandler, Settlement
-from worker.role import load_pipeline
+from worker.fence import DynamoTransitionFence
+from worker.role import load_pipeline, verify_release
 
 SERVICE = "tpf-worker"
 NAMESPACE = "TPF"
-DEFAULT_RELEASE = "1.0.0"
-"""The release ``tpf worker`` assumes when none is named."""
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
@@ -88,8 +88,8 @@ class Container:
 
     @classmethod
     def from_environment(cls) -> Container:
-        release = os.environ.get("TPF_RELEASE") or DEFAULT_RELEASE
-        return cls.open(Settings(), configured_pipelines(), release_version=release)
+        settings = Settings()  # TPF_RELEASE names the release, as for `tpf worker`
+        return cls.open(settings, configured_pipelines(), release_version=settings.release)
 
     @classmethod
     def open(
@@ -123,6 +123,10 @@ async def _command_handler(
 ) -> CommandHandler:
     signer = Signer.from_references(settings.signing_key, settings.signing_key_previous)
     aws = await resources.enter_async_context(open_clients(settings))
+    # A function deployed with code that is not the release it names refuses every command
+    # rather than run it: the cold start fails, and the messages stay for a correct one.
+    registry = Registry(DynamoRegistryTable(aws.dynamodb, settings.resource("registry")))
+    await verify_release(registry, list(pipelines), release_version)
     return CommandHandler(
         pipelines={p.id: p for p in pipelines},
         results=await SqsQueue.open(aws.sqs, settings.resource("results")),
@@ -132,6 +136,7 @@ async def _command_handler(
         identity=WorkerIdentity(worker_id=lambda_worker_id(), release_version=release_version),
         # A child of the Powertools logger: its records come out as the function's JSON lines.
         log=logging.getLogger(f"{SERVICE}.commands"),
+        fence=DynamoTransitionFence(aws.dynamodb, settings.resource("executions")),
     )
 
 

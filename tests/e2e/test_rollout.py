@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from infra._queues import url_of
 from infra.resources import work_queue
 from tests.e2e.fleets import running_fleet
 from tests.substrates import wait_until
@@ -240,3 +241,15 @@ def test_a_rest_worker_takes_over_the_release_over_signed_http(
         "release": "2",
         "pid": worker_pid(stack, "worker-rest"),
     }
+
+
+def test_a_release_nothing_needs_any_more_is_retired_with_its_queue(
+    stack: OwnedStack, tmp_path: Path
+) -> None:
+    active = tpf(stack, "release", "retire", "2.0.0", cwd=tmp_path)
+    assert active.returncode == 2 and "active release" in active.stderr
+
+    retired = tpf(stack, "release", "retire", "1.0.0", cwd=tmp_path)
+    assert retired.returncode == 0, retired.stderr
+    sqs = sync_client(stack.settings, "sqs", endpoints=stack.endpoints)
+    assert url_of(sqs, stack.settings.resource(work_queue("1.0.0"))) is None

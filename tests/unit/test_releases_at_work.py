@@ -7,14 +7,18 @@ import asyncio
 
 import pytest
 
+from coordinator.records import Status
+from coordinator.registry import release_for
+from coordinator.retirement import ReleaseRetirement
 from coordinator.service import NoHealthyWorker
 from coordinator.testing import TEST_KEY, InMemoryCoordinator
 from coordinator.workers import worker_item_key
 from examples.greeting import v1, v2
 from examples.orders import orders
+from tests.unit import drive
 from tests.unit.drive import ORDER
 from tpf.contract import Contract
-from tpf.errors import ConfigurationError
+from tpf.errors import ConfigurationError, Conflict
 from tpf.queues import InMemoryQueue
 from tpf.settings import Settings
 from tpf.signing import Signer
@@ -127,3 +131,30 @@ async def test_presence_is_reported_signed_until_a_drain_is_requested() -> None:
         assert isinstance(report, WorkerPresence) and report.state == "RUNNING"
         Signer(TEST_KEY).verify(report, channel="results", now_ms=NOW)
     assert worker_item_key(orders.id, "w-1") == (f"pipeline#{orders.id}", "worker#w-1")
+
+
+async def test_a_release_retires_only_when_inactive_and_nothing_pinned_to_it_may_run() -> None:
+    c = InMemoryCoordinator.create()
+    await c.register(orders, "1.0.0")
+    retirement = ReleaseRetirement(registry=c.registry, store=c.store, work=c.work_queues)
+    execution_id = await drive.submit(c)
+
+    with pytest.raises(Conflict) as active:
+        await retirement.retire("1.0.0")
+    assert active.value.code == "RELEASE_ACTIVE"
+
+    await c.registry.register_release(
+        release_for(Contract.from_pipeline(orders), "2.0.0", now_ms=2)
+    )
+    await c.registry.activate(orders.id, "2.0.0", now_ms=3)
+    with pytest.raises(Conflict) as pinned:
+        await retirement.retire("1.0.0")
+    assert pinned.value.code == "RELEASE_PINNED" and execution_id in str(pinned.value)
+
+    [command] = await drive.commands(c)
+    await c.committer.commit(drive.completed(command, 3, {"done": True}), now_ms=NOW)
+    record = await c.store.get("acme", execution_id)
+    assert record is not None and record.status is Status.SUCCEEDED
+
+    assert await retirement.retire("1.0.0") == [orders.id]
+    assert "1.0.0" not in c.work_queues.queues

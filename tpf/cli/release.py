@@ -100,6 +100,20 @@ def activate(
     out.print(f"activated {what}")
 
 
+@app.command()
+def retire(
+    version: Annotated[str, typer.Argument(help="A release version no longer needed.")],
+    as_json: Json = False,
+) -> None:
+    """Delete VERSION's work queue, once no pipeline has it active and no execution pinned to
+    it may run again (refused otherwise, naming some that may)."""
+    done = _call("retire", f"release {version}", "POST", f"/tpf/admin/releases/{version}/retire")
+    if as_json:
+        print_json(done)
+        return
+    out.print(f"retired release {version} (its work queue is gone)")
+
+
 @app.command("list")
 def list_releases(
     pipeline_id: PipelineId, tenant: Tenant = "default", as_json: Json = False
