@@ -79,7 +79,7 @@ class Dispatcher:
             if endpoint is not None:
                 self.rest.start(endpoint, signed, delay_s=delay_s)
                 return
-        queue = await self.work.for_release(record.release_version)
+        queue = await self.work.for_release(record.pipeline_id, record.release_version)
         await queue.send(Outgoing(signed.to_json(), delay_s=delay_s))
 
     @staticmethod

@@ -115,10 +115,6 @@ def _pk(pipeline_id: str) -> str:
     return f"pipeline#{pipeline_id}"
 
 
-def _version_pk(release_version: str) -> str:
-    return f"version#{release_version}"
-
-
 class Registry:
     def __init__(self, table: RegistryTable, *, active_ttl_s: float = 2.0) -> None:
         self.table = table
@@ -151,8 +147,6 @@ class Registry:
         existing = await self.table.put_new(
             _pk(release.pipeline_id), f"release#{release.release_version}", body
         )
-        # Which pipelines use a version: their queue is shared, so retiring it asks them all.
-        await self.table.put_new(_version_pk(release.release_version), _pk(release.pipeline_id), {})
         if existing is None:
             return release
         return self._same_or_refused(ReleaseRecord.model_validate_json(existing["doc"]), release)
@@ -225,11 +219,6 @@ class Registry:
                 raise NotFound(f"no release {release_version} of pipeline {pipeline_id!r}")
             self._releases[key] = ReleaseRecord.model_validate_json(item["doc"])
         return self._releases[key]
-
-    async def pipelines_of(self, release_version: str) -> list[str]:
-        """Every pipeline with a release of this version."""
-        items = await self.table.query(_version_pk(release_version), "pipeline#")
-        return sorted(item["sk"].removeprefix("pipeline#") for item in items)
 
     async def activate(
         self, pipeline_id: str, release_version: str, *, now_ms: int

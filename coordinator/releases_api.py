@@ -139,13 +139,13 @@ async def _descriptor(body: dict[str, Any]) -> ReleaseDescriptor:
 
 
 def retirement_router(retirement: ReleaseRetirement) -> APIRouter:
-    """``POST /tpf/admin/releases/{v}/retire`` (ours): delete a release version's work queue
-    once no pipeline has it active and no execution pinned to it may run again (409 else)."""
+    """``POST .../pipelines/{p}/releases/{v}/retire`` (ours): delete a release's work queue
+    once it is not active and no execution pinned to it may run again (409 else)."""
     router = APIRouter(prefix="/tpf/admin", dependencies=[bearer("admin_token")])
 
-    @router.post("/releases/{release_version}/retire")
-    async def retire(release_version: str) -> dict[str, Any]:
-        pipelines = await retirement.retire(release_version)
-        return {"releaseVersion": release_version, "retired": True, "pipelineIds": pipelines}
+    @router.post("/tenants/{tenant_id}/pipelines/{pipeline_id}/releases/{release_version}/retire")
+    async def retire(tenant_id: str, pipeline_id: str, release_version: str) -> dict[str, Any]:
+        await retirement.retire(pipeline_id, release_version)
+        return {"pipelineId": pipeline_id, "releaseVersion": release_version, "retired": True}
 
     return router

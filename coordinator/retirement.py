@@ -1,11 +1,11 @@
-"""Retiring a release version: its work queue is deleted once nothing can need it again.
+"""Retiring a release: its work queue is deleted once nothing can need it again.
 
-A version's queue serves every pipeline released under that version, and an execution pinned
-to it may come back long after it stopped (a retry, an await answered late, a re-drive of a
-``DLQ`` or ``FAILED`` execution). So a version retires only when no pipeline has it active and
-no execution pinned to it is anything but ``SUCCEEDED``. Finding those is a filtered walk of the
-executions table: an operator's occasional action, never on a hot path. Activating the version
-again creates its queue again.
+An execution pinned to a release may come back long after it stopped (a retry, an await
+answered late, a re-drive of a ``DLQ`` or ``FAILED`` execution). So a release retires only when
+it is not its pipeline's active release and no execution pinned to it is anything but
+``SUCCEEDED``. Finding those is a filtered walk of the pipeline's executions: an operator's
+occasional action, never on a hot path. Should anything still need the queue later, the
+coordinator creates it again when it dispatches (and activation does too).
 """
 
 from __future__ import annotations
@@ -26,18 +26,17 @@ class ReleaseRetirement:
     def __init__(self, *, registry: Registry, store: ExecutionStore, work: WorkQueues) -> None:
         self.registry, self.store, self.work = registry, store, work
 
-    async def retire(self, release_version: str) -> list[str]:
-        """Delete the version's queue; the pipelines it served. ``Conflict`` while needed."""
-        pipelines = await self.registry.pipelines_of(release_version)
-        for pipeline_id in pipelines:
-            active = await self.registry.active_release(pipeline_id)
-            if active is not None and active.release_version == release_version:
-                raise Conflict(
-                    f"release {release_version} is the active release of {pipeline_id!r}: "
-                    "activate another one first",
-                    code="RELEASE_ACTIVE",
-                )
-        pinned = await self.pinned(release_version)
+    async def retire(self, pipeline_id: str, release_version: str) -> None:
+        """Delete the release's queue; ``NotFound`` or ``Conflict`` while it may be needed."""
+        await self.registry.release(pipeline_id, release_version)
+        active = await self.registry.active_release(pipeline_id)
+        if active is not None and active.release_version == release_version:
+            raise Conflict(
+                f"release {release_version} is the active release of {pipeline_id!r}: "
+                "activate another one first",
+                code="RELEASE_ACTIVE",
+            )
+        pinned = await self.pinned(pipeline_id, release_version)
         if pinned:
             raise Conflict(
                 f"executions pinned to release {release_version} may still run "
@@ -45,15 +44,16 @@ class ReleaseRetirement:
                 + (" and more" if len(pinned) > SHOWN else ""),
                 code="RELEASE_PINNED",
             )
-        await self.work.retire(release_version)
-        return pipelines
+        await self.work.retire(pipeline_id, release_version)
 
-    async def pinned(self, release_version: str) -> list[str]:
-        """Up to a few executions pinned to the version that may run again."""
+    async def pinned(self, pipeline_id: str, release_version: str) -> list[str]:
+        """Up to a few executions pinned to the release that may run again."""
         found: list[str] = []
         cursor: str | None = None
         while True:
-            page = await self.store.page(statuses=MAY_COME_BACK, limit=PAGE, cursor=cursor)
+            page = await self.store.page(
+                statuses=MAY_COME_BACK, pipeline_id=pipeline_id, limit=PAGE, cursor=cursor
+            )
             found += [r.execution_id for r in page.records if r.release_version == release_version]
             if len(found) > SHOWN or page.cursor is None:
                 return found

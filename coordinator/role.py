@@ -112,24 +112,20 @@ async def running_coordinator(
 
 
 async def sampled_queues(coordinator: Coordinator) -> dict[str, Queue]:
-    """The queues whose depth the coordinator reports: its own, and the configured release's
-    work queue when it exists (a coordinator may run before any release is activated)."""
-    queues: dict[str, Queue] = {
+    """The queues whose depth the coordinator reports. (A release's work queue depth is on
+    its workers' side of the dashboard: SQS reports it per queue.)"""
+    return {
         "results": coordinator.results.queue,
         "ingest": coordinator.ingest.queue,
         "await-completions": coordinator.completions.queue,
     }
-    release = coordinator.settings.release
-    with contextlib.suppress(Exception):
-        queues[f"work {release}"] = await coordinator.dispatcher.work.for_release(release)
-    return queues
 
 
 def admin_routers(coordinator: Coordinator, artifacts: ArtifactReader) -> list[APIRouter]:
     """Every route behind the admin token, and the interaction routes."""
 
     async def create_release_resources(release: ReleaseRecord) -> None:
-        await coordinator.dispatcher.work.create(release.release_version)
+        await coordinator.dispatcher.work.create(release.pipeline_id, release.release_version)
 
     return [
         admin_router(coordinator.operations),

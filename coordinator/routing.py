@@ -1,10 +1,10 @@
 """Routing: every command goes to the work queue of the release its execution is pinned to.
 
-Each release version has its own queue (``infra.resources.work_queue``), declared as a
-release-scoped resource, created when the release is activated and retired once nothing is
-pinned to it. Workers poll only their release's queue, so a v2 worker never sees a v1 command;
-a command that reaches a worker of another release anyway (a misconfigured consumer) is refused
-unrun and re-routed by the results consumer.
+Each release (a pipeline at a version) has its own queue (``infra.resources.work_queue``),
+declared as a release-scoped resource, created when the release is activated and retired once
+nothing is pinned to it. Workers poll only their release's queue, so a v2 worker never sees a
+v1 command; a command that reaches a worker of another release anyway (a misconfigured
+consumer) is refused unrun and re-routed by the results consumer.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from infra.provision import provision_release, retire_release
-from infra.resources import work_queue
+from infra.resources import Release, work_queue
 from tpf.clock import now_ms
 from tpf.queues import InMemoryQueue, Queue, SqsQueue
 from tpf.settings import Settings
@@ -31,60 +31,69 @@ log = logging.getLogger("tpf.coordinator")
 
 
 class WorkQueues(Protocol):
-    """Port: the work queue of each release."""
+    """Port: the work queue of each release, a (pipeline id, version) pair."""
 
-    async def for_release(self, release_version: str) -> Queue: ...
+    async def for_release(self, pipeline_id: str, release_version: str) -> Queue: ...
 
-    async def create(self, release_version: str) -> None:
+    async def create(self, pipeline_id: str, release_version: str) -> None:
         """Make the release's queue exist (idempotent); activation calls it first."""
 
-    async def retire(self, release_version: str) -> None:
+    async def retire(self, pipeline_id: str, release_version: str) -> None:
         """Delete the release's queue (and its dead-letter queue)."""
 
 
 class SqsWorkQueues:
     def __init__(self, sqs: Any, settings: Settings, endpoints: Endpoints | None = None) -> None:
         self.sqs, self.settings, self.endpoints = sqs, settings, endpoints
-        self._open: dict[str, SqsQueue] = {}
+        self._open: dict[Release, SqsQueue] = {}
 
-    async def for_release(self, release_version: str) -> Queue:
-        queue = self._open.get(release_version)
+    async def for_release(self, pipeline_id: str, release_version: str) -> Queue:
+        release = (pipeline_id, release_version)
+        queue = self._open.get(release)
         if queue is None:
-            name = self.settings.resource(work_queue(release_version))
-            queue = self._open[release_version] = await SqsQueue.open(self.sqs, name)
+            name = self.settings.resource(work_queue(*release))
+            try:
+                queue = await SqsQueue.open(self.sqs, name)
+            except self.sqs.exceptions.QueueDoesNotExist:
+                # Activated another way (registered directly, `tpf register`), or retired while
+                # an execution still needed it (a late re-drive): create it now.
+                await self.create(*release)
+                queue = await SqsQueue.open(self.sqs, name)
+            self._open[release] = queue
         return queue
 
-    async def create(self, release_version: str) -> None:
+    async def create(self, pipeline_id: str, release_version: str) -> None:
         # The provisioner is synchronous boto3; activation is rare, so a thread is fine.
-        await asyncio.to_thread(
-            provision_release, self.settings, release_version, endpoints=self.endpoints
-        )
+        release = (pipeline_id, release_version)
+        await asyncio.to_thread(provision_release, self.settings, release, endpoints=self.endpoints)
 
-    async def retire(self, release_version: str) -> None:
-        self._open.pop(release_version, None)
-        await asyncio.to_thread(
-            retire_release, self.settings, release_version, endpoints=self.endpoints
-        )
+    async def retire(self, pipeline_id: str, release_version: str) -> None:
+        release = (pipeline_id, release_version)
+        self._open.pop(release, None)
+        await asyncio.to_thread(retire_release, self.settings, release, endpoints=self.endpoints)
 
 
 class InMemoryWorkQueues:
+    """One queue per release version, whatever the pipeline: unit tests drive several
+    pipelines of one version through a single queue (``InMemoryCoordinator.work``)."""
+
     def __init__(self, *, visibility_s: float = 30.0) -> None:
         self.visibility_s = visibility_s
         self.queues: dict[str, InMemoryQueue] = {}
 
-    async def for_release(self, release_version: str) -> Queue:
+    async def for_release(self, pipeline_id: str, release_version: str) -> Queue:
         return self.queue(release_version)
 
     def queue(self, release_version: str) -> InMemoryQueue:
         if release_version not in self.queues:
-            name = work_queue(release_version)
+            name = f"work-{release_version}"
             self.queues[release_version] = InMemoryQueue(name, visibility_s=self.visibility_s)
         return self.queues[release_version]
 
-    async def create(self, release_version: str) -> None:
+    async def create(self, pipeline_id: str, release_version: str) -> None:
         self.queue(release_version)
 
-    async def retire(self, release_version: str) -> None:
+    async def retire(self, pipeline_id: str, release_version: str) -> None:
         self.queues.pop(release_version, None)
 
 

@@ -128,16 +128,18 @@ def _role(description: str, service: Any, statements: list[dict[str, Any]]) -> d
 
 
 def worker_role(
-    stack: StackDescription, ids: LogicalId, *, log_group: str, work_queue: str
+    stack: StackDescription, ids: LogicalId, *, log_group: str, work_queues: list[str]
 ) -> dict[str, Any]:
     """The Lambda worker's execution role; ``log_group`` is the function's log group id and
-    ``work_queue`` the logical name of its release's work queue, the only one it consumes."""
-    work, results = ids("queue", work_queue), ids("queue", WORKER_SENDS_TO)
+    ``work_queues`` the logical names of its release's work queues, the only ones it consumes."""
+    results = ids("queue", WORKER_SENDS_TO)
     payloads = ids("bucket", WORKER_PAYLOADS)
     records = [t.name for t in stack.tables if t.name != WORKER_PAYLOADS]
     statements = [
         # The event source mapping polls with this role, and needs the queue's attributes.
-        _statement("ConsumeWork", QUEUE_CONSUME + QUEUE_LOOKUP, [arn(work)]),
+        _statement(
+            "ConsumeWork", QUEUE_CONSUME + QUEUE_LOOKUP, [arn(ids("queue", q)) for q in work_queues]
+        ),
         _statement("SendResults", QUEUE_SEND + QUEUE_LOOKUP, [arn(results)]),
         _statement(
             "ReadWritePayloadItems",
@@ -235,7 +237,9 @@ def coordinator_role(
 def release_queues_arn(stack: StackDescription) -> dict[str, Any]:
     """Every release-scoped work queue of the stack, and their dead-letter queues."""
     pattern = stack.physical(WORK_QUEUE_PREFIX) + "*"
-    return {"Fn::Sub": f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{pattern}"}
+    return {
+        "Fn::Sub": f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{pattern}"
+    }
 
 
 def s3_send_policy(stack: StackDescription, queue: str, ids: LogicalId) -> dict[str, Any]:

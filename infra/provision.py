@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from infra import _buckets, _queues, _tables
-from infra.resources import WORK_QUEUE_PREFIX, StackDescription, describe
+from infra.resources import WORK_QUEUE_PREFIX, Release, StackDescription, describe
 from tpf.errors import ConfigurationError
 from tpf.settings import Settings
 from tpf.substrate import Endpoints, resolve_endpoints, sync_client
@@ -126,7 +126,7 @@ def _edge(service: str, clients: _Clients, what: str) -> Iterator[None]:
 
 
 def provision(
-    settings: Settings, *, endpoints: Endpoints | None = None, releases: Iterable[str] = ()
+    settings: Settings, *, endpoints: Endpoints | None = None, releases: Iterable[Release] = ()
 ) -> ProvisionReport:
     """Create what is missing and fix what drifted, so the stack matches its description
     (with the release-scoped resources of ``releases``)."""
@@ -142,14 +142,14 @@ def provision(
     return report
 
 
-def _release_scoped(settings: Settings, release: str) -> StackDescription:
+def _release_scoped(settings: Settings, release: Release) -> StackDescription:
     stack = describe(settings, releases=[release])
     queues = tuple(q for q in stack.queues if q.release == release)
     return StackDescription(tables=(), queues=queues, buckets=(), settings=settings)
 
 
 def provision_release(
-    settings: Settings, release: str, *, endpoints: Endpoints | None = None
+    settings: Settings, release: Release, *, endpoints: Endpoints | None = None
 ) -> ProvisionReport:
     """Create the release-scoped resources of ``release`` (activation calls this first)."""
     started = time.monotonic()
@@ -161,7 +161,7 @@ def provision_release(
 
 
 def retire_release(
-    settings: Settings, release: str, *, endpoints: Endpoints | None = None
+    settings: Settings, release: Release, *, endpoints: Endpoints | None = None
 ) -> ProvisionReport:
     """Delete the release-scoped resources of ``release``; the caller checked nothing needs them."""
     started = time.monotonic()

@@ -54,9 +54,9 @@ class Queue:
     retention: timedelta = timedelta(days=4)
     dead_letter_retention: timedelta = timedelta(days=14)
     purpose: str = ""
-    release: str | None = None
-    """Set on release-scoped queues: created when the release is activated, and retired once
-    no execution is pinned to it."""
+    release: tuple[str, str] | None = None
+    """(pipeline id, version) of a release-scoped queue: created when the release is
+    activated, and retired once no execution pinned to it may run again."""
 
     @property
     def dead_letter_name(self) -> str:
@@ -116,15 +116,20 @@ LAMBDA_VISIBILITY_FACTOR = 6
 WORK_QUEUE_PREFIX = "work-"
 
 
-def work_queue(release_version: str) -> str:
-    """Logical name of the queue that carries the commands of one release version.
+def _slug(text: str, limit: int) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:limit] or "x"
 
-    Readable (``work-1-0-0-<hash>``) and collision-free: two versions that read alike once
-    punctuation is folded (``1.0.0`` and ``1-0-0``) still get different queues.
+
+def work_queue(pipeline_id: str, release_version: str) -> str:
+    """Logical name of the queue that carries the commands of one release of one pipeline.
+
+    Readable (``work-orders-1-0-0-<hash>``: the pipeline id's last part and the version) and
+    collision-free: the hash covers the whole pipeline id and version, so ``1.0.0`` and
+    ``1-0-0``, or two pipelines whose ids end alike, still get different queues.
     """
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", release_version).strip("-")[:40] or "r"
-    digest = hashlib.sha256(release_version.encode()).hexdigest()[:6]
-    return f"{WORK_QUEUE_PREFIX}{slug}-{digest}"
+    digest = hashlib.sha256(f"{pipeline_id}\x1f{release_version}".encode()).hexdigest()[:6]
+    name = _slug(pipeline_id.rsplit(".", 1)[-1], 24)
+    return f"{WORK_QUEUE_PREFIX}{name}-{_slug(release_version, 24)}-{digest}"
 
 
 def work_visibility(settings: Settings) -> timedelta:
@@ -137,16 +142,21 @@ def work_visibility(settings: Settings) -> timedelta:
     return max(t.visibility_timeout, LAMBDA_VISIBILITY_FACTOR * t.transition_timeout)
 
 
-def release_queue(settings: Settings, release_version: str) -> Queue:
+Release = tuple[str, str]
+"""A release as the resources see it: (pipeline id, release version)."""
+
+
+def release_queue(settings: Settings, release: Release) -> Queue:
+    pipeline_id, version = release
     return Queue(
-        work_queue(release_version),
+        work_queue(pipeline_id, version),
         work_visibility(settings),
-        purpose=f"transition commands for workers of release {release_version}",
-        release=release_version,
+        purpose=f"transition commands for workers of {pipeline_id} {version}",
+        release=release,
     )
 
 
-def describe(settings: Settings, *, releases: Iterable[str] = ()) -> StackDescription:
+def describe(settings: Settings, *, releases: Iterable[Release] = ()) -> StackDescription:
     """The stack's resources, with the release-scoped work queue of each of ``releases``."""
     t = settings.timings
     # The results consumer commits in well under the visibility timeout.

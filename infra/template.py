@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +44,6 @@ RELEASE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
 WORKER_FUNCTION = "WorkerFunction"
 WORKER_LOG_GROUP = "WorkerLogGroup"
 WORKER_ROLE = "WorkerRole"
-WORK_EVENT_SOURCE = "WorkEventSource"
 COORDINATOR_ROLE = "CoordinatorRole"
 COORDINATOR_INSTANCE_PROFILE = "CoordinatorInstanceProfile"
 ON_EC2 = "CoordinatorOnEc2"
@@ -104,15 +104,20 @@ def function_timeout(queue: Queue) -> int:
     return visibility // VISIBILITY_PER_FUNCTION_TIMEOUT
 
 
-def stack_template(settings: Settings, *, release: str | None = None) -> dict[str, Any]:
-    """The whole stack as a CloudFormation template (a JSON-able dict), with the work queue and
-    Lambda worker of ``release`` (the configured release when None)."""
+def stack_template(
+    settings: Settings, *, pipelines: Mapping[str, str], release: str | None = None
+) -> dict[str, Any]:
+    """The whole stack as a CloudFormation template (a JSON-able dict): the Lambda worker of
+    ``release`` (the configured one when None) and the work queue of each of ``pipelines``
+    (pipeline id -> ``module:attribute``) at that release, each feeding the worker."""
     release = release or settings.release
     if not RELEASE.match(release):
         raise ConfigurationError(f"release {release!r} is not a version such as 1.0.0")
-    stack = describe(settings, releases=[release])
+    if not pipelines:
+        raise ConfigurationError("a template needs at least one pipeline for its worker")
+    stack = describe(settings, releases=[(p, release) for p in pipelines])
     resources = {**_table_resources(stack), **_queue_resources(stack), **_bucket_resources(stack)}
-    resources |= _worker(stack, release)
+    resources |= _worker(stack, release, list(pipelines))
     resources[COORDINATOR_ROLE] = iam.coordinator_role(
         stack,
         logical_id,
@@ -126,8 +131,10 @@ def stack_template(settings: Settings, *, release: str | None = None) -> dict[st
     }
     return {
         "AWSTemplateFormatVersion": FORMAT_VERSION,
-        "Description": f"tpf stack {settings.stack}, release {release}: tables, queues, buckets, worker, roles",
-        "Parameters": copy.deepcopy(PARAMETERS),
+        "Description": (
+            f"tpf stack {settings.stack}, release {release}: tables, queues, buckets, worker, roles"
+        ),
+        "Parameters": _parameters(pipelines),
         "Conditions": {
             ON_EC2: {"Fn::Equals": [{"Ref": "CoordinatorService"}, "ec2.amazonaws.com"]}
         },
@@ -246,7 +253,18 @@ def _bucket_resources(stack: StackDescription) -> dict[str, Any]:
 # -- the worker ----------------------------------------------------------------------------
 
 
-def _worker(stack: StackDescription, release: str) -> dict[str, Any]:
+def _parameters(pipelines: Mapping[str, str]) -> dict[str, Any]:
+    parameters = copy.deepcopy(PARAMETERS)
+    parameters["Pipelines"]["Default"] = ",".join(pipelines.values())
+    return parameters
+
+
+def work_event_source(queue: str) -> str:
+    """Logical id of the mapping that feeds the worker from one release work queue."""
+    return logical_id("queue", queue).removesuffix("Queue") + "EventSource"
+
+
+def _worker(stack: StackDescription, release: str, pipeline_ids: list[str]) -> dict[str, Any]:
     settings = stack.settings
     function_name = stack.physical("worker")
     batch = min(settings.worker_concurrency, SQS_MAX_BATCH)
@@ -262,7 +280,20 @@ def _worker(stack: StackDescription, release: str) -> dict[str, Any]:
         "TPF_SIGNING_SECRET": {"Ref": "SigningSecret"},
         "TPF_RELEASE": release,
     }
-    queue = work_queue(release)
+    queues = [work_queue(p, release) for p in pipeline_ids]
+    mappings = {
+        work_event_source(queue): {
+            "Type": "AWS::Lambda::EventSourceMapping",
+            "Properties": {
+                "EventSourceArn": iam.arn(logical_id("queue", queue)),
+                "FunctionName": {"Ref": WORKER_FUNCTION},
+                "BatchSize": batch,
+                # One failed transition hands back only its own message, not the batch.
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            },
+        }
+        for queue in queues
+    }
     return {
         WORKER_LOG_GROUP: {
             "Type": "AWS::Logs::LogGroup",
@@ -274,7 +305,7 @@ def _worker(stack: StackDescription, release: str) -> dict[str, Any]:
             },
         },
         WORKER_ROLE: iam.worker_role(
-            stack, logical_id, log_group=WORKER_LOG_GROUP, work_queue=queue
+            stack, logical_id, log_group=WORKER_LOG_GROUP, work_queues=queues
         ),
         WORKER_FUNCTION: {
             "Type": "AWS::Lambda::Function",
@@ -285,23 +316,14 @@ def _worker(stack: StackDescription, release: str) -> dict[str, Any]:
                 "Handler": HANDLER,
                 "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Ref": "ArtifactKey"}},
                 "Role": iam.arn(WORKER_ROLE),
-                "Timeout": function_timeout(stack.queue(queue)),
+                "Timeout": function_timeout(stack.queue(queues[0])),
                 "MemorySize": MEMORY_MB,
                 "Environment": {"Variables": environment},
                 "LoggingConfig": {"LogGroup": {"Ref": WORKER_LOG_GROUP}},
                 "Tags": _tags(stack, {"tpf:release": release}),
             },
         },
-        WORK_EVENT_SOURCE: {
-            "Type": "AWS::Lambda::EventSourceMapping",
-            "Properties": {
-                "EventSourceArn": iam.arn(logical_id("queue", queue)),
-                "FunctionName": {"Ref": WORKER_FUNCTION},
-                "BatchSize": batch,
-                # One failed transition hands back only its own message, not the batch.
-                "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            },
-        },
+        **mappings,
     }
 
 

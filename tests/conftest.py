@@ -39,7 +39,7 @@ def _provisioned(substrate: str, endpoints: Endpoints) -> Iterator[TestStack]:
     from infra.provision import provision, teardown
 
     settings = settings_for(substrate, endpoints)
-    provision(settings, endpoints=endpoints, releases=["1.0.0"])
+    provision(settings, endpoints=endpoints, releases=[("org.example.orders", "1.0.0")])
     yield TestStack(substrate=substrate, settings=settings, endpoints=endpoints)
     teardown(settings, endpoints=endpoints)
 

@@ -114,7 +114,8 @@ def _private_write(path: Path, text: str) -> None:
 
 async def register_all(settings: Settings, pipelines: list[Pipeline], release: str) -> None:
     """Register and activate ``release`` of each pipeline, its work queue created first."""
-    await asyncio.to_thread(provision_release, settings, release)
+    for pipeline in pipelines:
+        await asyncio.to_thread(provision_release, settings, (pipeline.id, release))
     async with open_clients(settings) as aws:
         registry = Registry(DynamoRegistryTable(aws.dynamodb, settings.resource("registry")))
         for pipeline in pipelines:

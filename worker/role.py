@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 
 from coordinator.registry import DynamoRegistryTable, Registry, ReleaseRecord
 from infra.resources import work_queue
@@ -73,6 +73,10 @@ async def verify_release(
             )
         releases.append(release)
     return releases
+
+
+async def _all(runs: Iterable[Awaitable[None]]) -> None:
+    await asyncio.gather(*runs)
 
 
 @contextlib.contextmanager
@@ -156,13 +160,22 @@ async def _serve(
     }
     serving_stop = asyncio.Event()
     if rest_port is None:
-        worker = TransitionWorker(
-            work=await SqsQueue.open(aws.sqs, settings.resource(work_queue(release_version))),
-            settings=settings,
-            **common,  # type: ignore[arg-type]
-        )
-        serving = asyncio.create_task(worker.run(), name="poller")
-        finish = worker.stop
+        # One poller per hosted release: each pipeline's release has its own work queue.
+        pollers = [
+            TransitionWorker(
+                work=await SqsQueue.open(
+                    aws.sqs, settings.resource(work_queue(r.pipeline_id, r.release_version))
+                ),
+                settings=settings,
+                **common,  # type: ignore[arg-type]
+            )
+            for r in releases
+        ]
+        serving = asyncio.create_task(_all(p.run() for p in pollers), name="pollers")
+
+        async def finish() -> None:
+            await asyncio.gather(*(p.stop() for p in pollers))
+
     else:
         from worker.rest import serve_rest, worker_app
 

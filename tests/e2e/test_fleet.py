@@ -125,7 +125,7 @@ def test_a_malformed_message_reaches_the_dead_letter_queue_and_workers_live_on(
     fleet: OwnedStack, api: httpx.Client
 ) -> None:
     sqs = sync_client(fleet.settings, "sqs", endpoints=fleet.endpoints)
-    queue = fleet.settings.resource(work_queue(fleet.spec.release))
+    queue = fleet.settings.resource(work_queue("org.example.orders", fleet.spec.release))
     work = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     dlq = sqs.get_queue_url(QueueName=f"{queue}-dlq")["QueueUrl"]
     sent = sqs.send_message(QueueUrl=work, MessageBody="this is not an envelope")["MessageId"]

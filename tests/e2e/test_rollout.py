@@ -211,7 +211,7 @@ def test_a_drained_worker_finishes_what_it_holds_and_takes_nothing_new(
     # Answering the await dispatches the next transition; no worker is left to take it.
     sign_in(api, held)
     sqs = sync_client(stack.settings, "sqs", endpoints=stack.endpoints)
-    queue = sqs.get_queue_url(QueueName=stack.settings.resource(work_queue("2.0.0")))
+    queue = sqs.get_queue_url(QueueName=stack.settings.resource(work_queue(ROLLOUT, "2.0.0")))
 
     def waiting_in_queue() -> bool:
         found = sqs.get_queue_attributes(
@@ -246,10 +246,10 @@ def test_a_rest_worker_takes_over_the_release_over_signed_http(
 def test_a_release_nothing_needs_any_more_is_retired_with_its_queue(
     stack: OwnedStack, tmp_path: Path
 ) -> None:
-    active = tpf(stack, "release", "retire", "2.0.0", cwd=tmp_path)
+    active = tpf(stack, "release", "retire", ROLLOUT, "2.0.0", cwd=tmp_path)
     assert active.returncode == 2 and "active release" in active.stderr
 
-    retired = tpf(stack, "release", "retire", "1.0.0", cwd=tmp_path)
+    retired = tpf(stack, "release", "retire", ROLLOUT, "1.0.0", cwd=tmp_path)
     assert retired.returncode == 0, retired.stderr
     sqs = sync_client(stack.settings, "sqs", endpoints=stack.endpoints)
-    assert url_of(sqs, stack.settings.resource(work_queue("1.0.0"))) is None
+    assert url_of(sqs, stack.settings.resource(work_queue(ROLLOUT, "1.0.0"))) is None

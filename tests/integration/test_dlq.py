@@ -25,7 +25,7 @@ from tpf.cli.dlq import _queue, counts, peek, replay
 from tpf.errors import InvalidInput
 from tpf.substrate import sync_client
 
-WORK = work_queue("1.0.0")
+WORK = work_queue("org.example.orders", "1.0.0")
 
 pytestmark = pytest.mark.substrate
 
@@ -202,7 +202,8 @@ def test_replay_keeps_a_message_whose_send_failed_in_the_dlq(
 
 def test_unknown_queue_names_the_valid_ones(substrate_stack: TestStack) -> None:
     with pytest.raises(InvalidInput, match=r"unknown queue 'wrok': expected one of results, "):
-        _queue(substrate_stack.settings, "wrok")
+        sqs = sync_client(substrate_stack.settings, "sqs", endpoints=substrate_stack.endpoints)
+        _queue(substrate_stack.settings, sqs, "wrok")
 
 
 # -- the command, as an operator runs it ------------------------------------------------------
@@ -246,20 +247,21 @@ def test_the_cli_lists_peeks_dry_runs_and_replays(
     listed = _tpf(embedded_stack, tmp_path, "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {r["queue"]: r for r in json.loads(listed.stdout)}
-    assert set(rows) == {q.name for q in describe(settings, releases=["1.0.0"]).queues}
+    releases = [("org.example.orders", "1.0.0")]
+    assert set(rows) == {q.name for q in describe(settings, releases=releases).queues}
     assert rows[WORK]["visible"] == 2
 
-    peeked = _tpf(embedded_stack, tmp_path, "list", "work", "--messages", "--json")
+    peeked = _tpf(embedded_stack, tmp_path, "list", WORK, "--messages", "--json")
     assert peeked.returncode == 0, peeked.stderr
     assert sorted(m["summary"] for m in json.loads(peeked.stdout)) == ["one", "two"]
 
-    dry = _tpf(embedded_stack, tmp_path, "replay", "work", "--dry-run", "--json")
+    dry = _tpf(embedded_stack, tmp_path, "replay", WORK, "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     report = {"queue": WORK, "moved": 2, "failed": 0, "dryRun": True, "failures": []}
     assert json.loads(dry.stdout) == report
     assert _drain(sqs, work) == []
 
-    moved = _tpf(embedded_stack, tmp_path, "replay", "work")
+    moved = _tpf(embedded_stack, tmp_path, "replay", WORK)
     assert moved.returncode == 0, moved.stderr
     assert moved.stdout.strip() == f"{WORK}: moved 2 from {settings.resource(WORK + '-dlq')}"
     assert sorted(m["Body"] for m in _drain(sqs, work)) == ["one", "two"]

@@ -50,7 +50,7 @@ class FakeContext:
 def stack(localstack_stack: TestStack) -> Iterator[TestStack]:
     """A stack of this module's own, so its work queue holds only the commands sent here."""
     settings = settings_for("localstack", localstack_stack.endpoints, submit_without_worker=True)
-    provision(settings, endpoints=localstack_stack.endpoints, releases=["1.0.0"])
+    provision(settings, endpoints=localstack_stack.endpoints, releases=[(orders.id, "1.0.0")])
     yield TestStack("localstack", settings, localstack_stack.endpoints)
     teardown(settings, endpoints=localstack_stack.endpoints)
 
@@ -101,9 +101,9 @@ class WorkQueue:
     def __init__(self, stack: TestStack) -> None:
         self.sqs = sync_client(stack.settings, "sqs", endpoints=stack.endpoints)
         self.region = stack.settings.region
-        self.url = self.sqs.get_queue_url(QueueName=stack.settings.resource(work_queue("1.0.0")))[
-            "QueueUrl"
-        ]
+        self.url = self.sqs.get_queue_url(
+            QueueName=stack.settings.resource(work_queue(orders.id, "1.0.0"))
+        )["QueueUrl"]
         attributes = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
         self.arn = attributes["Attributes"]["QueueArn"]
 

@@ -87,13 +87,13 @@ def stack() -> Iterator[TestStack]:
     endpoints = localstack_endpoints()
     require(localstack_unavailable(endpoints))
     settings = settings_for("localstack", endpoints, submit_without_worker=True)
-    provision(settings, endpoints=endpoints, releases=["1.0.0"])
+    provision(settings, endpoints=endpoints, releases=[(p, "1.0.0") for p in PIPELINES])
     yield TestStack(substrate="localstack", settings=settings, endpoints=endpoints)
     teardown(settings, endpoints=endpoints)
 
 
-async def drive(c: Coordinator, work: SqsQueue, done: dict[str, set[Status]]) -> None:
-    """Run the work queue's commands until every execution of ``done`` is in one of its states."""
+async def drive(c: Coordinator, queues: list[SqsQueue], done: dict[str, set[Status]]) -> None:
+    """Run the work queues' commands until every execution of ``done`` is in one of its states."""
 
     async def settled() -> bool:
         for execution_id, statuses in done.items():
@@ -104,7 +104,7 @@ async def drive(c: Coordinator, work: SqsQueue, done: dict[str, set[Status]]) ->
     deadline = time.monotonic() + 30
     while not await settled():
         assert time.monotonic() < deadline, f"executions did not settle: {done}"
-        for message in await work.receive(wait_s=1):
+        for work, message in [(q, m) for q in queues for m in await q.receive(wait_s=0)]:
             command = decode(message.body)
             assert isinstance(command, TransitionCommand)
             result = await run_transition(
@@ -126,7 +126,10 @@ async def executions(stack: TestStack) -> Executions:
         c = await build(settings, aws, Signer(TEST_KEY))
         for pipeline in PIPELINES.values():
             await register_pipeline(c.registry, pipeline, "1.0.0", now_ms=now_ms())
-        work = await SqsQueue.open(aws.sqs, settings.resource(work_queue("1.0.0")))
+        work = [
+            await SqsQueue.open(aws.sqs, settings.resource(work_queue(p, "1.0.0")))
+            for p in PIPELINES
+        ]
 
         async def submit(pipeline_id: str, value: Any) -> str:
             outcome = await c.service.submit(

@@ -334,8 +334,8 @@ def test_activation_creates_a_release_queue_and_retirement_removes_it(
     substrate_stack: TestStack,
 ) -> None:
     settings, endpoints = substrate_stack.settings, substrate_stack.endpoints
-    release = f"9.{uuid.uuid4().hex[:6]}"
-    name = work_queue(release)
+    release = ("org.example.orders", f"9.{uuid.uuid4().hex[:6]}")
+    name = work_queue(*release)
 
     created = provision_release(settings, release, endpoints=endpoints)
     assert {r.name: r.action for r in created.resources} == {

@@ -14,6 +14,11 @@ from tpf.cli.infra import app
 from tpf.settings import Settings
 
 STACK = "clitmpl"
+REFERENCE_PIPELINE_IDS = (
+    "org.example.orders",
+    "org.pipelineframework.restaurantapproval",
+    "org.pipelineframework.csvpayments",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +38,7 @@ def test_the_template_on_stdout_is_json_naming_every_queue_of_the_stack() -> Non
         for r in template["Resources"].values()
         if r["Type"] == "AWS::SQS::Queue"
     }
-    stack = describe(Settings(), releases=["1.0.0"])
+    stack = describe(Settings(), releases=[(p, "1.0.0") for p in REFERENCE_PIPELINE_IDS])
     assert queues == {stack.physical(n) for q in stack.queues for n in (q.name, q.dead_letter_name)}
     worker = template["Resources"]["WorkerFunction"]["Properties"]
     assert worker["Environment"]["Variables"]["TPF_RELEASE"] == "1.0.0"

@@ -140,7 +140,7 @@ async def test_a_release_retires_only_when_inactive_and_nothing_pinned_to_it_may
     execution_id = await drive.submit(c)
 
     with pytest.raises(Conflict) as active:
-        await retirement.retire("1.0.0")
+        await retirement.retire(orders.id, "1.0.0")
     assert active.value.code == "RELEASE_ACTIVE"
 
     await c.registry.register_release(
@@ -148,7 +148,7 @@ async def test_a_release_retires_only_when_inactive_and_nothing_pinned_to_it_may
     )
     await c.registry.activate(orders.id, "2.0.0", now_ms=3)
     with pytest.raises(Conflict) as pinned:
-        await retirement.retire("1.0.0")
+        await retirement.retire(orders.id, "1.0.0")
     assert pinned.value.code == "RELEASE_PINNED" and execution_id in str(pinned.value)
 
     [command] = await drive.commands(c)
@@ -156,5 +156,5 @@ async def test_a_release_retires_only_when_inactive_and_nothing_pinned_to_it_may
     record = await c.store.get("acme", execution_id)
     assert record is not None and record.status is Status.SUCCEEDED
 
-    assert await retirement.retire("1.0.0") == [orders.id]
+    await retirement.retire(orders.id, "1.0.0")
     assert "1.0.0" not in c.work_queues.queues

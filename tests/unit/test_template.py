@@ -23,12 +23,12 @@ from infra.template import (
     COORDINATOR_ROLE,
     HANDLER,
     VISIBILITY_PER_FUNCTION_TIMEOUT,
-    WORK_EVENT_SOURCE,
     WORKER_FUNCTION,
     WORKER_ROLE,
     logical_id,
     render,
     stack_template,
+    work_event_source,
 )
 from tpf.errors import ConfigurationError
 from tpf.settings import PROFILES, Settings
@@ -44,7 +44,10 @@ PARAMETER_VALUES = {
     "CoordinatorService": "ecs-tasks.amazonaws.com",
 }
 STACK = "tmpl"
-RELEASE_QUEUE = work_queue("1.0.0")
+ORDERS = "org.example.orders"
+HOSTED = {ORDERS: "examples.orders:orders"}
+RELEASE_QUEUE = work_queue(ORDERS, "1.0.0")
+WORK_EVENT_SOURCE = work_event_source(RELEASE_QUEUE)
 RECORD_TABLES = ("executions", "awaits", "registry")
 ITEM_WRITES = (
     "dynamodb:PutItem",
@@ -57,12 +60,12 @@ ITEM_WRITES = (
 
 @pytest.fixture(scope="module")
 def stack() -> StackDescription:
-    return describe(Settings(stack=STACK, profile="default"), releases=["1.0.0"])
+    return describe(Settings(stack=STACK, profile="default"), releases=[(ORDERS, "1.0.0")])
 
 
 @pytest.fixture(scope="module")
 def template(stack: StackDescription) -> dict[str, Any]:
-    return stack_template(stack.settings, release="1.0.0")
+    return stack_template(stack.settings, pipelines=HOSTED, release="1.0.0")
 
 
 def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -297,13 +300,14 @@ def test_the_worker_function_runs_the_lambda_handler_from_the_artifact_parameter
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_the_work_queue_hides_a_message_for_at_least_six_function_timeouts(profile: str) -> None:
     settings = Settings(stack=STACK, profile=profile)  # type: ignore[arg-type]
-    visibility = describe(settings, releases=["1.0.0"]).queue(RELEASE_QUEUE).visibility_timeout
+    stack = describe(settings, releases=[(ORDERS, "1.0.0")])
+    visibility = stack.queue(RELEASE_QUEUE).visibility_timeout
     visibility_s = visibility.total_seconds()
     if visibility_s < VISIBILITY_PER_FUNCTION_TIMEOUT:
         with pytest.raises(ConfigurationError, match="too short for a Lambda worker"):
-            stack_template(settings)
+            stack_template(settings, pipelines=HOSTED)
         return
-    resources = stack_template(settings)["Resources"]
+    resources = stack_template(settings, pipelines=HOSTED)["Resources"]
     timeout = resources[WORKER_FUNCTION]["Properties"]["Timeout"]
     assert timeout >= 1
     queue = resources[logical_id("queue", RELEASE_QUEUE)]
@@ -346,15 +350,16 @@ def test_the_release_is_carried_into_the_function_and_a_bad_one_is_refused(
     p = template["Resources"][WORKER_FUNCTION]["Properties"]
     assert {"Key": "tpf:release", "Value": "1.0.0"} in p["Tags"]
     assert "release 1.0.0" in p["Description"]
-    other = stack_template(Settings(stack=STACK, profile="default"), release="2.0.0-rc.1")
+    other = stack_template(
+        Settings(stack=STACK, profile="default"), pipelines=HOSTED, release="2.0.0-rc.1"
+    )
     variables = other["Resources"][WORKER_FUNCTION]["Properties"]["Environment"]["Variables"]
     assert variables["TPF_RELEASE"] == "2.0.0-rc.1"
-    mapping = other["Resources"][WORK_EVENT_SOURCE]["Properties"]
-    assert mapping["EventSourceArn"]["Fn::GetAtt"][0] == logical_id(
-        "queue", work_queue("2.0.0-rc.1")
-    )
+    queue = work_queue(ORDERS, "2.0.0-rc.1")
+    mapping = other["Resources"][work_event_source(queue)]["Properties"]
+    assert mapping["EventSourceArn"]["Fn::GetAtt"][0] == logical_id("queue", queue)
     with pytest.raises(ConfigurationError, match="not a version"):
-        stack_template(Settings(stack=STACK, profile="default"), release="1.0 final")
+        stack_template(Settings(stack=STACK, profile="default"), pipelines=HOSTED, release="1.0 f")
 
 
 # -- least privilege -----------------------------------------------------------------------
@@ -435,7 +440,7 @@ def test_the_coordinator_dispatches_work_and_consumes_results(
 def test_the_coordinator_creates_and_retires_release_queues_of_its_stack_only(
     template: dict[str, Any], coordinator: Policy
 ) -> None:
-    later = f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{STACK}-{work_queue('2.0.0')}"
+    later = f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{STACK}-{work_queue(ORDERS, '2.0.0')}"
     for action in ("sqs:CreateQueue", "sqs:SendMessage", "sqs:DeleteQueue"):
         assert coordinator.allows(action, later)
         assert coordinator.allows(action, f"{later}-dlq")

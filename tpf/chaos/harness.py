@@ -29,6 +29,7 @@ from tpf.chaos.verdict import STATUSES_TERMINAL, Evidence, Verdict, judge, read_
 from tpf.settings import PROFILES
 from tpf.stack import OwnedStack, StackSpec, owned_stack
 from tpf.substrate import sync_client
+from worker.role import load_pipeline
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,11 @@ def run(options: Options) -> dict[str, Any]:
         )
         if options.duplicate_rate > 0:
             sqs = sync_client(stack.settings, "sqs", endpoints=stack.endpoints)
+            ids = [load_pipeline(p).id for p in PIPELINES]
+            work_queues = [work_queue(p, spec.release) for p in ids]
             urls = [
                 sqs.get_queue_url(QueueName=stack.settings.resource(q))["QueueUrl"]
-                for q in (work_queue(stack.spec.release), "results")
+                for q in (*work_queues, "results")
             ]
             duplicator = Duplicator(sqs, urls, rate=options.duplicate_rate, rng=rng, tally=tally)
             threads.append(threading.Thread(target=duplicator.run, args=(stop,), daemon=True))

@@ -17,7 +17,7 @@ import typer
 from botocore.exceptions import ClientError
 
 from infra._queues import url_of
-from infra.resources import Queue, describe, work_queue
+from infra.resources import WORK_QUEUE_PREFIX, Queue, describe, work_visibility
 from tpf.cli.common import print_json, table
 from tpf.errors import InvalidInput, TpfError
 from tpf.settings import Settings
@@ -169,15 +169,22 @@ def peek(sqs: Any, url: str, limit: int) -> list[dict[str, Any]]:
     return list(found.values())
 
 
-def _queues(settings: Settings) -> tuple[Queue, ...]:
-    """The stack's queues and the configured release's work queue (TPF_RELEASE)."""
-    return describe(settings, releases=[settings.release]).queues
+def _queues(settings: Settings, sqs: Any) -> tuple[Queue, ...]:
+    """The stack's queues, and the work queue of every release that has one now."""
+    prefix = settings.resource(WORK_QUEUE_PREFIX)
+    pages = sqs.get_paginator("list_queues").paginate(QueueNamePrefix=prefix)
+    names = sorted(
+        url.rsplit("/", 1)[-1].removeprefix(settings.resource(""))
+        for page in pages
+        for url in page.get("QueueUrls", [])
+    )
+    visibility = work_visibility(settings)
+    releases = tuple(Queue(n, visibility) for n in names if not n.endswith("-dlq"))
+    return describe(settings).queues + releases
 
 
-def _queue(settings: Settings, name: str) -> Queue:
-    if name == "work":  # shorthand for the configured release's work queue
-        name = work_queue(settings.release)
-    queues = _queues(settings)
+def _queue(settings: Settings, sqs: Any, name: str) -> Queue:
+    queues = _queues(settings, sqs)
     for queue in queues:
         if queue.name == name:
             return queue
@@ -226,8 +233,8 @@ def list_command(
     settings = Settings()
     if (messages or source) and queue is None:
         raise InvalidInput("--messages and --source need a QUEUE")
-    chosen = [_queue(settings, queue)] if queue else list(_queues(settings))
     sqs = sync_client(settings, "sqs")
+    chosen = [_queue(settings, sqs, queue)] if queue else list(_queues(settings, sqs))
     if not (messages or source):
         rows = counts(sqs, settings, chosen)
         if as_json:
@@ -257,8 +264,8 @@ def replay_command(
 ) -> None:
     """Move a queue's dead letters back to it: send first, delete after. Exit 1 if any failed."""
     settings = Settings()
-    spec = _queue(settings, queue)
     sqs = sync_client(settings, "sqs")
+    spec = _queue(settings, sqs, queue)
     source_url = _url(sqs, settings.resource(spec.name))
     dlq_url = _url(sqs, settings.resource(spec.dead_letter_name))
     if dry_run:

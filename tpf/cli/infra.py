@@ -95,6 +95,13 @@ def template(
         str | None,
         typer.Option(help="Release version the worker function runs (TPF_RELEASE and a tag)."),
     ] = None,
+    pipeline: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Pipeline the worker hosts, as module:attribute (repeatable); the default is "
+            "the three reference pipelines."
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the template here instead of stdout."),
@@ -102,8 +109,13 @@ def template(
 ) -> None:
     """Print the stack as an AWS CloudFormation template: tables, queues, buckets, the Lambda
     worker and least-privilege roles. Needs no substrate."""
+    from tpf.stack import DEFAULT_PIPELINES
+    from worker.role import load_pipeline
+
     settings = Settings()
-    document = stack_template(settings, release=release)
+    references = pipeline or list(DEFAULT_PIPELINES)
+    hosted = {load_pipeline(r).id: r for r in references}
+    document = stack_template(settings, pipelines=hosted, release=release)
     if output is None:
         print(render(document))
         return

@@ -102,16 +102,20 @@ def activate(
 
 @app.command()
 def retire(
-    version: Annotated[str, typer.Argument(help="A release version no longer needed.")],
+    pipeline_id: PipelineId,
+    version: Annotated[str, typer.Argument(help="A release no longer needed.")],
+    tenant: Tenant = "default",
     as_json: Json = False,
 ) -> None:
-    """Delete VERSION's work queue, once no pipeline has it active and no execution pinned to
-    it may run again (refused otherwise, naming some that may)."""
-    done = _call("retire", f"release {version}", "POST", f"/tpf/admin/releases/{version}/retire")
+    """Delete the release's work queue, once it is not active and no execution pinned to it
+    may run again (refused otherwise, naming some that may)."""
+    route = f"{_pipeline(tenant, pipeline_id)}/releases/{version}/retire"
+    what = f"release {version} of {pipeline_id}"
+    done = _call("retire", what, "POST", route)
     if as_json:
         print_json(done)
         return
-    out.print(f"retired release {version} (its work queue is gone)")
+    out.print(f"retired {what} (its work queue is gone)")
 
 
 @app.command("list")
