@@ -97,7 +97,7 @@ def rig(rigs: list[Rig], counted: Counted) -> Rig:
 
 def dispatched(command: TransitionCommand, signer: Signer = SIGNER) -> TransitionCommand:
     """Signed for the work channel, as the dispatcher sends every command."""
-    return signer.sign(command, channel="work", now_ms=epoch_ms(), ttl_ms=60_000)
+    return signer.sign(command, channel="work", now_ms=epoch_ms(), ttl_ms=86_400_000)
 
 
 def request_headers(
@@ -329,7 +329,8 @@ def answer(command: TransitionCommand, **changes: Any) -> TransitionResult:
 def signed_answer(
     result: TransitionResult, signer: Signer = SIGNER, channel: str = "rest-results"
 ) -> TransitionResult:
-    return signer.sign(result, channel=channel, now_ms=epoch_ms(), ttl_ms=60_000)
+    # Built when the module is collected, possibly long before the test runs: valid all day.
+    return signer.sign(result, channel=channel, now_ms=epoch_ms(), ttl_ms=86_400_000)
 
 
 COMMAND = dispatched(first_command(orders, ORDER))
