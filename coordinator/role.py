@@ -28,8 +28,9 @@ from coordinator.routing import SqsWorkQueues
 from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
 from coordinator.wiring import Coordinator, assemble
-from coordinator.workers import DynamoWorkerTable, LambdaEventSourceMappings, WorkerDirectory
+from coordinator.workers import WorkerDirectory
 from coordinator.workers_api import workers_router
+from coordinator.workers_aws import DynamoWorkerTable, LambdaEventSourceMappings
 from tpf.errors import ConfigurationError
 from tpf.payloads.aws import payload_store
 from tpf.queues import Queue, SqsQueue

@@ -17,14 +17,13 @@ import pytest
 
 from coordinator.workers import (
     DRAIN_ATTRIBUTE,
-    DynamoWorkerTable,
     InMemoryWorkerTable,
-    LambdaEventSourceMappings,
     WorkerDirectory,
     WorkerRegistration,
     WorkerTable,
     worker_item_key,
 )
+from coordinator.workers_aws import DynamoWorkerTable, LambdaEventSourceMappings
 from tests.substrates import TestStack
 from tpf.embedded import EmbeddedSubstrate
 from tpf.errors import Conflict, NotFound

@@ -1,0 +1,178 @@
+"""The worker directory's AWS adapters: worker items in the registry table, and the event
+source mappings that make a Lambda worker healthy (see :mod:`coordinator.workers`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from coordinator.workers import (
+    DRAIN_ATTRIBUTE,
+    WORKER_PREFIX,
+    Item,
+    Value,
+    no_lambda_heartbeat,
+    unknown_worker,
+)
+
+
+class DynamoWorkerTable:
+    """Worker items over an aioboto3 DynamoDB client."""
+
+    def __init__(self, client: Any, table_name: str, *, page_size: int | None = None) -> None:
+        self.client, self.table_name, self.page_size = client, table_name, page_size
+
+    async def put(
+        self, pk: str, sk: str, fields: Mapping[str, Value], *, registered_at_ms: int
+    ) -> Item:
+        names = {"#ra": "ra"}
+        values: dict[str, Any] = {":ra": _attr(registered_at_ms)}
+        sets, removes = ["#ra = if_not_exists(#ra, :ra)"], []
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = name  # attribute names such as ttl are reserved words
+            if value is None:
+                removes.append(f"#f{i}")
+            else:
+                sets.append(f"#f{i} = :f{i}")
+                values[f":f{i}"] = _attr(value)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        response = await self.client.update_item(
+            TableName=self.table_name,
+            Key=_key(pk, sk),
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+            ReturnConsumedCapacity="TOTAL",
+        )
+        return _plain(response["Attributes"])
+
+    async def heartbeat(self, pk: str, sk: str, *, at_ms: int, expires_at_s: int) -> Item:
+        exists = "attribute_exists(pk)"
+        heartbeats = "NOT #kd = :lambda"  # Lambda workers are healthy by their mapping instead
+        return await self._update_existing(
+            pk,
+            sk,
+            "SET #hb = :hb, #ttl = :ttl",
+            condition=f"{exists} AND {heartbeats}",
+            names={"#hb": "hb", "#ttl": "ttl", "#kd": "kd"},
+            values={":hb": _attr(at_ms), ":ttl": _attr(expires_at_s), ":lambda": _attr("lambda")},
+        )
+
+    async def request_drain(self, pk: str, sk: str, *, at_ms: int) -> Item:
+        return await self._update_existing(
+            pk,
+            sk,
+            "SET #dr = if_not_exists(#dr, :dr)",
+            condition="attribute_exists(pk)",
+            names={"#dr": DRAIN_ATTRIBUTE},
+            values={":dr": _attr(at_ms)},
+        )
+
+    async def _update_existing(
+        self,
+        pk: str,
+        sk: str,
+        expression: str,
+        *,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> Item:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = await self.client.update_item(
+                TableName=self.table_name,
+                Key=_key(pk, sk),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ReturnConsumedCapacity="TOTAL",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            current = _plain(old) if old else await self.get(pk, sk)
+            if current is None:
+                raise unknown_worker(pk, sk) from exc
+            # Only the heartbeat has a second clause: the item is a Lambda worker's.
+            raise no_lambda_heartbeat(pk, sk) from exc
+        return _plain(response["Attributes"])
+
+    async def get(self, pk: str, sk: str) -> Item | None:
+        response = await self.client.get_item(
+            TableName=self.table_name,
+            Key=_key(pk, sk),
+            ConsistentRead=True,
+            ReturnConsumedCapacity="TOTAL",
+        )
+        item = response.get("Item")
+        return _plain(item) if item else None
+
+    async def query(self, pk: str) -> list[Item]:
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": _attr(pk), ":prefix": _attr(WORKER_PREFIX)},
+            "ConsistentRead": True,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        if self.page_size is not None:
+            request["Limit"] = self.page_size
+        items: list[Item] = []
+        while True:
+            response = await self.client.query(**request)
+            items.extend(_plain(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _attr(value: str | int) -> dict[str, str]:
+    return {"N": str(value)} if isinstance(value, int) else {"S": value}
+
+
+def _plain(item: Mapping[str, Any]) -> Item:
+    plain: Item = {}
+    for name, value in item.items():
+        if "S" in value:
+            plain[name] = value["S"]
+        elif "N" in value:
+            plain[name] = int(value["N"])
+    return plain
+
+
+class LambdaEventSourceMappings:
+    """Over an aioboto3 ``lambda`` client. A function without mappings is not consuming."""
+
+    CONSUMING = frozenset({"Enabled", "Enabling", "Updating"})
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def enabled(self, function_name: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        request: dict[str, Any] = {"FunctionName": function_name}
+        try:
+            while True:
+                response = await self.client.list_event_source_mappings(**request)
+                mappings = response.get("EventSourceMappings", [])
+                if any(m.get("State") in self.CONSUMING for m in mappings):
+                    return True
+                if not response.get("NextMarker"):
+                    return False
+                request["Marker"] = response["NextMarker"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                return False
+            raise
