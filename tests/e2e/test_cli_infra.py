@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from infra.resources import describe
@@ -169,3 +170,81 @@ def test_register_activates_a_release_that_submit_then_pins(
     assert asyncio.run(active()) == "2.1.0"
     unknown = tpf("register", "examples.orders:nope", env=stack_env)
     assert unknown.returncode == 2 and "nope" in unknown.stderr
+
+
+def test_one_process_mode_runs_executions_and_require_remote_worker_refuses_it(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The same artifact as coordinator and worker in one process; a separated deployment
+    (``TPF_REQUIRE_REMOTE_WORKER=true``) refuses to start that way, and says so."""
+    from tests.substrates import wait_until
+    from tpf.stack import free_port
+
+    port = free_port()
+    env = {
+        **stack_env,
+        "TPF_PROFILE": "test",
+        "TPF_SIGNING_SECRET": "s" * 32,
+        "TPF_CONTROL_PLANE_TOKEN": "cp-token",
+        "TPF_ADMIN_TOKEN": "admin-token",
+        "TPF_API_PORT": str(port),
+    }
+    assert tpf("infra", "up", env=env).returncode == 0
+    assert tpf("register", "examples.orders:orders", env=env).returncode == 0
+
+    refused = tpf(
+        "coordinator",
+        "--in-process-pipeline",
+        "examples.orders:orders",
+        env={**env, "TPF_REQUIRE_REMOTE_WORKER": "true"},
+    )
+    assert refused.returncode == 2
+    assert "refuses to run transitions in-process" in refused.stderr
+
+    log = (tmp_path / "one-process.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tpf",
+            "coordinator",
+            "--in-process-pipeline",
+            "examples.orders:orders",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}/tpf/control-plane/tenants/acme",
+            headers={"Authorization": "Bearer cp-token"},
+            timeout=10,
+        ) as api:
+            execution_id = wait_until(lambda: submit_order(api), timeout=60)
+            wait_until(
+                lambda: api.get(f"/executions/{execution_id}").json()["status"] == "SUCCEEDED",
+                timeout=60,
+            )
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+        log.close()
+    assert "topology: one-process" in (tmp_path / "one-process.log").read_text()
+
+
+def submit_order(api: httpx.Client) -> str | None:
+    """Submit once the one-process coordinator listens and its worker is healthy."""
+    import httpx
+
+    order = '{"orderId": "o-1", "amountCents": 500, "customer": "Ada"}'
+    body = {
+        "pipelineId": "org.example.orders",
+        "inputPayload": {"payloadTypeId": "O", "payload": order},
+    }
+    try:
+        response = api.post("/executions", json=body)
+    except httpx.HTTPError:
+        return None  # not listening yet
+    return str(response.json()["executionId"]) if response.status_code == 200 else None
