@@ -190,16 +190,16 @@ def test_in_flight_executions_finish_on_their_release_and_new_ones_run_the_new_o
 
 
 def test_a_drained_worker_finishes_what_it_holds_and_takes_nothing_new(
-    stack: OwnedStack, api: httpx.Client, admin: httpx.Client
+    stack: OwnedStack, api: httpx.Client, admin: httpx.Client, tmp_path: Path
 ) -> None:
     wait_until(lambda: healthy_workers(admin, "2.0.0"), timeout=60)
     [worker] = healthy_workers(admin, "2.0.0")
     held = submit(api, {"name": "held", "seconds": 3}).json()["executionId"]
     reached(api, held, "RUNNING")
 
-    drained = admin.post(f"/workers/{worker['workerId']}/drain")
-    assert drained.status_code == 200, drained.text
-    assert drained.json()["state"] == "DRAINING"
+    drained = tpf(stack, "workers", "drain", ROLLOUT, worker["workerId"], "--json", cwd=tmp_path)
+    assert drained.returncode == 0, drained.stderr
+    assert json.loads(drained.stdout)["state"] == "DRAINING"
 
     member = next(m for m in stack.fleet.members if m.name == "worker-v2")
     assert member.process is not None
