@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import pytest
 
@@ -255,3 +256,21 @@ async def test_a_file_of_only_invalid_rows_still_gets_its_output(files: InMemory
     report = (await c.service.result("acme", execution_id)).result
     assert report["invalid"] == 2 and not provider.requests
     assert [line[1] for line in output(files, report)[1:]] == ["INVALID", "INVALID"]
+
+
+async def test_a_unit_counted_complete_with_an_answer_missing_does_not_resume(
+    files: InMemoryFiles,
+) -> None:
+    c = coordinator()
+    await c.register(csv_payments)
+    execution_id = await upload(c, files, "miscounted.csv", rows(3))
+    await run(c, Provider(c), keep=lambda request: request.item_index != 2)
+    [(key, unit)] = list(c.await_table.units.items())
+    assert unit.done == 2
+    # As if one answer had been counted twice by a store without isolated transactions.
+    c.await_table.units[key] = replace(unit, done=3)
+
+    # The sweeper finds a unit counted complete and goes to resume it.
+    assert await c.awaits.sweep_once(unit.look_at_ms + 1) == 1
+
+    assert (await c.service.status("acme", execution_id)).status is Status.WAITING_EXTERNAL
