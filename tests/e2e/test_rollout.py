@@ -34,35 +34,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", params=["embedded"])
-def stack(
+def fleet(
     request: pytest.FixtureRequest, markers: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OwnedStack]:
+    """Overrides the shared ``fleet``: one worker of release 1.0.0 (``api`` comes with it)."""
     workdir = tmp_path_factory.mktemp("rollout")
     yield from running_fleet(request, markers, workdir, pipelines=(V1,), workers=1)
 
 
 @pytest.fixture
-def api(stack: OwnedStack) -> Iterator[httpx.Client]:
+def admin(fleet: OwnedStack) -> Iterator[httpx.Client]:
     with httpx.Client(
-        base_url=f"{stack.api_url}/tpf/control-plane/tenants/acme",
-        headers={"Authorization": f"Bearer {stack.control_plane_token}"},
+        base_url=f"{fleet.api_url}/tpf/admin/tenants/acme/pipelines/{ROLLOUT}",
+        headers={"Authorization": f"Bearer {fleet.admin_token}"},
         timeout=10,
     ) as client:
         yield client
 
 
-@pytest.fixture
-def admin(stack: OwnedStack) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=f"{stack.api_url}/tpf/admin/tenants/acme/pipelines/{ROLLOUT}",
-        headers={"Authorization": f"Bearer {stack.admin_token}"},
-        timeout=10,
-    ) as client:
-        yield client
-
-
-def tpf(stack: OwnedStack, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **stack.env, "TPF_API_URL": stack.api_url}
+def tpf(fleet: OwnedStack, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **fleet.env, "TPF_API_URL": fleet.api_url}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         [sys.executable, "-m", "tpf", *args],
@@ -123,8 +114,8 @@ def farewell(api: httpx.Client, execution_id: str) -> dict[str, Any]:
     return body
 
 
-def worker_pid(stack: OwnedStack, name: str) -> int:
-    member = next(m for m in stack.fleet.members if m.name == name)
+def worker_pid(fleet: OwnedStack, name: str) -> int:
+    member = next(m for m in fleet.fleet.members if m.name == name)
     assert member.process is not None
     return member.process.pid
 
@@ -135,7 +126,7 @@ def healthy_workers(admin: httpx.Client, release: str) -> list[dict[str, Any]]:
 
 
 def test_in_flight_executions_finish_on_their_release_and_new_ones_run_the_new_one(
-    stack: OwnedStack,
+    fleet: OwnedStack,
     api: httpx.Client,
     admin: httpx.Client,
     markers: Path,
@@ -152,12 +143,12 @@ def test_in_flight_executions_finish_on_their_release_and_new_ones_run_the_new_o
     reached(api, running, "RUNNING")
 
     # Build, register and activate 2.0.0 through the CLI, as an operator would.
-    built = tpf(stack, "release", "build", V2, "--version", "2.0.0", "--out", ".", cwd=tmp_path)
+    built = tpf(fleet, "release", "build", V2, "--version", "2.0.0", "--out", ".", cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     [descriptor] = tmp_path.glob("*.release.json")
-    registered = tpf(stack, "release", "register", str(descriptor), cwd=tmp_path)
+    registered = tpf(fleet, "release", "register", str(descriptor), cwd=tmp_path)
     assert registered.returncode == 0, registered.stderr
-    activated = tpf(stack, "release", "activate", ROLLOUT, "2.0.0", cwd=tmp_path)
+    activated = tpf(fleet, "release", "activate", ROLLOUT, "2.0.0", cwd=tmp_path)
     assert activated.returncode == 0, activated.stderr
 
     # No healthy 2.0.0 worker yet: a submission that would be pinned to it is refused.
@@ -165,8 +156,8 @@ def test_in_flight_executions_finish_on_their_release_and_new_ones_run_the_new_o
     assert refused.status_code == 503, refused.text
     assert refused.json()["errorCode"] == "NO_HEALTHY_WORKER"
 
-    member = stack.fleet.add("worker", "worker-v2", "--pipeline", V2, "--release", "2.0.0")
-    stack.fleet.start(member)
+    member = fleet.fleet.add("worker", "worker-v2", "--pipeline", V2, "--release", "2.0.0")
+    fleet.fleet.start(member)
     wait_until(lambda: healthy_workers(admin, "2.0.0"), timeout=60)
     new = submit(api, {"name": "new"}).json()["executionId"]
     assert status(api, new)["releaseVersion"] == "2.0.0"
@@ -176,7 +167,7 @@ def test_in_flight_executions_finish_on_their_release_and_new_ones_run_the_new_o
     for execution_id in (running, parked, retrying, new):
         sign_in(api, execution_id)
 
-    v1_pid, v2_pid = worker_pid(stack, "worker-1"), worker_pid(stack, "worker-v2")
+    v1_pid, v2_pid = worker_pid(fleet, "worker-1"), worker_pid(fleet, "worker-v2")
     for execution_id in (running, parked, retrying):
         left = farewell(api, execution_id)
         assert (left["release"], left["pid"]) == ("1", v1_pid)
@@ -190,18 +181,18 @@ def test_in_flight_executions_finish_on_their_release_and_new_ones_run_the_new_o
 
 
 def test_a_drained_worker_finishes_what_it_holds_and_takes_nothing_new(
-    stack: OwnedStack, api: httpx.Client, admin: httpx.Client, tmp_path: Path
+    fleet: OwnedStack, api: httpx.Client, admin: httpx.Client, tmp_path: Path
 ) -> None:
     wait_until(lambda: healthy_workers(admin, "2.0.0"), timeout=60)
     [worker] = healthy_workers(admin, "2.0.0")
     held = submit(api, {"name": "held", "seconds": 3}).json()["executionId"]
     reached(api, held, "RUNNING")
 
-    drained = tpf(stack, "workers", "drain", ROLLOUT, worker["workerId"], "--json", cwd=tmp_path)
+    drained = tpf(fleet, "workers", "drain", ROLLOUT, worker["workerId"], "--json", cwd=tmp_path)
     assert drained.returncode == 0, drained.stderr
     assert json.loads(drained.stdout)["state"] == "DRAINING"
 
-    member = next(m for m in stack.fleet.members if m.name == "worker-v2")
+    member = next(m for m in fleet.fleet.members if m.name == "worker-v2")
     assert member.process is not None
     assert member.process.wait(timeout=60) == 0  # it leaves once what it held is done
     reached(api, held, "WAITING_EXTERNAL")  # the held transition ran to its await
@@ -210,8 +201,8 @@ def test_a_drained_worker_finishes_what_it_holds_and_takes_nothing_new(
 
     # Answering the await dispatches the next transition; no worker is left to take it.
     sign_in(api, held)
-    sqs = sync_client(stack.settings, "sqs", endpoints=stack.endpoints)
-    queue = sqs.get_queue_url(QueueName=stack.settings.resource(work_queue(ROLLOUT, "2.0.0")))
+    sqs = sync_client(fleet.settings, "sqs", endpoints=fleet.endpoints)
+    queue = sqs.get_queue_url(QueueName=fleet.settings.resource(work_queue(ROLLOUT, "2.0.0")))
 
     def waiting_in_queue() -> bool:
         found = sqs.get_queue_attributes(
@@ -224,13 +215,13 @@ def test_a_drained_worker_finishes_what_it_holds_and_takes_nothing_new(
 
 
 def test_a_rest_worker_takes_over_the_release_over_signed_http(
-    stack: OwnedStack, api: httpx.Client, admin: httpx.Client
+    fleet: OwnedStack, api: httpx.Client, admin: httpx.Client
 ) -> None:
     port = free_port()
-    member = stack.fleet.add(
+    member = fleet.fleet.add(
         "worker", "worker-rest", "--pipeline", V2, "--release", "2.0.0", "--rest-port", str(port)
     )
-    stack.fleet.start(member)
+    fleet.fleet.start(member)
     [worker] = wait_until(lambda: healthy_workers(admin, "2.0.0"), timeout=60)  # type: ignore[misc]
     assert (worker["protocol"], worker["endpoint"]) == ("rest", f"http://127.0.0.1:{port}")
 
@@ -239,17 +230,17 @@ def test_a_rest_worker_takes_over_the_release_over_signed_http(
     assert farewell(api, visit) == {
         "name": "over-http",
         "release": "2",
-        "pid": worker_pid(stack, "worker-rest"),
+        "pid": worker_pid(fleet, "worker-rest"),
     }
 
 
 def test_a_release_nothing_needs_any_more_is_retired_with_its_queue(
-    stack: OwnedStack, tmp_path: Path
+    fleet: OwnedStack, tmp_path: Path
 ) -> None:
-    active = tpf(stack, "release", "retire", ROLLOUT, "2.0.0", cwd=tmp_path)
+    active = tpf(fleet, "release", "retire", ROLLOUT, "2.0.0", cwd=tmp_path)
     assert active.returncode == 2 and "active release" in active.stderr
 
-    retired = tpf(stack, "release", "retire", ROLLOUT, "1.0.0", cwd=tmp_path)
+    retired = tpf(fleet, "release", "retire", ROLLOUT, "1.0.0", cwd=tmp_path)
     assert retired.returncode == 0, retired.stderr
-    sqs = sync_client(stack.settings, "sqs", endpoints=stack.endpoints)
-    assert url_of(sqs, stack.settings.resource(work_queue(ROLLOUT, "1.0.0"))) is None
+    sqs = sync_client(fleet.settings, "sqs", endpoints=fleet.endpoints)
+    assert url_of(sqs, fleet.settings.resource(work_queue(ROLLOUT, "1.0.0"))) is None
