@@ -15,12 +15,16 @@ from tests.substrates import (
     settings_for,
 )
 from tpf.embedded import EmbeddedSubstrate
+from tpf.lifeline import OWNER_ENV
 from tpf.substrate import Endpoints
 
 # Emulators accept any credentials; never let a test reach a real account by accident.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+# Every process a test starts follows this one: a killed or timed-out run leaves no orphans.
+os.environ[OWNER_ENV] = str(os.getpid())
 
 # Properties are checked for what they assert, not for speed: a shared 2-core machine can stall
 # any example past hypothesis' default 200 ms deadline.

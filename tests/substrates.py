@@ -10,12 +10,15 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 import pytest
 
 from tpf.settings import Settings
 from tpf.substrate import LOCALSTACK_DEFAULTS, Endpoints
+
+T = TypeVar("T")
 
 SUBSTRATES = ("embedded", "localstack")
 
@@ -89,9 +92,7 @@ def settings_for(substrate: str, endpoints: Endpoints, **overrides: object) -> S
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def wait_until(
-    predicate: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.05
-) -> object:
+def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05) -> T:
     """Poll ``predicate`` until it returns something truthy; fail loudly at the deadline."""
     import time
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Substrate = Literal["embedded", "localstack", "aws"]
@@ -152,3 +152,14 @@ class Settings(BaseSettings):
     def resource(self, name: str) -> str:
         """The physical name of a logical resource in this stack."""
         return f"{self.stack}-{name}"
+
+
+def explain_invalid(exc: BaseException) -> str | None:
+    """A settings validation error as one line naming the variable to fix; None for others."""
+    if not isinstance(exc, ValidationError) or exc.title != Settings.__name__:
+        return None
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        problems.append(f"TPF_{field.upper()}: {error['msg']}")
+    return "invalid settings: " + "; ".join(problems)

@@ -13,7 +13,7 @@ import json
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from coordinator.registry import DynamoRegistryTable, Registry, register_pipelin
 from infra.provision import provision, provision_release
 from tpf.clock import now_ms
 from tpf.embedded import EmbeddedSubstrate
-from tpf.fleet import Fleet
+from tpf.fleet import Crash, Fleet
 from tpf.pipeline import Pipeline
 from tpf.settings import Settings
 from tpf.signing import new_secret
@@ -140,8 +140,14 @@ def wait_for_workers(
 
 
 @contextlib.contextmanager
-def owned_stack(spec: StackSpec, *, workdir: Path | None = None) -> Iterator[OwnedStack]:
-    """Start everything; on exit stop the fleet, then the substrate."""
+def owned_stack(
+    spec: StackSpec,
+    *,
+    workdir: Path | None = None,
+    on_crash: Callable[[Crash], None] | None = None,
+) -> Iterator[OwnedStack]:
+    """Start everything; on exit stop the fleet, then the substrate. The fleet restarts a
+    member that crashes, and calls ``on_crash`` when it does."""
     embedded = EmbeddedSubstrate.start() if spec.substrate == "embedded" else None
     try:
         env = {
@@ -173,7 +179,7 @@ def owned_stack(spec: StackSpec, *, workdir: Path | None = None) -> Iterator[Own
 
         workdir = workdir or Path(tempfile.mkdtemp(prefix=f"tpf-{spec.stack}-"))
         workdir.mkdir(parents=True, exist_ok=True)
-        fleet = Fleet(env=env, workdir=workdir)
+        fleet = Fleet(env=env, workdir=workdir, on_crash=on_crash)
         ports = [env["TPF_API_PORT"]] + [str(free_port()) for _ in range(spec.coordinators - 1)]
         for i, port in enumerate(ports):
             name = "coordinator" if i == 0 else f"coordinator-{i + 1}"

@@ -22,6 +22,14 @@ from typing import Any
 import aioboto3
 import boto3
 from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from tpf.accounting import LEDGER, RequestLedger
 from tpf.errors import ConfigurationError
@@ -155,3 +163,47 @@ async def open_clients(
         kwargs["endpoint_url"] = lambda_endpoint(settings, endpoints)
         lambda_client = await stack.enter_async_context(session.client("lambda", **kwargs))
         yield AwsClients(endpoints=endpoints, lambda_=lambda_client, **opened)
+
+
+_MISSING_CODES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NoSuchBucket",
+    }
+)
+_CONNECTION_ERRORS = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ConnectionClosedError,
+    ReadTimeoutError,
+)
+
+
+def explain_failure(exc: BaseException) -> ConfigurationError | None:
+    """The substrate failure behind ``exc`` (or its causes) as one line a person can act on:
+    an endpoint nobody answers on, a resource that does not exist, no credentials. None when
+    ``exc`` is something else, which keeps its traceback."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _CONNECTION_ERRORS):
+            url = seen.kwargs.get("endpoint_url", "?")
+            return ConfigurationError(
+                f"cannot reach {url}: is the substrate up? "
+                "(`localstack/up`, `tpf up`, or check AWS_ENDPOINT_URL*)"
+            )
+        if isinstance(seen, NoCredentialsError):
+            return ConfigurationError(
+                "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
+            )
+        if isinstance(seen, ClientError):
+            error = seen.response.get("Error", {})
+            if error.get("Code") in _MISSING_CODES:
+                return ConfigurationError(
+                    f"a resource is missing ({seen.operation_name}: "
+                    f"{error.get('Message') or error.get('Code')}): "
+                    "create the stack's resources with `tpf infra up`"
+                )
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -18,6 +18,30 @@ PIPELINES = (
 )
 
 
+E2E_TIMEOUT_S = 300
+"""Per test, fixtures included: a module's first test also starts its fleet (a minute on a busy
+2-core machine), and a test waits on several executions end to end. Tests that wait longer
+say so with their own ``pytest.mark.timeout``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in item.nodeid and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
+
+
+@pytest.fixture(autouse=True)
+def no_member_crashed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A member that exits without being asked to is restarted by its fleet, so a test might
+    still pass: fail it instead. (Kills a test asks for go through ``fleet.kill``.)"""
+    yield
+    for value in request.node.funcargs.values():
+        if isinstance(value, OwnedStack) and value.fleet.crashes:
+            crashes = list(value.fleet.crashes)
+            value.fleet.crashes.clear()  # reported once, by the test during which they happened
+            pytest.fail("\n".join(f"{c.describe()}:\n{c.log_tail}" for c in crashes))
+
+
 @pytest.fixture(scope="session")
 def markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("markers")

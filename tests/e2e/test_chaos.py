@@ -8,20 +8,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.substrates import wait_until
+from tpf.lifeline import alive, children_of
+
 ROOT = Path(__file__).resolve().parents[2]
+RUN_LIMIT_S = 420
+"""What the small run may take: about 80 s on an idle 2-core machine, twice that beside a
+CPU-bound process, and its quiescence timeout (240 s) is inside this."""
 
 
+def harness(*args: str) -> list[str]:
+    return [str(ROOT / "scripts" / "chaos"), *args]
+
+
+@pytest.mark.timeout(RUN_LIMIT_S + 60)
 def test_a_small_crash_run_loses_nothing_and_does_nothing_twice(tmp_path: Path) -> None:
     done = subprocess.run(
-        [
-            str(ROOT / "scripts" / "chaos"),
+        harness(
             *("--executions", "60", "--kills", "10", "--freezes", "2"),
             *("--duplicate-rate", "0.05", "--timeout", "240", "--workdir", str(tmp_path)),
-        ],
+        ),
         env={**os.environ, "PYTHON": sys.executable},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=RUN_LIMIT_S,
     )
     assert done.stdout.strip(), done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -30,3 +42,29 @@ def test_a_small_crash_run_loses_nothing_and_does_nothing_twice(tmp_path: Path) 
     assert (report["executions"], report["kills"], report["freezes"]) == (60, 10, 2)
     assert report["lost"] == report["wrong_status"] == report["duplicated_effects"] == 0
     assert report["duplicate_invocations"] + report["deadline_takeovers"] > 0
+    # Every death was one the harness caused: no member crashed on its own and was restarted.
+    assert report["unexpected_restarts"] == 0
+
+
+@pytest.mark.timeout(180)
+def test_a_sigkilled_harness_leaves_none_of_its_processes_running(tmp_path: Path) -> None:
+    with (tmp_path / "harness.err").open("w") as err:
+        run = subprocess.Popen(
+            harness("--executions", "200", "--kills", "0", "--workdir", str(tmp_path)),
+            env={**os.environ, "PYTHON": sys.executable},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+    def whole_fleet() -> list[int]:  # two coordinators and three workers
+        members = children_of(run.pid)
+        return members if len(members) == 5 else []
+
+    try:
+        fleet = wait_until(whole_fleet, timeout=90)
+        # Under load: submissions are flowing when the harness dies.
+        wait_until(lambda: "submitted" in (tmp_path / "harness.err").read_text(), timeout=90)
+    finally:
+        run.kill()
+        run.wait(timeout=10)
+    wait_until(lambda: not any(alive(pid) for pid in fleet), timeout=10, interval=0.1)

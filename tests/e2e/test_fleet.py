@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -155,8 +154,7 @@ def test_killing_a_worker_mid_transition_loses_nothing(
     for member in fleet.fleet.members:
         if member.role == "worker" and member.alive:
             # We don't know which worker took it: kill them all, then bring up a fresh one.
-            member.process.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
-            member.process.wait()  # type: ignore[union-attr]
+            fleet.fleet.kill(member)
             victim_pid = member.process.pid  # type: ignore[union-attr]
     assert victim_pid is not None
     for member in fleet.fleet.members:

@@ -169,16 +169,17 @@ def pid_of(member: Member) -> int:
     return member.process.pid
 
 
-def stopped_within(member: Member, sig: signal.Signals, limit: float) -> tuple[int, float]:
+def stopped_within(
+    stack: OwnedStack, member: Member, sig: signal.Signals, limit: float
+) -> tuple[int, float]:
     """Send ``sig``; the exit code and how long the process took to exit (fails past ``limit``)."""
     assert member.process is not None and member.alive
     started = time.monotonic()
-    member.process.send_signal(sig)
+    stack.fleet.kill(member, sig)
     try:
         code = member.process.wait(timeout=limit)
     except subprocess.TimeoutExpired:
-        member.process.kill()  # full_fleet restarts it
-        member.process.wait()
+        stack.fleet.kill(member)  # full_fleet restarts it
         pytest.fail(f"{member.name} still running {limit:.1f}s after {sig.name}")
     return code, time.monotonic() - started
 
@@ -213,8 +214,7 @@ def test_killing_a_coordinator_mid_batch_loses_no_execution(ha: OwnedStack) -> N
         submit_orders(range(10, 15))
         before_kill = committed(first_url)
         assert victim.process is not None
-        victim.process.kill()
-        victim.process.wait(timeout=10)
+        ha.fleet.kill(victim)
         in_flight = [e for e in slow if status_of(survivor, e)["status"] not in TERMINAL]
         assert in_flight, "the batch finished before the kill: nothing was in flight"
         submit_orders(range(15, 20))
@@ -290,7 +290,7 @@ def test_a_terminated_worker_finishes_its_transition_within_the_grace_period(
     with client(ha, ha.api_url) as api:
         execution_id = submit(api, "org.tests.tracked", {"name": "drain", "seconds": 2.0})
         victim, _ = running_on(ha, markers, execution_id)
-        code, _ = stopped_within(victim, signal.SIGTERM, grace + EXIT_MARGIN_S)
+        code, _ = stopped_within(ha, victim, signal.SIGTERM, grace + EXIT_MARGIN_S)
         assert code == 0, f"{victim.name} exited with {code}"
         assert all_finished(api, [execution_id])[execution_id]["status"] == "SUCCEEDED"
         # The draining worker finished the step itself: it ran once, on the stopped worker.
@@ -307,7 +307,7 @@ def test_a_terminated_worker_hands_back_what_outlives_the_grace_period(
             api, "org.tests.tracked", {"name": "long", "seconds": grace + 3, "rerun_seconds": 1.5}
         )
         victim, other = running_on(ha, markers, execution_id)
-        code, elapsed = stopped_within(victim, signal.SIGTERM, grace + EXIT_MARGIN_S)
+        code, elapsed = stopped_within(ha, victim, signal.SIGTERM, grace + EXIT_MARGIN_S)
         assert code == 0, f"{victim.name} exited with {code}"
         assert elapsed >= grace - 1, f"gave up after {elapsed:.1f}s, before its grace period"
         status = all_finished(api, [execution_id], timeout=30)[execution_id]
@@ -331,7 +331,7 @@ def test_a_terminated_coordinator_exits_cleanly_and_its_replica_serves_on(
         # Work submitted through the replica that is about to stop, still running when it does.
         execution_id = submit(doomed, "org.tests.tracked", {"name": "handover", "seconds": 2.0})
         running_on(ha, markers, execution_id)
-        code, _ = stopped_within(victim, signal.SIGTERM, grace)
+        code, _ = stopped_within(ha, victim, signal.SIGTERM, grace)
         assert code == 0, f"{victim.name} exited with {code}"
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{victim_url}/q/health/ready", timeout=2)
@@ -355,8 +355,7 @@ def test_a_worker_killed_mid_transition_is_taken_over_by_the_other(
         )
         victim, other = running_on(ha, markers, execution_id)
         assert victim.process is not None
-        victim.process.kill()
-        victim.process.wait(timeout=10)
+        ha.fleet.kill(victim)
         # Deadline expiry (no more heartbeats) or the command's visibility timeout brings it
         # to the surviving worker; nothing restarts the victim before the execution ends.
         status = all_finished(api, [execution_id], timeout=40)[execution_id]

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from tpf import lifeline
 from tpf.accounting import RequestLedger
 from tpf.bench.observe import difference
 from tpf.settings import Settings
@@ -289,5 +290,6 @@ async def main(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    lifeline.follow_owner()
     result = asyncio.run(main(json.loads(Path(sys.argv[1]).read_text())))
     print(json.dumps(result), flush=True)

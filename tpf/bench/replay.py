@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.resources import DUE_INDEX
+from tpf import lifeline
 from tpf.accounting import RequestLedger
 from tpf.bench.observe import Window
 from tpf.stack import OwnedStack
@@ -132,8 +134,7 @@ def run_ceiling(
         return [json.loads(_expect(process, "{")) for process in processes]
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.kill()
+            lifeline.signal_group(process, signal.SIGKILL)
             process.wait()
         for url in urls:
             sqs.delete_queue(QueueUrl=url)
@@ -141,7 +142,7 @@ def run_ceiling(
 
 def _start(stack: OwnedStack, plan_path: Path) -> subprocess.Popen[str]:
     with plan_path.with_suffix(".log").open("w") as log:
-        return subprocess.Popen(
+        return lifeline.spawn(
             [sys.executable, "-m", "tpf.bench.bare", str(plan_path)],
             env={**os.environ, **stack.env, **stack.endpoints.as_env()},
             stdin=subprocess.PIPE,

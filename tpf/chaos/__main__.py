@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from tpf import lifeline
 from tpf.chaos.harness import Options, run
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -37,6 +38,7 @@ def main(
 
     Prints one JSON line; exits 1 when an invariant is violated.
     """
+    lifeline.follow_owner()
     report = run(
         Options(
             executions=executions,

@@ -111,6 +111,7 @@ def run(options: Options) -> dict[str, Any]:
         progress(f"faults over: {tally}; waiting for quiescence")
         statuses = submitter.wait_terminal(started + options.timeout_s)
         records = asyncio.run(read_records(stack, set(submitter.ids.values())))
+        crashes = list(stack.fleet.crashes)
 
     verdict = judge(
         Evidence(
@@ -125,10 +126,16 @@ def run(options: Options) -> dict[str, Any]:
         freezes_in_flight=tally.freezes_in_flight,
     )
     verdict.require(
+        not crashes,
+        "members crashed without being killed: " + "; ".join(c.describe() for c in crashes),
+    )
+    verdict.require(
         len(submitter.ids) == len(planned),
         f"only {len(submitter.ids)} of {len(planned)} submissions were accepted",
     )
-    return summary(verdict, tally, options, seed, time.monotonic() - started, workdir)
+    report = summary(verdict, tally, options, seed, time.monotonic() - started, workdir)
+    report["unexpected_restarts"] = len(crashes)
+    return report
 
 
 def inject(monkey: Monkey, options: Options, rng: random.Random, stop: threading.Event) -> None:

@@ -63,8 +63,7 @@ class Monkey:
                 return False
             victim = self.rng.choice(alive)
             assert victim.process is not None
-            victim.process.kill()
-            victim.process.wait()
+            self.fleet.kill(victim)  # held: the fleet's supervisor leaves the restart to us
             self._frozen.pop(victim.process.pid, None)
             self._frozen_mid_step.discard(victim.process.pid)
             self.tally.add("kills")

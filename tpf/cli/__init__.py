@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tpf import lifeline
 from tpf.errors import TpfError
 
 app = typer.Typer(
@@ -58,6 +59,7 @@ def _register() -> None:
 
 def main() -> None:
     """Entry point: framework errors become one line on stderr and exit code 2."""
+    lifeline.follow_owner()
     _register()
     try:
         app(standalone_mode=False)
@@ -67,6 +69,7 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        _exit_if_explained(exc)
         # Matched by shape, not class: typer may bundle its own copy of click.
         exit_code = getattr(exc, "exit_code", None)
         if not isinstance(exit_code, int):
@@ -74,3 +77,14 @@ def main() -> None:
         if type(exc).__name__ != "Exit":
             exc.show()  # type: ignore[attr-defined]
         sys.exit(exit_code)
+
+
+def _exit_if_explained(exc: Exception) -> None:
+    """Start-up failures whose cause is outside the code (settings, substrate) in one line."""
+    from tpf.settings import explain_invalid
+    from tpf.substrate import explain_failure
+
+    message = explain_invalid(exc) or explain_failure(exc)
+    if message:
+        err.print(f"[red]error:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from typing import Annotated
 
 import typer
 from rich.panel import Panel
 
 from tpf.cli.common import out
+from tpf.fleet import Crash
 from tpf.settings import Settings
 from tpf.stack import StackSpec, owned_stack
 
@@ -39,7 +41,7 @@ def up(
         admin_token=admin.get_secret_value() if admin else None,
         provider_mock=() if provider_mock else None,
     )
-    with out.status("starting"), owned_stack(spec) as stack:
+    with out.status("starting"), owned_stack(spec, on_crash=_report_crash) as stack:
         state_file = stack.write_state()
         exports = "\n".join(f"export {k}={v}" for k, v in stack.endpoints.as_env().items())
         generated = (
@@ -69,6 +71,19 @@ def up(
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stopped.set())
         stopped.wait()
-        out.print("stopping…")
+        grace = stack.settings.timings.shutdown_grace.total_seconds() + 5
+        out.print(f"stopping {len(stack.fleet.members)} processes (grace {grace:.0f}s)…")
+        began = time.monotonic()
+        ended = stack.fleet.stop_all(grace=grace)
+        killed = [s.name for s in ended if s.killed]
+        out.print(
+            f"stopped in {time.monotonic() - began:.1f}s"
+            + (f"; killed after the grace: {', '.join(killed)}" if killed else "")
+        )
     state_file.unlink(missing_ok=True)
     state_file.with_suffix(".key").unlink(missing_ok=True)
+
+
+def _report_crash(crash: Crash) -> None:
+    out.print(f"[red]{crash.describe()}[/red]; its last lines:", highlight=False)
+    out.print(crash.log_tail, highlight=False, markup=False)
