@@ -21,10 +21,11 @@ test: $(STAMP)            ## every tier; LocalStack tests skip (locally) when th
 test-fast: $(STAMP)       ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q
 
-lint: $(STAMP)
+lint: $(STAMP)            ## ruff, mypy, and the import layers (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)           ## benchmarks on the LocalStack stack (make stack-up first); BENCH_ARGS to size them
 	$(BIN)/tpf bench $(BENCH_ARGS)

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from coordinator.api import bearer, parse_body
 from coordinator.operations import REDRIVABLE, Acted, OperatorActions, Selection
-from coordinator.records import Status
 from tpf.clock import now_ms
+from tpf.records import Status
 
 ADMIN = "/tpf/admin"
 DEFAULT_ACTOR = "admin-api"

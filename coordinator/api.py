@@ -15,12 +15,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from coordinator.records import ExecutionRecord
 from coordinator.service import ExecutionService, NoActiveRelease, NoHealthyWorker
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.codec import decode_envelope, encode_envelope
 from tpf.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, TpfError
+from tpf.records import ExecutionRecord
 
 CONTROL_PLANE = "/tpf/control-plane"
 Body = TypeVar("Body", bound=BaseModel)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from coordinator.records import ExecutionRecord
 from tpf.queues import Outgoing, Queue
+from tpf.records import ExecutionRecord
 from tpf.wire import DeadLetter
 
 log = logging.getLogger("tpf.coordinator")

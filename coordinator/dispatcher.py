@@ -10,12 +10,12 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from coordinator.records import ExecutionRecord
-from coordinator.registry import Registry
 from coordinator.routing import RestDispatch, WorkQueues
 from coordinator.store import ExecutionStore
 from tpf.contract import Contract
 from tpf.queues import Outgoing
+from tpf.records import ExecutionRecord
+from tpf.registry import Registry
 from tpf.settings import Timings
 from tpf.signing import Signer
 from tpf.wire import Payload, PayloadRefWire, TransitionCommand

@@ -16,9 +16,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from coordinator.records import ExecutionRecord, Status, partition_key
-from infra.resources import EXECUTION_TTL
+from tpf.dynamodb import deserialize, serialize
 from tpf.queues import Batcher
+from tpf.records import ExecutionRecord, Status, partition_key
+from tpf.retention import EXECUTION_TTL
 
 log = logging.getLogger("tpf.coordinator")
 
@@ -192,8 +193,6 @@ class DynamoHistoryTable:
         self.client, self.table_name, self.attempts = client, table_name, attempts
 
     async def put_many(self, changes: list[Change]) -> list[Exception | None]:
-        from coordinator.store.dynamodb import serialize
-
         pending = {(c.tenant_id, c.execution_id, c.version): c for c in changes}
         for attempt in range(self.attempts):
             requests = [{"PutRequest": {"Item": serialize(to_item(c))}} for c in pending.values()]
@@ -214,8 +213,6 @@ class DynamoHistoryTable:
         ]
 
     async def list(self, tenant_id: str, execution_id: str, *, limit: int) -> list[Change]:
-        from coordinator.store.dynamodb import deserialize
-
         response = await self.client.query(
             TableName=self.table_name,
             KeyConditionExpression="pk = :pk",

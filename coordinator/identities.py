@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from coordinator.records import ExecutionRecord
+from tpf.records import ExecutionRecord
 
 
 def _id(*parts: object) -> str:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
-from coordinator.records import ExecutionRecord, Status, cap_message
 from coordinator.store import ExecutionStore
 from tpf.errors import Conflict, NotFound, StaleRecord
+from tpf.records import ExecutionRecord, Status, cap_message
 
 MAX_REASON = 160
 REDRIVABLE = frozenset({Status.DLQ, Status.FAILED})

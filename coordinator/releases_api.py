@@ -27,11 +27,12 @@ from fastapi import APIRouter, Request
 from pydantic import RootModel
 
 from coordinator.api import bearer, parse_body
-from coordinator.registry import Activation, Registry, ReleaseRecord
 from coordinator.retirement import ReleaseRetirement
+from tpf.artifacts.port import ArtifactReader
 from tpf.clock import now_ms
 from tpf.errors import AlreadyExists, Conflict, NotFound
-from tpf.releases import ArtifactReader, InvalidRelease, ReleaseDescriptor, read_descriptor
+from tpf.registry import Activation, Registry, ReleaseRecord
+from tpf.releases import InvalidRelease, ReleaseDescriptor, read_descriptor
 
 ADMIN = "/tpf/admin"
 PIPELINE = "/tenants/{tenant_id}/pipelines/{pipeline_id}"

@@ -27,11 +27,9 @@ from typing import Any
 
 import httpx
 
+from tpf.clock import now_ms
 from tpf.errors import TpfError
-from tpf.signing import REST_WINDOW_MS, SignatureRejected, Signer
-from tpf.wire import MalformedMessage, TransitionCommand, TransitionResult, decode
-from worker.command import epoch_ms
-from worker.rest import (
+from tpf.rest import (
     CAPABILITIES_CHANNEL,
     CAPABILITIES_PATH,
     COMMANDS_CHANNEL,
@@ -39,7 +37,9 @@ from worker.rest import (
     RESULTS_CHANNEL,
     decode_capabilities,
 )
-from worker.runtime import InvocationRuntime
+from tpf.runtime import InvocationRuntime
+from tpf.signing import REST_WINDOW_MS, SignatureRejected, Signer
+from tpf.wire import MalformedMessage, TransitionCommand, TransitionResult, decode
 
 PROTOCOL = "rest"
 DEFAULT_TIMEOUT_S = 90.0
@@ -66,7 +66,7 @@ class RestWorkerClient:
         client: httpx.AsyncClient | None = None,
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        clock: Callable[[], int] = epoch_ms,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.signer, self.runtime, self.timeout_s = signer, runtime, timeout_s
         self._owned = client is None

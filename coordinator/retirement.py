@@ -10,11 +10,11 @@ coordinator creates it again when it dispatches (and activation does too).
 
 from __future__ import annotations
 
-from coordinator.records import Status
-from coordinator.registry import Registry
 from coordinator.routing import WorkQueues
 from coordinator.store import ExecutionStore
 from tpf.errors import Conflict
+from tpf.records import Status
+from tpf.registry import Registry
 
 PAGE = 500
 SHOWN = 5

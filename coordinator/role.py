@@ -21,7 +21,6 @@ from coordinator.awaits import DynamoAwaitTable
 from coordinator.depth import QueueDepthSampler
 from coordinator.history import DynamoHistoryTable, History
 from coordinator.interactions import interactions_router
-from coordinator.registry import DynamoRegistryTable, Registry, ReleaseRecord
 from coordinator.releases_api import releases_router, retirement_router
 from coordinator.retirement import ReleaseRetirement
 from coordinator.routing import SqsWorkQueues
@@ -31,10 +30,13 @@ from coordinator.wiring import Coordinator, assemble
 from coordinator.workers import WorkerDirectory
 from coordinator.workers_api import workers_router
 from coordinator.workers_aws import DynamoWorkerTable, LambdaEventSourceMappings
+from tpf.artifacts import artifact_readers
+from tpf.artifacts.port import ArtifactReader
 from tpf.errors import ConfigurationError
 from tpf.payloads.aws import payload_store
 from tpf.queues import Queue, SqsQueue
-from tpf.releases import ArtifactReader, artifact_readers
+from tpf.registry import Registry, ReleaseRecord
+from tpf.registry.dynamodb import DynamoRegistryTable
 from tpf.settings import Settings
 from tpf.signing import Signer, signer_for
 from tpf.substrate import AwsClients, open_clients, resolve_endpoints

@@ -9,7 +9,12 @@ from typing import Any
 
 from coordinator.dispatcher import Dispatcher
 from coordinator.history import Change
-from coordinator.records import (
+from coordinator.store import ExecutionStore
+from coordinator.workers import WorkerDirectory
+from tpf import metrics
+from tpf.errors import InvalidInput, NotFound, TpfError
+from tpf.payloads import PayloadStore
+from tpf.records import (
     MAX_KEY,
     MAX_PIPELINE,
     MAX_TENANT,
@@ -18,12 +23,7 @@ from coordinator.records import (
     execution_id_for,
     new_execution,
 )
-from coordinator.registry import Registry
-from coordinator.store import ExecutionStore
-from coordinator.workers import WorkerDirectory
-from tpf import metrics
-from tpf.errors import InvalidInput, NotFound, TpfError
-from tpf.payloads import PayloadStore
+from tpf.registry import Registry
 from tpf.settings import Timings
 
 

@@ -13,13 +13,13 @@ import logging
 import random
 
 from coordinator.dispatcher import Dispatcher
-from coordinator.records import Status
 from coordinator.store import DueEntry, ExecutionStore
 from coordinator.transitions import IN_FLIGHT, TransitionCommitter
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.errors import StaleRecord
 from tpf.loops import repeat
+from tpf.records import Status
 from tpf.settings import Timings
 from tpf.wire import Failure
 

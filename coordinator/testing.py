@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 from coordinator.awaits import InMemoryAwaitTable
 from coordinator.history import History, InMemoryHistoryTable
-from coordinator.registry import InMemoryRegistryTable, Registry, register_pipeline
 from coordinator.routing import InMemoryWorkQueues
 from coordinator.store import ExecutionStore
 from coordinator.store.memory import InMemoryExecutionTable
@@ -21,6 +20,8 @@ from tpf.payloads import PayloadStore
 from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.pipeline import Pipeline
 from tpf.queues import InMemoryQueue
+from tpf.registry import Registry, register_pipeline
+from tpf.registry.memory import InMemoryRegistryTable
 from tpf.settings import Settings
 from tpf.signing import Signer, SigningKey
 

@@ -15,13 +15,13 @@ from typing import Protocol
 from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
 from coordinator.identities import await_unit_id
-from coordinator.records import ExecutionRecord, Status
-from coordinator.registry import Registry
 from coordinator.retries import decide
 from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.errors import StaleRecord
 from tpf.payloads import PayloadRef, PayloadStore
+from tpf.records import ExecutionRecord, Status
+from tpf.registry import Registry
 from tpf.wire import Failure, Payload, Suspension, TransitionResult
 
 log = logging.getLogger("tpf.coordinator")

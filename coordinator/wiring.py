@@ -21,7 +21,6 @@ from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
 from coordinator.ingest import IngestConsumer, UploadedObject
 from coordinator.operations import OperatorActions
-from coordinator.registry import Registry
 from coordinator.rest_workers import RestWorkerClient
 from coordinator.results import ResultsConsumer
 from coordinator.routing import RestDispatch, WorkQueues
@@ -33,10 +32,11 @@ from coordinator.workers import WorkerDirectory
 from tpf.clock import now_ms
 from tpf.payloads import PayloadStore
 from tpf.queues import Queue
+from tpf.registry import Registry
+from tpf.runtime import InvocationRuntime
 from tpf.settings import Settings
 from tpf.signing import Signer
 from tpf.wire import TransitionResult
-from worker.runtime import InvocationRuntime
 
 
 @dataclass

@@ -45,12 +45,11 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tpf.errors import Conflict, NotFound
+from tpf.registry.worker_items import DRAIN_ATTRIBUTE, WORKER_PREFIX, worker_item_key
 from tpf.wire import WorkerPresence, WorkerState
 
 log = logging.getLogger("tpf.coordinator")
 
-DRAIN_ATTRIBUTE = "dr"
-WORKER_PREFIX = "worker#"
 ITEM_TTL = timedelta(days=1)
 
 Kind = Literal["process", "lambda"]
@@ -60,10 +59,6 @@ Value = str | int | None
 """An attribute value; ``None`` removes the attribute."""
 Item = dict[str, Any]
 T = TypeVar("T")
-
-
-def worker_item_key(pipeline_id: str, worker_id: str) -> tuple[str, str]:
-    return f"pipeline#{pipeline_id}", f"{WORKER_PREFIX}{worker_id}"
 
 
 # -- records ----------------------------------------------------------------------------------

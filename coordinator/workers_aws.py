@@ -6,14 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from coordinator.workers import (
-    DRAIN_ATTRIBUTE,
-    WORKER_PREFIX,
-    Item,
-    Value,
-    no_lambda_heartbeat,
-    unknown_worker,
-)
+from coordinator.workers import Item, Value, no_lambda_heartbeat, unknown_worker
+from tpf.registry.worker_items import DRAIN_ATTRIBUTE, WORKER_PREFIX
 
 
 class DynamoWorkerTable:

@@ -10,15 +10,13 @@ import json
 import math
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
+from infra.actions import Action
 from infra.resources import Bucket
 from tpf.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from infra.provision import Action
 
 OBJECT_CREATED = "s3:ObjectCreated:*"
 _MISSING = frozenset({"404", "NoSuchBucket", "NotFound"})

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
+from infra.actions import Action
 from infra.resources import Queue
-
-if TYPE_CHECKING:
-    from infra.provision import Action
 
 _MISSING = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _JSON_ATTRIBUTES = frozenset({"RedrivePolicy", "Policy"})

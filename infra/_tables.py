@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
+from infra.actions import Action
 from infra.resources import Index, Key, Table
 from tpf.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from infra.provision import Action
 
 ON_DEMAND = "PAY_PER_REQUEST"
 AWS_WAIT = 900.0

@@ -29,12 +29,12 @@ from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from infra import _buckets, _queues, _tables
+from infra.actions import Action
 from infra.resources import WORK_QUEUE_PREFIX, Release, StackDescription, describe
 from tpf.errors import ConfigurationError
 from tpf.settings import Settings
 from tpf.substrate import Endpoints, resolve_endpoints, sync_client
 
-Action = Literal["created", "updated", "unchanged", "deleted", "absent"]
 Kind = Literal["table", "queue", "bucket"]
 CHANGES: frozenset[Action] = frozenset({"created", "updated", "deleted"})
 

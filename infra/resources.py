@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
+from tpf.records import DUE_AT, DUE_INDEX, DUE_SHARD
+from tpf.retention import EXECUTION_TTL
 from tpf.settings import Settings
 
 KeyType = Literal["S", "N", "B"]
@@ -100,15 +102,9 @@ class StackDescription:
         return self.settings.resource(name)
 
 
-# Attribute names of the sparse due-work index (see coordinator.records): only records with a
-# pending deadline or due time carry them, so the sweeper reads just the work that is due.
-DUE_INDEX = "due"
-DUE_SHARD = "ds"
-DUE_AT = "dt"
 # The index carries what a sweeper needs to act with a conditional write and no extra read.
 DUE_PROJECTION = ("st", "v", "tk", "si", "at")
 
-EXECUTION_TTL = timedelta(days=30)
 LAMBDA_VISIBILITY_FACTOR = 6
 """AWS's rule: the queue feeding a function hides a message at least 6x the function's timeout."""
 

@@ -14,9 +14,9 @@ from tests.substrates import (
     require,
     settings_for,
 )
-from tpf.embedded import EmbeddedSubstrate
-from tpf.lifeline import OWNER_ENV
 from tpf.substrate import Endpoints
+from tpfctl.embedded import EmbeddedSubstrate
+from tpfctl.lifeline import OWNER_ENV
 
 # Emulators accept any credentials; never let a test reach a real account by accident.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")

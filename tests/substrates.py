@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import httpx
 import pytest
 
 from tpf.settings import Settings
 from tpf.substrate import LOCALSTACK_DEFAULTS, Endpoints
-
-T = TypeVar("T")
 
 SUBSTRATES = ("embedded", "localstack")
 
@@ -90,17 +86,3 @@ def settings_for(substrate: str, endpoints: Endpoints, **overrides: object) -> S
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
-
-
-def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail loudly at the deadline."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        time.sleep(interval)

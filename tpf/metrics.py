@@ -28,7 +28,7 @@ _AWAIT_SECONDS = (
     3_600.0, 7_200.0, 14_400.0, 28_800.0, 43_200.0, 86_400.0,
 )  # fmt: skip
 
-# -- invocation runtime (worker/runtime.py) -------------------------------------------------------
+# -- invocation runtime (tpf/runtime.py) -------------------------------------------------------
 
 STEP_SECONDS = Histogram(
     "tpf_step_seconds",

@@ -44,6 +44,7 @@ from tpf.contract import Contract
 from tpf.payloads import PayloadStore
 from tpf.pipeline import Pipeline
 from tpf.queues import Outgoing, Queue, Received
+from tpf.runtime import InvocationRuntime
 from tpf.settings import Timings
 from tpf.signing import SignatureRejected, Signer
 from tpf.wire import (
@@ -56,7 +57,6 @@ from tpf.wire import (
     decode,
 )
 from worker.fence import TransitionFence
-from worker.runtime import InvocationRuntime
 from worker.transition import run_transition
 
 ROLE = "worker"

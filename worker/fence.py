@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from coordinator.records import Status, partition_key
-from coordinator.store import ExecutionStore
+from tpf.records import Status, partition_key
 from tpf.wire import TransitionCommand
 
 log = logging.getLogger("tpf.worker")
@@ -61,17 +60,3 @@ class DynamoTransitionFence:
         item = response.get("Item")
         plain = {k: next(iter(v.values())) for k, v in item.items()} if item else None
         return live(plain, command)
-
-
-class StoreFence:
-    """The same rule over an execution store, for one-process use and tests."""
-
-    def __init__(self, store: ExecutionStore) -> None:
-        self.store = store
-
-    async def is_live(self, command: TransitionCommand) -> bool:
-        record = await self.store.get(command.tenant_id, command.execution_id)
-        if record is None:
-            return False
-        item = {"st": record.status.value, "tk": record.transition_key, "v": record.version}
-        return live(item, command)

@@ -46,18 +46,20 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import SqsModel, SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from coordinator.registry import DynamoRegistryTable, Registry
 from tpf.errors import ConfigurationError, TpfError
+from tpf.loading import load_pipeline
 from tpf.payloads.aws import payload_store
 from tpf.pipeline import Pipeline
 from tpf.queues import Received, SqsQueue
+from tpf.registry import Registry
+from tpf.registry.dynamodb import DynamoRegistryTable
 from tpf.settings import Settings
 from tpf.signing import Signer
 from tpf.substrate import open_clients
 from tpf.wire import WorkerIdentity
 from worker.command import CommandHandler, Settlement
 from worker.fence import DynamoTransitionFence
-from worker.role import load_pipeline, verify_release
+from worker.role import verify_release
 
 SERVICE = "tpf-worker"
 NAMESPACE = "TPF"

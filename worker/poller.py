@@ -23,12 +23,12 @@ from tpf.loops import BoundedReceiver
 from tpf.payloads import PayloadStore
 from tpf.pipeline import Pipeline
 from tpf.queues import Queue, Received
+from tpf.runtime import InvocationRuntime
 from tpf.settings import Settings
 from tpf.signing import Signer
 from tpf.wire import WorkerIdentity
 from worker.command import ROLE, CommandHandler, Settlement, epoch_ms
 from worker.fence import TransitionFence
-from worker.runtime import InvocationRuntime
 
 log = logging.getLogger("tpf.worker")
 

@@ -15,8 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from coordinator.workers import DRAIN_ATTRIBUTE, worker_item_key
 from tpf.queues import Outgoing, Queue
+from tpf.registry.worker_items import DRAIN_ATTRIBUTE, worker_item_key
 from tpf.signing import Signer
 from tpf.wire import WorkerPresence, WorkerState
 

@@ -30,55 +30,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ConfigDict, ValidationError
 
 from tpf import metrics
 from tpf.contract import Contract
+from tpf.rest import (
+    CAPABILITIES_CHANNEL,
+    CAPABILITIES_PATH,
+    COMMANDS_CHANNEL,
+    EXECUTE_PATH,
+    RESULTS_CHANNEL,
+    WorkerCapabilities,
+)
 from tpf.signing import NONCE_HEADER, NonceCache, SignatureRejected, Signer
 from tpf.wire import (
-    PROTOCOL,
-    TRANSITION_ENCODING,
-    HostedPipeline,
     MalformedMessage,
-    Signature,
     TransitionCommand,
-    Wire,
     decode,
 )
 from worker.command import ROLE, CommandHandler, command_fields, epoch_ms
 
-EXECUTE_PATH = "/pipeline/worker/transitions/execute"
-CAPABILITIES_PATH = "/pipeline/worker/capabilities"
-COMMANDS_CHANNEL = "work"
-"""Commands carry the signature the dispatcher gave them, whichever transport delivers them."""
-RESULTS_CHANNEL = "rest-results"
-CAPABILITIES_CHANNEL = "rest-capabilities"
 ANSWER_TTL_MS = 120_000
 """An answer is read at once by the caller that is waiting for it; the REST window will do."""
 MAX_BODY_BYTES = 1 << 20
 """A command fits an SQS message (256 KiB); large payloads travel by claim check."""
-
-
-class WorkerCapabilities(Wire):
-    """What a REST worker hosts, as its capabilities route answers (signed)."""
-
-    model_config = ConfigDict(extra="allow")
-    """Fields a deployment adds (an artifact id, a region) are kept, and signed with the rest."""
-
-    kind: Literal["capabilities"] = "capabilities"
-    protocol: int = PROTOCOL
-    worker_id: str
-    release_version: str
-    pipelines: list[HostedPipeline]
-    protocols: list[str] = ["rest"]
-    payload_encodings: list[str] = [TRANSITION_ENCODING]
-    artifact_digest: str | None = None
-    signature: Signature | None = None
 
 
 def describe(handler: CommandHandler, extra: Mapping[str, Any] | None = None) -> WorkerCapabilities:
@@ -206,14 +185,6 @@ async def _read_body(request: Request) -> bytes:
             raise _Rejected(413, "TOO_LARGE", "too_large", f"body over {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def decode_capabilities(raw: bytes | str) -> WorkerCapabilities:
-    """Parse a capabilities answer; any failure becomes MalformedMessage."""
-    try:
-        return WorkerCapabilities.model_validate_json(raw)
-    except ValidationError as exc:
-        raise MalformedMessage(f"not a capabilities answer: {exc.errors()[0]['msg']}") from exc
 
 
 # -- serving -------------------------------------------------------------------------------------

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Awaitable, Iterable, Iterator
 
-from coordinator.registry import DynamoRegistryTable, Registry, ReleaseRecord
 from infra.resources import work_queue
 from tpf.contract import Contract
 from tpf.errors import ConfigurationError, NotFound
 from tpf.payloads.aws import payload_store
 from tpf.pipeline import Pipeline
 from tpf.queues import SqsQueue
+from tpf.registry import Registry, ReleaseRecord
+from tpf.registry.dynamodb import DynamoRegistryTable
 from tpf.settings import Settings
 from tpf.signing import NonceCache, Signer, signer_for
 from tpf.substrate import AwsClients, open_clients
@@ -34,18 +34,6 @@ from worker.poller import TransitionWorker
 from worker.presence import PresenceReporter, registry_drain_check
 
 log = logging.getLogger("tpf.worker")
-
-
-def load_pipeline(reference: str) -> Pipeline:
-    """``package.module:attribute`` → the Pipeline object it names."""
-    module_name, _, attribute = reference.partition(":")
-    try:
-        pipeline = getattr(importlib.import_module(module_name), attribute or "pipeline")
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"cannot load pipeline {reference!r}: {exc}") from exc
-    if not isinstance(pipeline, Pipeline):
-        raise ConfigurationError(f"{reference!r} is a {type(pipeline).__name__}, not a Pipeline")
-    return pipeline
 
 
 def worker_id() -> str:

@@ -10,7 +10,7 @@ Failures
 A :class:`~tpf.errors.StepFailure` keeps its own code and retryability. Any other exception is a
 bug or an outage the step did not classify: ``UNEXPECTED`` and retryable, because a transient
 cause is common and the coordinator's retry budget caps the cost of a deterministic one. The
-category is a diagnostic label (``worker.runtime.categorize``) and never decides a retry.
+category is a diagnostic label (``tpf.runtime.categorize``) and never decides a retry.
 
 ======================  ==========  =========  ==============================================
 error code              category    retryable  when
@@ -41,6 +41,7 @@ from typing import Any, Literal
 from tpf.errors import StepFailure
 from tpf.payloads import PayloadStore
 from tpf.pipeline import Pipeline, StepContext, StepKind, StepSpec, idempotency_key, type_id
+from tpf.runtime import InvocationRuntime, categorize_failure
 from tpf.wire import (
     Failure,
     Payload,
@@ -49,7 +50,6 @@ from tpf.wire import (
     TransitionResult,
     WorkerIdentity,
 )
-from worker.runtime import InvocationRuntime, categorize_failure
 from worker.values import InputRejected, cap, load_input, output_type_id, to_payload
 
 ITEM_CONCURRENCY = 16

@@ -34,8 +34,8 @@ from tpf.codec import decode_value
 from tpf.errors import InvalidInput
 from tpf.payloads import PayloadCorrupt, PayloadMissing, PayloadRef, PayloadStore
 from tpf.pipeline import StepSpec, type_id
+from tpf.runtime import categorize_failure
 from tpf.wire import TRANSITION_ENCODING, Failure, Payload, PayloadRefWire, TransitionCommand
-from worker.runtime import categorize_failure
 
 MESSAGE_INLINE_LIMIT = 32 * 1024
 """Largest payload (as escaped inside the message) sent inline; larger goes by claim check."""

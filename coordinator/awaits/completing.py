@@ -14,11 +14,11 @@ from typing import Any
 
 from coordinator.awaits.model import Interaction, InteractionStatus, parse_interaction_id
 from coordinator.awaits.tables import AwaitTable, Key
-from coordinator.registry import Registry
 from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.errors import Conflict, InvalidInput, NotFound
 from tpf.payloads import digest_of
+from tpf.registry import Registry
 from tpf.signing import SignatureRejected, Signer
 
 log = logging.getLogger("tpf.coordinator")

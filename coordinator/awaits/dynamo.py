@@ -33,7 +33,7 @@ from coordinator.awaits.model import (
     unit_to_item,
 )
 from coordinator.awaits.tables import Key
-from coordinator.store.dynamodb import deserialize, serialize
+from tpf.dynamodb import deserialize, serialize
 from tpf.errors import StaleRecord
 
 TRANSACTION_ITEMS = 100

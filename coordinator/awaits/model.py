@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from infra.resources import EXECUTION_TTL
+from tpf.retention import EXECUTION_TTL
 
 UNIT_SK = "U"
 ADMISSION_SK = "A"

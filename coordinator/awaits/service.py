@@ -43,8 +43,6 @@ from coordinator.awaits.transports import Transport, Transports
 from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
 from coordinator.identities import correlation_id
-from coordinator.records import ExecutionRecord, Status
-from coordinator.registry import Registry
 from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.clock import now_ms
@@ -52,6 +50,8 @@ from tpf.errors import ConfigurationError, Conflict, StaleRecord, TpfError
 from tpf.loops import repeat
 from tpf.payloads import PayloadRef, PayloadStore
 from tpf.queues import Queue
+from tpf.records import ExecutionRecord, Status
+from tpf.registry import Registry
 from tpf.settings import Timings
 from tpf.signing import Signer
 from tpf.wire import Payload, Suspension

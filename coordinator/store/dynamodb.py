@@ -11,28 +11,25 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from coordinator.records import ExecutionRecord, Status, from_item, partition_key, to_item
 from coordinator.store.memory import due_entry
 from coordinator.store.port import DueEntry, Guard, Page
-from infra.resources import DUE_AT, DUE_INDEX, DUE_SHARD
+from tpf.dynamodb import deserialize, serialize
 from tpf.errors import AlreadyExists, NotFound, StaleRecord
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+from tpf.records import (
+    DUE_AT,
+    DUE_INDEX,
+    DUE_SHARD,
+    ExecutionRecord,
+    Status,
+    from_item,
+    partition_key,
+    to_item,
+)
 
 # Expression attribute names for every attribute a condition mentions (some are reserved words).
 _NAMES = {"#pk": "pk", "#v": "v", "#st": "st", "#tk": "tk", "#dt": DUE_AT, "#au": "au", "#p": "p"}
-
-
-def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in item.items()}
-
-
-def deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
 
 
 def condition_for(guard: Guard) -> tuple[str, dict[str, Any]]:

@@ -24,16 +24,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from coordinator.history import Change, History
-from coordinator.records import (
+from coordinator.store.port import DueEntry, ExecutionTable, Guard, Page
+from tpf.errors import AlreadyExists, IdempotencyKeyReused, StaleRecord
+from tpf.payloads import PayloadRef
+from tpf.records import (
     ACTIVE,
     ExecutionRecord,
     Status,
     cap_message,
     transition_key,
 )
-from coordinator.store.port import DueEntry, ExecutionTable, Guard, Page
-from tpf.errors import AlreadyExists, IdempotencyKeyReused, StaleRecord
-from tpf.payloads import PayloadRef
 
 _DISPATCHABLE = frozenset({Status.QUEUED, Status.WAIT_RETRY})
 _IN_FLIGHT = frozenset({Status.RUNNING, Status.WAIT_RETRY})

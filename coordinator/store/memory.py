@@ -11,10 +11,17 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from coordinator.records import ExecutionRecord, Status, from_item, partition_key, to_item
 from coordinator.store.port import DueEntry, Guard, Page
-from infra.resources import DUE_AT, DUE_SHARD
 from tpf.errors import AlreadyExists, NotFound, StaleRecord
+from tpf.records import (
+    DUE_AT,
+    DUE_SHARD,
+    ExecutionRecord,
+    Status,
+    from_item,
+    partition_key,
+    to_item,
+)
 
 
 def guard_holds(item: dict[str, Any], guard: Guard) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from coordinator.records import ExecutionRecord, Status
+from tpf.records import ExecutionRecord, Status
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Annotated, Any
 import typer
 from boto3.dynamodb.conditions import Attr
 
-from coordinator.records import Status
 from scripts.ops.cli import Json, print_json, print_table, run
 from scripts.ops.connection import all_items, load_settings, table
+from tpf.records import Status
 
 
 def _in_lifecycle_order(status: str) -> int:

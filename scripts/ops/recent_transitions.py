@@ -18,10 +18,10 @@ from typing import Annotated
 import typer
 from boto3.dynamodb.conditions import Attr
 
-from coordinator.records import Status
 from scripts.ops import items
 from scripts.ops.cli import Json, print_json, print_table, run
 from scripts.ops.connection import all_items, load_settings, table
+from tpf.records import Status
 
 COLUMNS = (
     "atEpochMs",

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.e2e.fleets import running_fleet
-from tpf.stack import OwnedStack
+from tpfctl.stack import OwnedStack
 
 PIPELINES = (
     "examples.orders:orders",

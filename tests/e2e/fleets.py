@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.substrates import localstack_endpoints, localstack_unavailable, require, unique_stack
-from tpf.stack import OwnedStack, StackSpec, owned_stack
+from tpfctl.stack import OwnedStack, StackSpec, owned_stack
 
 
 def running_fleet(

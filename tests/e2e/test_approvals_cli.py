@@ -16,9 +16,9 @@ from examples.restaurant_approval import AWAIT_STEP, PIPELINE_ID
 from tests.e2e.fleets import running_fleet
 from tests.e2e.test_cli import clean_env, tpf
 from tests.e2e.test_fleet import finished, submit
-from tests.substrates import wait_until
-from tpf.cli.approvals import relative
-from tpf.stack import OwnedStack
+from tests.waiting import wait_until
+from tpfctl.cli.approvals import relative
+from tpfctl.stack import OwnedStack
 
 # Each `tpf` call is a fresh process that imports the whole command; a loaded machine is slow.
 pytestmark = pytest.mark.timeout(240)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND = ("-m", "tpf", "bench", "--substrate", "embedded", "--profile", "test")
+COMMAND = ("-m", "tpfctl", "bench", "--substrate", "embedded", "--profile", "test")
 TINY = (
     *("--batch", "3", "--sequential", "2", "--executions", "6", "--rounds", "1"),
     *("--latency", "3", "--csv-rows", "20"),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.substrates import wait_until
-from tpf.lifeline import alive, children_of
+from tests.waiting import wait_until
+from tpfctl.lifeline import alive, children_of
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_LIMIT_S = 420

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import httpx
 
-from tests.substrates import wait_until
-from tpf.embedded import EmbeddedSubstrate
-from tpf.lifeline import OWNER_ENV, alive, children_of
+from tests.waiting import wait_until
+from tpfctl.embedded import EmbeddedSubstrate
+from tpfctl.lifeline import OWNER_ENV, alive, children_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def tpf(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tpf", *args],
+        [sys.executable, "-m", "tpfctl", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -63,7 +63,7 @@ def test_up_serves_a_stack_that_other_commands_find(tmp_path: Path) -> None:
     env = clean_env(tmp_path, TPF_STACK="cli", TPF_PROFILE="test", TPF_API_PORT="0")
     env["TPF_API_PORT"] = str(_free_port())
     up = subprocess.Popen(
-        [sys.executable, "-m", "tpf", "up"],
+        [sys.executable, "-m", "tpfctl", "up"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -102,7 +102,7 @@ def start_up(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], dict[st
     output = tmp_path / "up.out"
     with output.open("w") as sink:
         up = subprocess.Popen(
-            [sys.executable, "-m", "tpf", "up", *args],
+            [sys.executable, "-m", "tpfctl", "up", *args],
             env=env,
             cwd=ROOT,
             stdout=sink,
@@ -192,6 +192,6 @@ def ready(url: str) -> bool:
 
 
 def _free_port() -> int:
-    from tpf.stack import free_port
+    from tpfctl.stack import free_port
 
     return free_port()

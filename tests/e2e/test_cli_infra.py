@@ -14,8 +14,8 @@ import pytest
 
 from infra.resources import describe
 from tests.substrates import unique_stack
-from tpf.embedded import EmbeddedSubstrate
 from tpf.settings import Settings
+from tpfctl.embedded import EmbeddedSubstrate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def tpf(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tpf", *args],
+        [sys.executable, "-m", "tpfctl", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -99,7 +99,7 @@ def test_infra_describe_without_an_endpoint_exits_2_with_one_line_and_no_traceba
     tmp_path: Path,
 ) -> None:
     env = _env(tmp_path, TPF_STACK=unique_stack())
-    # rich wraps stderr at 80 columns when it is not a terminal (see tpf.cli.main's printer).
+    # rich wraps stderr at 80 columns when it is not a terminal (see tpfctl.cli.main's printer).
     env["COLUMNS"] = "400"
 
     result = tpf("infra", "describe", env=env)
@@ -151,7 +151,8 @@ def test_register_activates_a_release_that_submit_then_pins(
 ) -> None:
     import asyncio
 
-    from coordinator.registry import DynamoRegistryTable, Registry
+    from tpf.registry import Registry
+    from tpf.registry.dynamodb import DynamoRegistryTable
     from tpf.substrate import open_clients, resolve_endpoints
 
     assert tpf("infra", "up", env=stack_env).returncode == 0
@@ -177,8 +178,8 @@ def test_one_process_mode_runs_executions_and_require_remote_worker_refuses_it(
 ) -> None:
     """The same artifact as coordinator and worker in one process; a separated deployment
     (``TPF_REQUIRE_REMOTE_WORKER=true``) refuses to start that way, and says so."""
-    from tests.substrates import wait_until
-    from tpf.stack import free_port
+    from tests.waiting import wait_until
+    from tpfctl.stack import free_port
 
     port = free_port()
     env = {

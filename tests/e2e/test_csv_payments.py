@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,10 @@ import pytest
 from examples.csv_payments.pipeline import PIPELINE_ID
 from examples.csv_payments.records import output_lines, parse_csv, provider_decision, render_csv
 from tests.e2e.fleets import running_fleet
-from tpf.stack import OwnedStack
+from tests.waiting import wait_until
 from tpf.substrate import sync_client
-from tpf.uploads import upload_csv
+from tpfctl.stack import OwnedStack
+from tpfctl.uploads import upload_csv
 
 # Lossy and repetitive on purpose: drops are repaired by the stall re-send, duplicates are
 # recognised as such; the output must not show either.
@@ -68,21 +68,17 @@ def wait_terminal(fleet: OwnedStack, execution_id: str, timeout: float) -> dict[
 
     url = f"{fleet.api_url}/tpf/control-plane/tenants/{TENANT}/executions/{execution_id}"
     headers = {"Authorization": f"Bearer {fleet.control_plane_token}"}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ended() -> dict[str, Any] | None:
         response = httpx.get(url, headers=headers, timeout=10)
-        if response.status_code == 200 and response.json()["status"] in (
-            "SUCCEEDED",
-            "FAILED",
-            "DLQ",
-        ):
-            body: dict[str, Any] = response.json()
-            if body["status"] == "SUCCEEDED":
-                result = httpx.get(f"{url}/result", headers=headers, timeout=10).json()
-                body["result"] = json.loads(result["resultPayload"]["payload"])
-            return body
-        time.sleep(0.25)
-    raise AssertionError(f"{execution_id} did not end within {timeout}s")
+        body: dict[str, Any] = response.json() if response.status_code == 200 else {}
+        return body if body.get("status") in ("SUCCEEDED", "FAILED", "DLQ") else None
+
+    body = wait_until(ended, timeout=timeout, interval=0.25)
+    if body["status"] == "SUCCEEDED":
+        result = httpx.get(f"{url}/result", headers=headers, timeout=10).json()
+        body["result"] = json.loads(result["resultPayload"]["payload"])
+    return body
 
 
 def executions_of(fleet: OwnedStack) -> list[dict[str, Any]]:
@@ -138,15 +134,14 @@ def test_duplicate_notifications_and_identical_reuploads_start_one_execution(
     sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(copy))
     sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"Event": "s3:TestEvent"}))
     assert wait_terminal(fleet, execution_id, timeout=120)["status"] == "SUCCEEDED"
-    deadline = time.monotonic() + 30
-    while (
-        sqs.get_queue_attributes(
+
+    def drained() -> bool:
+        attributes = sqs.get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-        )["Attributes"]["ApproximateNumberOfMessages"]
-        != "0"
-    ):
-        assert time.monotonic() < deadline, "ingest queue not drained"
-        time.sleep(0.25)
+        )["Attributes"]
+        return attributes["ApproximateNumberOfMessages"] == "0"
+
+    wait_until(drained, timeout=30, interval=0.25)
     assert len(executions_of(fleet)) == before + 1
 
 
@@ -154,7 +149,17 @@ def test_tpf_upload_follows_a_bad_file_to_its_error_code(fleet: OwnedStack, tmp_
     bad = tmp_path / "wrong-header.csv"
     bad.write_text("Id,Who,How much\n1,Ada,3\n")
     done = subprocess.run(
-        [sys.executable, "-m", "tpf", "upload", str(bad), "--wait", "--timeout", "120", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "tpfctl",
+            "upload",
+            str(bad),
+            "--wait",
+            "--timeout",
+            "120",
+            "--json",
+        ],
         env={**os.environ, **fleet.env, "TPF_API_URL": fleet.api_url},
         capture_output=True,
         text=True,

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 
 from infra.resources import work_queue
-from tests.substrates import wait_until
+from tests.waiting import wait_until
 from tpf.codec import encode_envelope
-from tpf.stack import OwnedStack
 from tpf.substrate import sync_client
+from tpfctl.stack import OwnedStack
 
 ORDER = {"orderId": "o-1", "amountCents": 1200, "customer": "Ada"}
 
@@ -173,7 +173,7 @@ def test_operators_redrive_and_cancel_with_the_cli_and_see_the_history(
     fleet: OwnedStack, api: httpx.Client, tmp_path: Path
 ) -> None:
     from tests.e2e.test_cli import clean_env, tpf
-    from tpf.cli.operations import default_actor
+    from tpfctl.cli.operations import default_actor
 
     env = clean_env(tmp_path, **fleet.env, TPF_API_URL=fleet.api_url)
     execution_id = submit(api, "org.tests.broken", {"name": "again"}).json()["executionId"]

@@ -17,9 +17,10 @@ from coordinator.testing import InMemoryCoordinator
 from examples.greeting import PIPELINE_ID
 from tests.e2e.fleets import running_fleet
 from tests.e2e.test_cli import clean_env, tpf
-from tests.substrates import wait_until
-from tpf.releases import artifact_readers, read_descriptor
-from tpf.stack import OwnedStack, free_port
+from tests.waiting import wait_until
+from tpf.artifacts import artifact_readers
+from tpf.releases import read_descriptor
+from tpfctl.stack import OwnedStack, free_port
 
 # Each `tpf` call is a fresh process that imports the whole command; a loaded machine is slow.
 pytestmark = pytest.mark.timeout(240)

@@ -22,12 +22,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.fleets import running_fleet
-from tests.substrates import (
-    wait_until,
-)
+from tests.waiting import wait_until
 from tpf.codec import encode_envelope
-from tpf.fleet import Member
-from tpf.stack import OwnedStack
+from tpfctl.fleet import Member
+from tpfctl.stack import OwnedStack
 
 PIPELINES = ("examples.orders:orders", "tests.e2e.pipelines:slow", "tests.e2e.pipelines:tracked")
 TERMINAL = ("SUCCEEDED", "FAILED", "DLQ")

@@ -24,9 +24,9 @@ import pytest
 from infra._queues import url_of
 from infra.resources import work_queue
 from tests.e2e.fleets import running_fleet
-from tests.substrates import wait_until
-from tpf.stack import OwnedStack, free_port
+from tests.waiting import wait_until
 from tpf.substrate import sync_client
+from tpfctl.stack import OwnedStack, free_port
 
 ROLLOUT = "org.tests.rollout"
 V1, V2 = "tests.e2e.pipelines:rollout_v1", "tests.e2e.pipelines:rollout_v2"
@@ -56,7 +56,7 @@ def tpf(fleet: OwnedStack, *args: str, cwd: Path) -> subprocess.CompletedProcess
     env = {**os.environ, **fleet.env, "TPF_API_URL": fleet.api_url}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "tpf", *args],
+        [sys.executable, "-m", "tpfctl", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

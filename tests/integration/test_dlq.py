@@ -20,10 +20,11 @@ import pytest
 
 from infra import _queues
 from infra.resources import Queue, describe, work_queue
-from tests.substrates import TestStack, wait_until
-from tpf.cli.dlq import _queue, counts, peek, replay
+from tests.substrates import TestStack
+from tests.waiting import wait_until
 from tpf.errors import InvalidInput
 from tpf.substrate import sync_client
+from tpfctl.cli.dlq import _queue, counts, peek, replay
 
 WORK = work_queue("org.example.orders", "1.0.0")
 
@@ -222,7 +223,7 @@ def _tpf(stack: TestStack, tmp_path: Path, *args: str) -> subprocess.CompletedPr
         COLUMNS="400",
     )
     return subprocess.run(
-        [sys.executable, "-m", "tpf", "dlq", *args],
+        [sys.executable, "-m", "tpfctl", "dlq", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
 import pytest
 
-from coordinator.records import ExecutionRecord, Status, new_execution
 from coordinator.store import ExecutionStore
+from tests.waiting import eventually
 from tpf.errors import IdempotencyKeyReused, StaleRecord
 from tpf.payloads import PayloadRef
+from tpf.records import ExecutionRecord, Status, new_execution
 
 NOW = 1_800_000_000_000
 CONTRACT = "sha256:" + "ab" * 32
@@ -320,9 +320,9 @@ async def test_the_due_index_lists_exactly_the_records_with_pending_work(
             found |= {e.execution_id for e in await execution_store.due(shard, now_ms=at)}
         return found
 
-    deadline = time.monotonic() + 10  # GSIs are eventually consistent
-    while overdue.execution_id not in await due_ids(now + 3_000):
-        assert time.monotonic() < deadline, "overdue record never appeared in the due index"
-        await asyncio.sleep(0.05)
+    async def overdue_indexed() -> bool:
+        return overdue.execution_id in await due_ids(now + 3_000)
+
+    await eventually(overdue_indexed, timeout=10)  # GSIs are eventually consistent
     assert finished.execution_id not in await due_ids(now + 3_000)
     assert overdue.execution_id not in await due_ids(now + 2_999)

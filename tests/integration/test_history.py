@@ -13,9 +13,9 @@ from coordinator.history import (
     HistoryTable,
     InMemoryHistoryTable,
 )
-from coordinator.records import Status
 from tests.substrates import TestStack
 from tpf.accounting import RequestLedger
+from tpf.records import Status
 from tpf.substrate import open_clients
 
 

@@ -20,7 +20,8 @@ import pytest
 from coordinator.ingest import IngestConsumer, MalformedNotification, UploadedObject
 from coordinator.ingest import parse_notification as parse
 from infra.resources import describe
-from tests.substrates import TestStack, wait_until
+from tests.substrates import TestStack
+from tests.waiting import wait_until
 from tpf.queues import Outgoing, Queue, Received, SqsQueue
 from tpf.substrate import open_clients, sync_client
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,16 +18,17 @@ import pytest
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 
-from coordinator.records import Status
-from coordinator.registry import register_pipeline
 from coordinator.role import build
 from coordinator.wiring import Coordinator
 from examples.orders import orders
 from infra.provision import provision, teardown
 from infra.resources import work_queue
 from tests.substrates import TestStack, settings_for
+from tests.waiting import eventually
 from tpf.clock import now_ms
 from tpf.queues import Outgoing, Queue, Received
+from tpf.records import Status
+from tpf.registry import register_pipeline
 from tpf.signing import Signer
 from tpf.substrate import open_clients, sync_client
 from tpf.wire import TransitionResult, decode
@@ -216,14 +217,6 @@ async def invoke(work: WorkQueue, messages: Sequence[dict[str, Any]]) -> dict[st
     return response
 
 
-async def eventually(predicate: Callable[[], Awaitable[bool]], *, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.1)
-
-
 def execution_of(message: dict[str, Any]) -> str:
     execution_id: str = json.loads(message["Body"])["executionId"]
     return execution_id
@@ -262,7 +255,7 @@ async def test_commands_from_a_coordinator_run_in_the_handler_and_their_executio
         records = [await coordinator.service.status(TENANT, e) for e in (*good, unsent)]
         return all(r.status is Status.SUCCEEDED for r in records)
 
-    await eventually(completed)
+    await eventually(completed, interval=0.1)
     outcome = await coordinator.service.result(TENANT, unsent)
     assert outcome.result["orderId"] == "o-unsent"
     # The forged command ran nowhere: that execution waits for its deadline and a retry.

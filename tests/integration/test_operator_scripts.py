@@ -24,8 +24,6 @@ from typing import Any
 
 import pytest
 
-from coordinator.records import Status
-from coordinator.registry import register_pipeline
 from coordinator.role import build
 from coordinator.testing import TEST_KEY
 from coordinator.wiring import Coordinator
@@ -43,10 +41,12 @@ from tests.substrates import (
 from tests.unit.drive import WORKER
 from tpf.clock import now_ms
 from tpf.queues import SqsQueue
+from tpf.records import Status
+from tpf.registry import register_pipeline
+from tpf.runtime import InvocationRuntime
 from tpf.signing import Signer
 from tpf.substrate import open_clients
 from tpf.wire import TransitionCommand, decode
-from worker.runtime import InvocationRuntime
 from worker.transition import run_transition
 
 pytestmark = pytest.mark.substrate

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from tests.substrates import TestStack
-from tpf.provider_mock import MockBehaviour, ProviderMock
 from tpf.queues import Outgoing, SqsQueue
 from tpf.substrate import open_clients
 from tpf.wire import AwaitCompletion, AwaitRequest, MalformedMessage, decode
+from tpfctl.provider_mock import MockBehaviour, ProviderMock
 
 REQUESTS = 25
 

@@ -26,7 +26,8 @@ from infra.provision import (
     teardown,
 )
 from infra.resources import describe, work_queue
-from tests.substrates import TestStack, settings_for, wait_until
+from tests.substrates import TestStack, settings_for
+from tests.waiting import wait_until
 from tpf.errors import ConfigurationError
 from tpf.settings import Settings
 from tpf.substrate import Endpoints, sync_client

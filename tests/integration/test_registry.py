@@ -9,29 +9,20 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from coordinator.registry import (
-    DynamoRegistryTable,
-    InMemoryRegistryTable,
-    Registry,
-    register_pipeline,
-    release_for,
-)
 from examples.greeting import PIPELINE_ID
 from tests.substrates import TestStack
+from tpf.artifacts import artifact_readers
+from tpf.artifacts.port import ArtifactReader
+from tpf.artifacts.s3 import s3_location
 from tpf.contract import Contract
 from tpf.errors import AlreadyExists, Conflict, NotFound
 from tpf.pipeline import Pipeline
-from tpf.releases import (
-    ArtifactReader,
-    InvalidRelease,
-    artifact_readers,
-    build_release,
-    read_descriptor,
-    s3_location,
-    sha256_digest,
-    upload_artifact,
-)
+from tpf.registry import Registry, register_pipeline, release_for
+from tpf.registry.dynamodb import DynamoRegistryTable
+from tpf.registry.memory import InMemoryRegistryTable
+from tpf.releases import InvalidRelease, read_descriptor, sha256_digest
 from tpf.substrate import open_clients, sync_client
+from tpfctl.release_build import build_release, upload_artifact
 
 GREETING_V1 = "examples.greeting.v1:pipeline"
 GREETING_V2 = "examples.greeting.v2:pipeline"

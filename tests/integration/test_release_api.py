@@ -12,13 +12,14 @@ import httpx
 import pytest
 
 from coordinator.api import create_app
-from coordinator.registry import ReleaseRecord
 from coordinator.releases_api import releases_router
 from coordinator.testing import InMemoryCoordinator
 from examples.greeting import PIPELINE_ID
+from tpf.artifacts import artifact_readers
 from tpf.codec import encode_envelope
 from tpf.errors import Conflict
-from tpf.releases import artifact_readers, build_release
+from tpf.registry import ReleaseRecord
+from tpfctl.release_build import build_release
 
 CONTROL, ADMIN = "control-token", "admin-token"
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}

@@ -4,13 +4,13 @@ import uuid
 
 import pytest
 
-from coordinator.records import new_execution
 from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
 from tests.substrates import TestStack
 from tpf.accounting import RequestLedger
 from tpf.errors import StaleRecord
 from tpf.payloads import PayloadRef
+from tpf.records import new_execution
 from tpf.substrate import open_clients
 
 

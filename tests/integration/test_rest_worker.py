@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -13,17 +13,19 @@ from pydantic import BaseModel
 from coordinator.rest_workers import CommandRefused, RestWorkerClient
 from examples.orders import orders
 from tests.unit.commands import first_command
+from tests.waiting import eventually
 from tpf.payloads import PayloadStore
 from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.pipeline import Pipeline
 from tpf.queues import InMemoryQueue
+from tpf.rest import EXECUTE_PATH
+from tpf.runtime import InvocationRuntime
 from tpf.settings import Settings
 from tpf.signing import NonceCache, Signer, SigningKey
-from tpf.stack import free_port
 from tpf.wire import TransitionCommand, WorkerIdentity
+from tpfctl.stack import free_port
 from worker.command import CommandHandler, epoch_ms
-from worker.rest import EXECUTE_PATH, serve_rest, worker_app
-from worker.runtime import InvocationRuntime
+from worker.rest import serve_rest, worker_app
 
 SIGNER = Signer(SigningKey(b"rest-integration-key"))
 IDENTITY = WorkerIdentity(worker_id="w-http", release_version="1.0.0")
@@ -49,14 +51,6 @@ class Gate:
             self.started.append(job.name)
             await self.opened.wait()
             return job
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -157,7 +151,11 @@ async def test_stopping_the_server_lets_a_running_transition_answer_first(
     async with RestWorkerClient(SIGNER, InvocationRuntime(role="coordinator")) as client:
         command = dispatched(first_command(gate.pipeline, {"name": "in-flight"}))
         call = asyncio.create_task(client.execute(served.endpoint, command))
-        await wait_until(lambda: gate.started == ["in-flight"])
+
+        async def started() -> bool:
+            return gate.started == ["in-flight"]
+
+        await eventually(started, interval=0.01)
         served.stop.set()
         deadline = asyncio.get_running_loop().time() + 10
         while not await refuses_connections(served.endpoint):  # no new calls once stopping

@@ -16,19 +16,18 @@ import aioboto3
 import pytest
 
 from coordinator.workers import (
-    DRAIN_ATTRIBUTE,
     InMemoryWorkerTable,
     WorkerDirectory,
     WorkerRegistration,
     WorkerTable,
-    worker_item_key,
 )
 from coordinator.workers_aws import DynamoWorkerTable, LambdaEventSourceMappings
 from tests.substrates import TestStack
-from tpf.embedded import EmbeddedSubstrate
 from tpf.errors import Conflict, NotFound
+from tpf.registry.worker_items import DRAIN_ATTRIBUTE, worker_item_key
 from tpf.substrate import EMULATOR_CREDENTIALS, open_clients
 from tpf.wire import HostedPipeline, WorkerPresence
+from tpfctl.embedded import EmbeddedSubstrate
 
 T0 = 1_700_000_000_000
 CONTRACT = "sha256:" + "c" * 64

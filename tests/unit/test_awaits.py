@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 from coordinator.awaits.model import AwaitUnit, Interaction
-from coordinator.records import Status
 from coordinator.testing import InMemoryCoordinator
 from examples.restaurant_approval import AWAIT_STEP, restaurant_approval
 from tests.unit.drive import WORKER, commands
 from tpf.errors import Conflict, InvalidInput, NotFound
 from tpf.pipeline import Pipeline
 from tpf.queues import Outgoing
+from tpf.records import Status
+from tpf.runtime import InvocationRuntime
 from tpf.wire import AwaitCompletion, Payload
-from worker.runtime import InvocationRuntime
 from worker.transition import run_transition
 
 ORDER = {

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from tpf.chaos.load import Planned
-from tpf.chaos.pipelines import Job
-from tpf.chaos.verdict import Evidence, judge
+from tpfctl.chaos.load import Planned
+from tpfctl.chaos.pipelines import Job
+from tpfctl.chaos.verdict import Evidence, judge
 
 
 def planned(expected: str = "SUCCEEDED", pipeline: str = "chaos.plain") -> Planned:

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.resources import describe
-from tpf.cli.infra import app
 from tpf.settings import Settings
+from tpfctl.cli.infra import app
 
 STACK = "clitmpl"
 REFERENCE_PIPELINE_IDS = (

@@ -8,13 +8,13 @@ from datetime import timedelta
 
 import pytest
 
-from coordinator.records import Status
 from coordinator.retries import decide
 from coordinator.testing import InMemoryCoordinator
 from examples.orders import orders
 from tests.unit.drive import ORDER, WORKER, checkpointed, commands, completed, failed, submit
 from tpf.contract import ContractRetry
 from tpf.errors import InvalidInput, NotFound
+from tpf.records import Status
 from tpf.wire import Heartbeat
 
 
@@ -168,8 +168,8 @@ async def test_heartbeats_keep_a_slow_transition_alive_and_their_absence_does_no
 async def test_the_sweeper_dispatches_an_execution_whose_submitter_died(
     coordinator: InMemoryCoordinator,
 ) -> None:
-    from coordinator.records import new_execution
     from tpf.payloads import PayloadRef
+    from tpf.records import new_execution
 
     contract = await coordinator.registry.contract(
         checkpointed.id,

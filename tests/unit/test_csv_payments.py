@@ -11,17 +11,17 @@ from dataclasses import replace
 import pytest
 
 from coordinator.awaits import CompletionRequest
-from coordinator.records import Status
 from coordinator.testing import InMemoryCoordinator
 from examples.csv_payments.files import InMemoryFiles, use_files
 from examples.csv_payments.pipeline import csv_payments
 from tests.unit.drive import WORKER, commands
 from tpf.clock import now_ms
-from tpf.provider_mock import completion, default_decide
 from tpf.queues import Outgoing
+from tpf.records import Status
+from tpf.runtime import InvocationRuntime
 from tpf.settings import Settings
 from tpf.wire import AwaitRequest, decode
-from worker.runtime import InvocationRuntime
+from tpfctl.provider_mock import completion, default_decide
 from worker.transition import run_transition
 
 INBOX = "tpf-inbox"

@@ -14,11 +14,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from coordinator.records import ExecutionRecord, Status, new_execution
 from coordinator.store import ExecutionStore
 from coordinator.store.memory import InMemoryExecutionTable
 from tpf.errors import StaleRecord
 from tpf.payloads import PayloadRef
+from tpf.records import ExecutionRecord, Status, new_execution
 
 OUT = PayloadRef.of_inline('{"ok":true}')
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.substrates import wait_until
-from tpf import fleet as fleet_module
-from tpf.fleet import Crash, Fleet, Member
+from tests.waiting import wait_until
+from tpfctl import fleet as fleet_module
+from tpfctl.fleet import Crash, Fleet, Member
 
 SLEEPS = "import time; print('up', flush=True); time.sleep(600)"
 

@@ -14,6 +14,7 @@ from coordinator.ingest import (
     UploadedObject,
     parse_notification,
 )
+from tests.waiting import eventually
 from tpf.queues import InMemoryQueue, Outgoing, Received
 from tpf.settings import PROFILES
 
@@ -338,12 +339,11 @@ async def test_run_handles_batches_and_survives_failures() -> None:
         IngestConsumer(queue=queue, submit=submit, timings=TIMINGS).run(stop)
     )
 
-    async def settled() -> None:
+    async def settled() -> bool:
         # Everything deleted but the malformed message, which is released on every receive.
-        while [m.body for m in queue.messages.values()] != ["garbage"]:
-            await asyncio.sleep(0.01)
+        return [m.body for m in queue.messages.values()] == ["garbage"]
 
-    await asyncio.wait_for(settled(), timeout=10)
+    await eventually(settled, timeout=10, interval=0.01)
     stop.set()
     await asyncio.wait_for(task, timeout=10)
     assert {o.key for o in objects} == {f"f{i}.csv" for i in range(12)}

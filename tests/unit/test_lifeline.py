@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.substrates import wait_until
-from tpf import lifeline
+from tests.waiting import wait_until
+from tpfctl import lifeline
 
 CHILD = """
 import signal, sys, threading
-from tpf.lifeline import follow_owner
+from tpfctl.lifeline import follow_owner
 if sys.argv[1] == "ignores-sigterm":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 follow_owner()
@@ -27,7 +27,7 @@ threading.Event().wait()
 
 OWNER = """
 import sys
-from tpf import lifeline
+from tpfctl import lifeline
 child = lifeline.spawn([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=sys.stdout)
 print(child.pid, flush=True)
 sys.stdin.read()

@@ -11,10 +11,10 @@ import pytest
 from coordinator.admin import admin_router
 from coordinator.api import create_app
 from coordinator.operations import Selection
-from coordinator.records import Status
 from coordinator.testing import InMemoryCoordinator
 from tests.unit.drive import checkpointed, commands, completed, failed, submit
 from tpf.errors import Conflict
+from tpf.records import Status
 
 ADMIN, CONTROL = "admin-token", "control-token"
 

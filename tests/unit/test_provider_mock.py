@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from tpf import provider_mock
 from tpf.errors import ConfigurationError
-from tpf.provider_mock import MockBehaviour, Pacer, ProviderMock
 from tpf.queues import BATCH, InMemoryQueue, Outgoing, Received
 from tpf.wire import AwaitCompletion, AwaitRequest, Payload, decode
+from tpfctl import provider_mock
+from tpfctl.provider_mock import MockBehaviour, Pacer, ProviderMock
 
 
 def decide(payload: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +281,7 @@ def test_the_default_decision_names_the_missing_module(monkeypatch: pytest.Monke
 
 def test_the_command_lists_its_options() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tpf", "provider-mock", "--help"],
+        [sys.executable, "-m", "tpfctl", "provider-mock", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinator.records import (
+from tpf.payloads import MAX_INLINE, PayloadRef, digest_of
+from tpf.records import (
     MAX_COUNTER,
     MAX_EPOCH_MS,
     MAX_ERROR_CODE,
@@ -24,7 +25,6 @@ from coordinator.records import (
     to_item,
     transition_key,
 )
-from tpf.payloads import MAX_INLINE, PayloadRef, digest_of
 
 
 def number_size(value: int | Decimal) -> int:

@@ -12,24 +12,24 @@ from typing import Any
 
 import pytest
 
-from coordinator.registry import InMemoryRegistryTable, Registry, register_pipeline
 from examples.greeting import PIPELINE_ID, v1, v2
+from tpf.artifacts import ArtifactReaders
+from tpf.artifacts.file import FileArtifactReader
+from tpf.artifacts.memory import InMemoryArtifactReader
+from tpf.artifacts.port import ArtifactUnavailable, artifact_digest
 from tpf.contract import Contract
 from tpf.errors import AlreadyExists
+from tpf.registry import Registry, register_pipeline
+from tpf.registry.memory import InMemoryRegistryTable
 from tpf.releases import (
     MANIFEST,
-    ArtifactReaders,
-    ArtifactUnavailable,
-    FileArtifactReader,
-    InMemoryArtifactReader,
     InvalidRelease,
     ReleaseArtifact,
     ReleaseDescriptor,
-    artifact_digest,
-    build_release,
     read_descriptor,
     sha256_digest,
 )
+from tpfctl.release_build import build_release
 
 ROOT = Path(__file__).resolve().parents[2]
 V1 = "examples.greeting.v1:pipeline"

@@ -7,12 +7,9 @@ import asyncio
 
 import pytest
 
-from coordinator.records import Status
-from coordinator.registry import release_for
 from coordinator.retirement import ReleaseRetirement
 from coordinator.service import NoHealthyWorker
 from coordinator.testing import TEST_KEY, InMemoryCoordinator
-from coordinator.workers import worker_item_key
 from examples.greeting import v1, v2
 from examples.orders import orders
 from tests.unit import drive
@@ -20,6 +17,9 @@ from tests.unit.drive import ORDER
 from tpf.contract import Contract
 from tpf.errors import ConfigurationError, Conflict
 from tpf.queues import InMemoryQueue
+from tpf.records import Status
+from tpf.registry import release_for
+from tpf.registry.worker_items import worker_item_key
 from tpf.settings import Settings
 from tpf.signing import Signer
 from tpf.wire import HostedPipeline, WorkerPresence, decode

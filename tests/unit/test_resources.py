@@ -12,7 +12,8 @@ from datetime import timedelta
 
 import pytest
 
-from infra.resources import EXECUTION_TTL, StackDescription, describe
+from infra.resources import StackDescription, describe
+from tpf.retention import EXECUTION_TTL
 from tpf.settings import PROFILES, Settings
 
 LONGEST_STACK = "s" + "x" * 30  # Settings.stack: ^[a-z][a-z0-9-]{1,30}$

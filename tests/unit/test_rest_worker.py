@@ -20,12 +20,13 @@ from tpf.payloads import PayloadStore
 from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.pipeline import Pipeline
 from tpf.queues import InMemoryQueue
+from tpf.rest import CAPABILITIES_PATH, EXECUTE_PATH
+from tpf.runtime import InvocationRuntime
 from tpf.settings import Settings
 from tpf.signing import NonceCache, SignatureRejected, Signer, SigningKey
 from tpf.wire import MalformedMessage, TransitionCommand, TransitionResult, WorkerIdentity
 from worker.command import CommandHandler, epoch_ms
-from worker.rest import CAPABILITIES_PATH, EXECUTE_PATH, worker_app
-from worker.runtime import InvocationRuntime
+from worker.rest import worker_app
 
 SIGNER = Signer(SigningKey(b"rest-unit-key"))
 IDENTITY = WorkerIdentity(worker_id="w-rest", release_version="1.0.0")

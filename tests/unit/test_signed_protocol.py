@@ -23,12 +23,13 @@ from typing import TypeVar
 import pytest
 from prometheus_client import REGISTRY
 
-from coordinator.records import ExecutionRecord, Status
 from coordinator.testing import TEST_KEY, InMemoryCoordinator
 from tests.e2e.pipelines import slow
+from tests.unit.commands import StoreFence
 from tests.unit.drive import failed
 from tpf.clock import now_ms
 from tpf.queues import InMemoryQueue, Outgoing, Received
+from tpf.records import ExecutionRecord, Status
 from tpf.signing import Signer, SigningKey
 from tpf.wire import (
     Heartbeat,
@@ -41,7 +42,6 @@ from tpf.wire import (
     decode,
 )
 from worker.command import CommandHandler, Settlement
-from worker.fence import StoreFence
 
 W = TypeVar("W", bound=Wire)
 

@@ -13,15 +13,14 @@ import pytest
 from coordinator.api import create_app
 from coordinator.testing import InMemoryCoordinator
 from coordinator.workers import (
-    DRAIN_ATTRIBUTE,
     InMemoryEventSourceMappings,
     InMemoryWorkerTable,
     WorkerDirectory,
     WorkerRegistration,
-    worker_item_key,
 )
 from coordinator.workers_api import workers_router
 from tpf.errors import Conflict, NotFound
+from tpf.registry.worker_items import DRAIN_ATTRIBUTE, worker_item_key
 from tpf.wire import HostedPipeline, WorkerPresence, WorkerState
 
 PIPELINE = "org.tests.workers"

@@ -6,7 +6,7 @@ import httpx
 
 from tpf import metrics
 from tpf.settings import Settings
-from tpf.stack import free_port
+from tpfctl.stack import free_port
 from worker.role import metrics_endpoint
 
 

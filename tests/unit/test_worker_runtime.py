@@ -14,10 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from tpf.errors import InvalidInput, NonRetryable, Retryable
 from tpf.pipeline import Pipeline, StepContext
-from tpf.signing import SignatureRejected
-from tpf.wire import Failure, MalformedMessage, Payload, TransitionCommand, TransitionResult
-from tpf.wire import WorkerIdentity as Identity
-from worker.runtime import (
+from tpf.runtime import (
     InvocationRuntime,
     TransportTarget,
     categorize,
@@ -26,6 +23,9 @@ from worker.runtime import (
     step_context,
     transition_command,
 )
+from tpf.signing import SignatureRejected
+from tpf.wire import Failure, MalformedMessage, Payload, TransitionCommand, TransitionResult
+from tpf.wire import WorkerIdentity as Identity
 
 
 class Num(BaseModel):

@@ -12,8 +12,8 @@ from tpf.errors import Retryable
 from tpf.payloads import PayloadRef, PayloadStore
 from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.pipeline import Awaited, Pipeline, StepContext, type_id
+from tpf.runtime import InvocationRuntime
 from tpf.wire import Payload, TransitionCommand, TransitionResult, WorkerIdentity
-from worker.runtime import InvocationRuntime
 from worker.transition import run_transition
 from worker.values import MESSAGE_INLINE_LIMIT
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.resources import EXECUTION_TTL
 from tpf.payloads import PayloadStore
+from tpf.retention import EXECUTION_TTL
 from tpf.settings import Settings
 from tpf.substrate import AwsClients
 

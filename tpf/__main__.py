@@ -1,3 +1,0 @@
-from tpf.cli import main
-
-main()

@@ -1,4 +1,0 @@
-"""The crash harness: proof that nothing is lost or done twice whatever dies when.
-
-Run it with ``scripts/chaos`` (or ``python -m tpf.chaos``); ``--help`` lists the sizes.
-"""

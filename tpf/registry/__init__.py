@@ -1,0 +1,271 @@
+"""The registry: contracts, releases and activations, so a coordinator knows a pipeline by
+its contract alone and pins each execution to a release.
+
+Items share one table, keyed by pipeline::
+
+    pk = pipeline#<pipelineId>   sk = contract#<contractVersion>      immutable contract JSON
+                                 sk = release#<releaseVersion>        immutable release record
+                                 sk = activation#<epochMs>#<release>  append-only activations
+
+The active release is the newest activation. Contracts and releases never change once written,
+so they are cached for the life of the process. Every read is a GetItem or a Query on the
+pipeline's partition; nothing scans.
+
+A release registered from a descriptor (:meth:`Registry.register_descriptor`) has its primary
+artifact's digest checked once, there, by reading the artifact through an
+:class:`~tpf.releases.ArtifactReader`. Submissions, retries and activations trust the record.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from tpf.artifacts.port import ArtifactReader, ArtifactUnavailable, artifact_digest
+from tpf.contract import Contract
+from tpf.errors import AlreadyExists, NotFound
+from tpf.pipeline import Pipeline
+from tpf.registry.port import RegistryTable
+from tpf.releases import InvalidRelease, ReleaseArtifact, ReleaseDescriptor
+
+
+class ReleaseRecord(BaseModel):
+    """A registered release; camelCase on the wire and in the table."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    pipeline_id: str
+    contract_version: str
+    release_version: str
+    primary_artifact_id: str | None = None
+    primary_artifact_digest: str | None = None
+    registered_at_epoch_ms: int
+    activated_at_epoch_ms: int | None = None
+    artifacts: tuple[ReleaseArtifact, ...] = ()
+    """As the descriptor listed them; empty for releases registered from code (demo, tests)."""
+
+    def same_release(self, other: ReleaseRecord) -> bool:
+        """Same content: times differ between attempts, and where an artifact is kept (its URI)
+        may change while its digest stays; everything else must be equal."""
+        return self._content() == other._content()
+
+    def _content(self) -> dict[str, Any]:
+        data = self.model_dump(exclude={"registered_at_epoch_ms", "activated_at_epoch_ms"})
+        for artifact in data["artifacts"]:
+            artifact.pop("uri")
+        return data
+
+    @classmethod
+    def of(cls, descriptor: ReleaseDescriptor, *, now_ms: int) -> ReleaseRecord:
+        return cls(
+            pipeline_id=descriptor.pipeline_id,
+            contract_version=descriptor.contract_version,
+            release_version=descriptor.release_version,
+            primary_artifact_id=descriptor.primary.artifact_id,
+            primary_artifact_digest=descriptor.primary.digest,
+            registered_at_epoch_ms=now_ms,
+            artifacts=descriptor.artifacts,
+        )
+
+
+class Activation(BaseModel):
+    """One activation event: from then on, submissions pin this release."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    pipeline_id: str
+    release_version: str
+    activated_at_epoch_ms: int
+
+    @classmethod
+    def from_item(cls, pipeline_id: str, item: dict[str, Any]) -> Activation:
+        # sk = activation#<epochMs, 15 digits>#<releaseVersion>; the version is also an attribute
+        _, at, version = item["sk"].split("#", 2)
+        return cls(
+            pipeline_id=pipeline_id,
+            release_version=item.get("release", version),
+            activated_at_epoch_ms=int(at),
+        )
+
+
+def _pk(pipeline_id: str) -> str:
+    return f"pipeline#{pipeline_id}"
+
+
+class Registry:
+    def __init__(self, table: RegistryTable, *, active_ttl_s: float = 2.0) -> None:
+        self.table = table
+        self.active_ttl_s = active_ttl_s
+        """How long a replica trusts its view of the active release; activation takes effect
+        on every replica within this time."""
+        self._contracts: dict[tuple[str, str], Contract] = {}
+        self._releases: dict[tuple[str, str], ReleaseRecord] = {}
+        self._active: dict[str, tuple[float, ReleaseRecord | None]] = {}
+
+    async def put_contract(self, contract: Contract) -> None:
+        """Idempotent: the version is the hash of the content."""
+        body = {"doc": contract.canonical_json().decode()}
+        await self.table.put_new(_pk(contract.pipeline_id), f"contract#{contract.version}", body)
+        self._contracts[(contract.pipeline_id, contract.version)] = contract
+
+    async def contract(self, pipeline_id: str, contract_version: str) -> Contract:
+        key = (pipeline_id, contract_version)
+        if key not in self._contracts:
+            item = await self.table.get(_pk(pipeline_id), f"contract#{contract_version}")
+            if item is None:
+                raise NotFound(f"no contract {contract_version} for pipeline {pipeline_id!r}")
+            self._contracts[key] = Contract.from_json(item["doc"])
+        return self._contracts[key]
+
+    async def register_release(self, release: ReleaseRecord) -> ReleaseRecord:
+        """Immutable: the same version with other content is refused."""
+        await self.contract(release.pipeline_id, release.contract_version)
+        body = {"doc": release.model_dump_json(by_alias=True)}
+        existing = await self.table.put_new(
+            _pk(release.pipeline_id), f"release#{release.release_version}", body
+        )
+        if existing is None:
+            return release
+        return self._same_or_refused(ReleaseRecord.model_validate_json(existing["doc"]), release)
+
+    async def register_descriptor(
+        self, descriptor: ReleaseDescriptor, artifacts: ArtifactReader, *, now_ms: int
+    ) -> ReleaseRecord:
+        """Register a release from its descriptor; the primary artifact is read and its digest
+        checked here, once.
+
+        The contract comes with the descriptor (its hash must be ``contractVersion``) or must be
+        registered already. Registering the same release again returns the stored record without
+        reading the artifact; the same version with other content is :class:`AlreadyExists`.
+        Anything wrong with the descriptor or the artifact is :class:`InvalidRelease`.
+        """
+        contract = descriptor.checked_contract()
+        if contract is None:
+            try:
+                await self.contract(descriptor.pipeline_id, descriptor.contract_version)
+            except NotFound as exc:
+                raise InvalidRelease(
+                    f"contract {descriptor.contract_version} of {descriptor.pipeline_id!r} is "
+                    "not registered: include it in the descriptor as 'contract'",
+                    pointer="/contractVersion",
+                ) from exc
+        release = ReleaseRecord.of(descriptor, now_ms=now_ms)
+        try:
+            current = await self.release(descriptor.pipeline_id, descriptor.release_version)
+        except NotFound:
+            current = None
+        if current is not None:
+            return self._same_or_refused(current, release)
+        await self._verify_primary(descriptor, artifacts)
+        # Only now: a refused release leaves no contract behind to make its pipeline "known".
+        if contract is not None:
+            await self.put_contract(contract)
+        return await self.register_release(release)
+
+    @staticmethod
+    async def _verify_primary(descriptor: ReleaseDescriptor, artifacts: ArtifactReader) -> None:
+        primary = descriptor.primary
+        try:
+            actual = await artifact_digest(artifacts, primary.uri)
+        except ArtifactUnavailable as exc:
+            raise InvalidRelease(
+                f"artifact {primary.artifact_id!r} is unreadable: {exc}", pointer="/artifacts/0/uri"
+            ) from exc
+        if actual != primary.digest:
+            raise InvalidRelease(
+                f"artifact {primary.artifact_id!r} at {primary.uri} has digest {actual}, "
+                f"the descriptor says {primary.digest}",
+                pointer="/artifacts/0/digest",
+            )
+
+    @staticmethod
+    def _same_or_refused(current: ReleaseRecord, release: ReleaseRecord) -> ReleaseRecord:
+        if not current.same_release(release):
+            raise AlreadyExists(
+                f"release {release.release_version} of {release.pipeline_id!r} is registered "
+                "with other content",
+                current=current,
+            )
+        return current
+
+    async def release(self, pipeline_id: str, release_version: str) -> ReleaseRecord:
+        key = (pipeline_id, release_version)
+        if key not in self._releases:  # immutable once registered
+            item = await self.table.get(_pk(pipeline_id), f"release#{release_version}")
+            if item is None:
+                raise NotFound(f"no release {release_version} of pipeline {pipeline_id!r}")
+            self._releases[key] = ReleaseRecord.model_validate_json(item["doc"])
+        return self._releases[key]
+
+    async def activate(
+        self, pipeline_id: str, release_version: str, *, now_ms: int
+    ) -> ReleaseRecord:
+        release = await self.release(pipeline_id, release_version)
+        sk = f"activation#{now_ms:015d}#{release_version}"
+        await self.table.put_new(_pk(pipeline_id), sk, {"release": release_version})
+        self._active.pop(pipeline_id, None)
+        return release.model_copy(update={"activated_at_epoch_ms": now_ms})
+
+    async def active_release(self, pipeline_id: str) -> ReleaseRecord | None:
+        cached = self._active.get(pipeline_id)
+        if cached is not None and time.monotonic() - cached[0] < self.active_ttl_s:
+            return cached[1]
+        active = await self._newest_activation(pipeline_id)
+        self._active[pipeline_id] = (time.monotonic(), active)
+        return active
+
+    async def _newest_activation(self, pipeline_id: str) -> ReleaseRecord | None:
+        newest = await self.activations(pipeline_id, limit=1)
+        if not newest:
+            return None
+        release = await self.release(pipeline_id, newest[0].release_version)
+        return release.model_copy(update={"activated_at_epoch_ms": newest[0].activated_at_epoch_ms})
+
+    async def activations(self, pipeline_id: str, *, limit: int = 100) -> list[Activation]:
+        """Activation events, newest first."""
+        items = await self.table.newest(_pk(pipeline_id), "activation#", limit)
+        return [Activation.from_item(pipeline_id, item) for item in items]
+
+    async def releases(self, pipeline_id: str) -> list[ReleaseRecord]:
+        """Every release of the pipeline, newest registration first; the active one carries
+        ``activated_at_epoch_ms`` (when it was last activated)."""
+        items = await self.table.query(_pk(pipeline_id), "release#")
+        records = [ReleaseRecord.model_validate_json(item["doc"]) for item in items]
+        records.sort(key=lambda r: (r.registered_at_epoch_ms, r.release_version), reverse=True)
+        newest = await self.activations(pipeline_id, limit=1)
+        if not newest:
+            return records
+        active = newest[0]
+        return [
+            r.model_copy(update={"activated_at_epoch_ms": active.activated_at_epoch_ms})
+            if r.release_version == active.release_version
+            else r
+            for r in records
+        ]
+
+    async def known_pipeline(self, pipeline_id: str) -> bool:
+        return bool(await self.table.newest(_pk(pipeline_id), "contract#", 1))
+
+
+def release_for(contract: Contract, release_version: str, *, now_ms: int) -> ReleaseRecord:
+    """A release record for code the coordinator was handed directly (demo, tests)."""
+    return ReleaseRecord(
+        pipeline_id=contract.pipeline_id,
+        contract_version=contract.version,
+        release_version=release_version,
+        registered_at_epoch_ms=now_ms,
+    )
+
+
+async def register_pipeline(
+    registry: Registry, pipeline: Pipeline, release_version: str, *, now_ms: int
+) -> Contract:
+    """Register a pipeline's contract and a release of it, then activate that release."""
+    contract = Contract.from_pipeline(pipeline)
+    await registry.put_contract(contract)
+    await registry.register_release(release_for(contract, release_version, now_ms=now_ms))
+    await registry.activate(pipeline.id, release_version, now_ms=now_ms)
+    return contract

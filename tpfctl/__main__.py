@@ -1,0 +1,3 @@
+from tpfctl.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""``tpf bench``: cost, throughput, coordinator CPU and latency, one JSON object per line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tpf.errors import ConfigurationError
+
+app = typer.Typer()
+
+NAMES = ("cost", "throughput", "latency", "csv")
+
+
+@app.command()
+def bench(
+    names: Annotated[
+        list[str] | None, typer.Argument(help=f"Benchmarks to run: {', '.join(NAMES)} (all).")
+    ] = None,
+    substrate: Annotated[str, typer.Option(help="embedded or localstack.")] = "localstack",
+    batch: Annotated[int, typer.Option(min=1, help="Cost: executions submitted at once.")] = 100,
+    sequential: Annotated[
+        int, typer.Option(min=1, help="Cost: executions run one at a time.")
+    ] = 20,
+    executions: Annotated[int, typer.Option(min=1, help="Throughput: executions.")] = 300,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Throughput: rounds, reported by their median.")
+    ] = 3,
+    latency: Annotated[
+        int, typer.Option(min=1, help="Latency: executions run one at a time.")
+    ] = 100,
+    csv_rows: Annotated[int, typer.Option(min=1, help="CSV scale: rows of the file.")] = 10_000,
+    concurrency: Annotated[int, typer.Option(min=1, help="Submits in flight at once.")] = 16,
+    workers: Annotated[int, typer.Option(min=1, max=16)] = 2,
+    coordinators: Annotated[int, typer.Option(min=1, max=4)] = 1,
+    profile: Annotated[str, typer.Option(help="Timings profile: default or test.")] = "default",
+) -> None:
+    """Measure on a stack of its own; print one JSON object per line per benchmark."""
+    from tpfctl.bench.session import Options
+    from tpfctl.bench.suite import run
+
+    chosen = names or list(NAMES)
+    unknown = sorted(set(chosen) - set(NAMES))
+    if unknown:
+        raise ConfigurationError(f"no benchmark {', '.join(unknown)}; choose from {NAMES}")
+    if substrate not in ("embedded", "localstack"):
+        raise ConfigurationError("--substrate is embedded or localstack")
+    options = Options(
+        substrate=substrate,
+        profile=profile,
+        coordinators=coordinators,
+        workers=workers,
+        concurrency=concurrency,
+        batch=batch,
+        sequential=sequential,
+        throughput=executions,
+        rounds=rounds,
+        latency=latency,
+        csv_rows=csv_rows,
+    )
+    run(chosen, options)
