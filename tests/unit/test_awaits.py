@@ -198,7 +198,7 @@ async def test_completions_are_checked_against_schema_tenant_and_token(
     with pytest.raises(InvalidInput):
         await c.awaits.complete("acme", response={}, resume_token="forged.token.value")
 
-    token = c.awaits._token(interaction)
+    token = c.awaits.admitter.token(interaction)
     done = await c.awaits.complete(
         "acme", response=accepted(parked_at["request"]["orderId"]), resume_token=token
     )

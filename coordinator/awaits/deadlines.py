@@ -1,0 +1,95 @@
+"""The await sweeper: units at their deadline time out, stalled ones are asked again.
+
+It looks at due units on every replica; each action is conditional, so two replicas acting on
+one unit do it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from coordinator.awaits.admission import Admitter
+from coordinator.awaits.model import AwaitUnit, UnitStatus
+from coordinator.awaits.resuming import Resumer
+from coordinator.awaits.tables import AwaitTable
+from coordinator.dead_letters import DeadLetterPublisher
+from coordinator.store import ExecutionStore
+from tpf import metrics
+from tpf.clock import now_ms
+from tpf.errors import StaleRecord
+from tpf.loops import repeat
+from tpf.records import Status
+from tpf.settings import Timings
+
+log = logging.getLogger("tpf.coordinator")
+
+
+class DeadlineSweeper:
+    def __init__(
+        self,
+        *,
+        table: AwaitTable,
+        store: ExecutionStore,
+        dead_letters: DeadLetterPublisher,
+        timings: Timings,
+        shards: int,
+        admitter: Admitter,
+        resumer: Resumer,
+    ) -> None:
+        self.table, self.store, self.dead_letters = table, store, dead_letters
+        self.timings, self.shards = timings, [str(i) for i in range(shards)]
+        self.admitter, self.resumer = admitter, resumer
+
+    async def run(self, stop: asyncio.Event) -> None:
+        interval = self.timings.sweep_interval.total_seconds()
+        await repeat(
+            lambda: self.sweep_once(now_ms()), stop, interval_s=interval, what="await-sweep"
+        )
+
+    async def sweep_once(self, now: int) -> int:
+        found: Sequence[list[tuple[str, str]]] = await asyncio.gather(
+            *(self.table.overdue(s, now_ms=now, limit=100) for s in self.shards)
+        )
+        acted = 0
+        for tenant_id, unit_id in (u for shard in found for u in shard):
+            unit = await self.table.get_unit(tenant_id, unit_id)
+            if unit is None or unit.status is not UnitStatus.OPEN or unit.look_at_ms > now:
+                continue
+            acted += 1
+            if unit.complete:  # the resume after the last completion never happened
+                await self.resumer.resume(unit)
+            elif unit.deadline_ms <= now:
+                await self._time_out(unit, now)
+            else:
+                if unit.in_flight:
+                    await self.admitter.republish(unit)
+                await self.admitter.admit(unit, now)
+        return acted
+
+    async def _time_out(self, unit: AwaitUnit, now: int) -> None:
+        record = await self.store.get(unit.tenant_id, unit.execution_id)
+        if (
+            record is not None
+            and record.status is Status.WAITING_EXTERNAL
+            and record.await_unit_id == unit.unit_id
+        ):
+            try:
+                ended = await self.store.fail(
+                    record,
+                    transition_key=None,
+                    status=Status.FAILED,
+                    error_code="AWAIT_TIMEOUT",
+                    message=f"no answer to {unit.step_id!r} before its deadline",
+                    now_ms=now,
+                )
+            except StaleRecord:
+                return  # completed or cancelled meanwhile: the next sweep sees it
+            metrics.TERMINAL_FAILURES.labels(status="FAILED").inc()
+            await self.dead_letters.publish(ended, reason="await timed out", transition_key=None)
+            log.info(
+                "await timed out",
+                extra={"action": "await-timeout", "executionId": unit.execution_id},
+            )
+        await self.resumer.close(unit, UnitStatus.TIMED_OUT, record=record, now=now)

@@ -1,0 +1,131 @@
+"""Opening an await unit when an execution parks: its interactions, the unit, then admission."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from coordinator.awaits.admission import Admitter
+from coordinator.awaits.completing import canonical
+from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
+from coordinator.awaits.resuming import Resumer
+from coordinator.awaits.tables import AwaitTable
+from coordinator.identities import correlation_id
+from tpf.clock import now_ms
+from tpf.payloads import PayloadRef, PayloadStore
+from tpf.records import ExecutionRecord
+from tpf.registry import Registry
+from tpf.wire import Payload, Suspension
+
+log = logging.getLogger("tpf.coordinator")
+
+
+class UnitOpener:
+    def __init__(
+        self,
+        *,
+        table: AwaitTable,
+        registry: Registry,
+        payloads: PayloadStore,
+        admitter: Admitter,
+        resumer: Resumer,
+    ) -> None:
+        self.table, self.registry, self.payloads = table, registry, payloads
+        self.admitter, self.resumer = admitter, resumer
+
+    async def open(
+        self, record: ExecutionRecord, suspension: Suspension, *, resume_step: int
+    ) -> None:
+        """Store the unit and its interactions of a just-parked execution, then admit."""
+        assert record.await_unit_id is not None
+        unit_id, now = record.await_unit_id, now_ms()
+        existing = await self.table.get_unit(record.tenant_id, unit_id)
+        if existing is None:
+            unit, interactions = await self._build(record, suspension, resume_step, now)
+            await self.table.create(unit, interactions)
+            existing = await self.table.get_unit(unit.tenant_id, unit_id)
+        if existing is None or existing.status is not UnitStatus.OPEN:
+            return
+        if existing.complete:  # an expansion of no items waits for nothing
+            await self.resumer.resume(existing)
+            return
+        if existing.published < existing.total:
+            await self.admitter.admit(existing, now)
+        log.info(
+            "await opened",
+            extra={
+                "action": "await-open",
+                "executionId": existing.execution_id,
+                "unitId": unit_id,
+                "items": existing.total,
+            },
+        )
+
+    async def _build(
+        self, record: ExecutionRecord, suspension: Suspension, resume_step: int, now: int
+    ) -> tuple[AwaitUnit, list[Interaction]]:
+        assert record.await_unit_id is not None
+        contract = await self.registry.contract(record.pipeline_id, record.contract_version)
+        step = contract.step(suspension.step_id)
+        fields = step.await_.idempotency_fields if step.await_ else ()
+        requests = await self._requests(record, suspension.requests)
+        deadline = now + suspension.timeout_ms
+        inbox = not self.admitter.bounded(suspension.transport)
+        interactions = []
+        for item, request in enumerate(requests):
+            key = _interaction_key(record, suspension.step_id, request, fields, item)
+            interactions.append(
+                Interaction(
+                    tenant_id=record.tenant_id,
+                    unit_id=record.await_unit_id,
+                    item_index=item,
+                    execution_id=record.execution_id,
+                    step_id=suspension.step_id,
+                    step_index=suspension.step_index,
+                    correlation_id=correlation_id(
+                        record.tenant_id, record.execution_id, suspension.step_id, key
+                    ),
+                    idempotency_key=key,
+                    request=canonical(request),
+                    deadline_ms=deadline,
+                    created_at_ms=now,
+                    inbox=inbox,
+                )
+            )
+        unit = AwaitUnit(
+            # An inbox has nothing to admit: every request is "sent" by being stored.
+            published=0 if not inbox else len(interactions),
+            tenant_id=record.tenant_id,
+            unit_id=record.await_unit_id,
+            execution_id=record.execution_id,
+            step_id=suspension.step_id,
+            step_index=suspension.step_index,
+            resume_step=resume_step,
+            transport=suspension.transport,
+            itemized=step.itemized,
+            total=len(interactions),
+            deadline_ms=deadline,
+            created_at_ms=now,
+        )
+        return unit, interactions
+
+    async def _requests(self, record: ExecutionRecord, payload: Payload) -> list[Any]:
+        if payload.payload_ref is not None:
+            ref = PayloadRef(tier=payload.payload_ref.tier, digest=payload.payload_ref.digest)
+            text = (await self.payloads.get(record.tenant_id, record.execution_id, ref)).decode()
+        else:
+            text = payload.payload or "[]"
+        value = json.loads(text)
+        return value if isinstance(value, list) else [value]
+
+
+def _interaction_key(
+    record: ExecutionRecord, step_id: str, request: Any, fields: Sequence[str], item: int
+) -> str:
+    """From the declared request fields, else ``executionId:stepId`` (per item when itemized)."""
+    if fields and isinstance(request, dict):
+        return ":".join(str(request.get(f, "")) for f in fields)
+    base = f"{record.execution_id}:{step_id}"
+    return f"{base}:{item}" if item else base

@@ -1,0 +1,154 @@
+"""Recording completions: judge each answer, record the accepted ones exactly once (one
+transaction per unit and batch), then move each touched unit on (resume or admit more)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+
+from coordinator.awaits.admission import Admitter
+from coordinator.awaits.completing import (
+    Completed,
+    CompletionRequest,
+    ResponseValidator,
+    check_found,
+    judge,
+    locate,
+)
+from coordinator.awaits.model import Interaction, InteractionStatus, UnitStatus
+from coordinator.awaits.resuming import Resumer
+from coordinator.awaits.tables import AwaitTable, Key, key_of
+from coordinator.store import ExecutionStore
+from tpf import metrics
+from tpf.clock import now_ms
+from tpf.errors import Conflict, TpfError
+from tpf.registry import Registry
+from tpf.signing import Signer
+
+
+class CompletionRecorder:
+    def __init__(
+        self,
+        *,
+        table: AwaitTable,
+        store: ExecutionStore,
+        registry: Registry,
+        signer: Signer,
+        admitter: Admitter,
+        resumer: Resumer,
+    ) -> None:
+        self.table, self.store, self.registry, self.signer = table, store, registry, signer
+        self.admitter, self.resumer = admitter, resumer
+        # Rounds of completions run concurrently; those of one unit record one at a time, so
+        # they never contend for its counter (and a store without isolated transactions
+        # cannot count one answer twice).
+        self._recording: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    async def complete_many(
+        self, requests: Sequence[CompletionRequest]
+    ) -> list[Completed | TpfError]:
+        """Judge and record a batch; one outcome per request, in order.
+
+        A refusal (unknown, conflicting, late, invalid) is that request's outcome; an outage
+        raises, and the whole batch may be retried: recorded ones come back as duplicates.
+        """
+        now = now_ms()
+        outcomes: list[Completed | TpfError | None] = [None] * len(requests)
+        located: dict[int, tuple[Key, dict[str, object]]] = {}
+        for n, request in enumerate(requests):
+            try:
+                located[n] = await locate(request, self.table, self.signer)
+            except TpfError as exc:
+                outcomes[n] = exc
+        found = await self.table.get_interactions([key for key, _ in located.values()])
+        validator = ResponseValidator(self.store, self.registry)
+        chosen: dict[Key, tuple[int, Interaction]] = {}
+        later: list[int] = []  # a second answer to an interaction answered earlier in the batch
+        for n, (key, claims) in located.items():
+            try:
+                interaction = check_found(requests[n], found.get(key), claims)
+                if key in chosen:
+                    later.append(n)
+                    continue
+                verdict = await judge(interaction, requests[n], now=now, validator=validator)
+            except TpfError as exc:
+                outcomes[n] = exc
+                continue
+            if isinstance(verdict, Completed):
+                outcomes[n] = verdict
+            else:
+                chosen[key] = (n, verdict)
+        await self._record(chosen, requests, outcomes, now, validator)
+        for n in later:
+            outcomes[n] = await self._judge_again(requests[n], located[n][0], now, validator)
+        units = {
+            (o.interaction.tenant_id, o.interaction.unit_id)
+            for o in outcomes
+            if isinstance(o, Completed)
+        }
+        for tenant_id, unit_id in sorted(units):
+            await self._progress(tenant_id, unit_id, now)
+        return [
+            o if o is not None else Conflict("not judged", code="AWAIT_CONTENDED") for o in outcomes
+        ]
+
+    async def _record(
+        self,
+        chosen: dict[Key, tuple[int, Interaction]],
+        requests: Sequence[CompletionRequest],
+        outcomes: list[Completed | TpfError | None],
+        now: int,
+        validator: ResponseValidator,
+    ) -> None:
+        by_unit: dict[tuple[str, str], list[Interaction]] = defaultdict(list)
+        for _, done in chosen.values():
+            by_unit[(done.tenant_id, done.unit_id)].append(done)
+        for unit, batch in by_unit.items():
+            async with self._one_at_a_time(unit):
+                recorded = {key_of(i) for i in await self.table.record(batch)}
+            for done in batch:
+                n = chosen[key_of(done)][0]
+                if key_of(done) in recorded:
+                    metrics.AWAIT_COMPLETIONS.labels(outcome="recorded").inc()
+                    outcomes[n] = Completed(done, duplicate=False)
+                else:  # raced with another completion, a timeout or a cancel
+                    outcomes[n] = await self._judge_again(requests[n], key_of(done), now, validator)
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, unit: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._recording.get(unit, (asyncio.Lock(), 0))
+        self._recording[unit] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._recording[unit]
+            if users == 1:
+                del self._recording[unit]
+            else:
+                self._recording[unit] = (lock, users - 1)
+
+    async def _judge_again(
+        self, request: CompletionRequest, key: Key, now: int, validator: ResponseValidator
+    ) -> Completed | TpfError:
+        current = await self.table.get_interaction(*key)
+        if current is None or current.status is InteractionStatus.PENDING:
+            return Conflict("the await this interaction belongs to is closed", code="AWAIT_CLOSED")
+        try:
+            verdict = await judge(current, request, now=now, validator=validator)
+        except TpfError as exc:
+            return exc
+        if isinstance(verdict, Completed):
+            return verdict
+        return Conflict("the await this interaction belongs to is closed", code="AWAIT_CLOSED")
+
+    async def _progress(self, tenant_id: str, unit_id: str, now: int) -> None:
+        unit = await self.table.get_unit(tenant_id, unit_id)
+        if unit is None or unit.status is not UnitStatus.OPEN:
+            return
+        if unit.complete:
+            await self.resumer.resume(unit)
+        elif self.admitter.bounded(unit.transport):
+            await self.admitter.admit(unit, now)

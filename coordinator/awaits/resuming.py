@@ -1,0 +1,131 @@
+"""Resuming an execution once every interaction of its await unit is answered, exactly once,
+and closing units (completed, timed out, abandoned) with their wait timed."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from coordinator.awaits.completing import canonical
+from coordinator.awaits.model import AwaitUnit, UnitStatus
+from coordinator.awaits.tables import AwaitTable
+from coordinator.dispatcher import Dispatcher
+from coordinator.store import ExecutionStore
+from tpf import metrics
+from tpf.clock import now_ms
+from tpf.errors import StaleRecord
+from tpf.payloads import PayloadStore
+from tpf.records import ExecutionRecord, Status
+from tpf.registry import Registry
+
+log = logging.getLogger("tpf.coordinator")
+
+
+class Resumer:
+    def __init__(
+        self,
+        *,
+        table: AwaitTable,
+        store: ExecutionStore,
+        registry: Registry,
+        payloads: PayloadStore,
+        dispatcher: Dispatcher,
+    ) -> None:
+        self.table, self.store, self.registry = table, store, registry
+        self.payloads, self.dispatcher = payloads, dispatcher
+
+    async def resume(self, unit: AwaitUnit) -> None:
+        """Hand the answers to the execution (a conditional resume), then close the unit."""
+        record = await self.store.get(unit.tenant_id, unit.execution_id)
+        if (
+            record is None
+            or record.status is not Status.WAITING_EXTERNAL
+            or record.await_unit_id != unit.unit_id
+        ):
+            await self.close(unit, UnitStatus.ABANDONED, record=record)
+            return
+        interactions = await self.table.interactions(unit.tenant_id, unit.unit_id)
+        unanswered = sum(1 for i in interactions if i.response is None)
+        if unanswered:
+            # The counter says done but an answer is missing: a store whose transactions are
+            # not isolated (moto's server under concurrent rounds) counted one twice. Resuming
+            # would hand the step a null answer; the missing answers arrive (or are asked for
+            # again after a stall) and count, and the unit resumes then.
+            log.warning(
+                "await unit counted complete with %d unanswered interactions; waiting",
+                unanswered,
+                extra={"action": "await-miscounted", "executionId": unit.execution_id},
+            )
+            return
+        answers = [
+            {"request": json.loads(i.request), "response": json.loads(i.response or "null")}
+            for i in interactions
+        ]
+        data = canonical(answers if unit.itemized else answers[0]).encode()
+        ref = await self.payloads.put(unit.tenant_id, unit.execution_id, data)
+        contract = await self.registry.contract(record.pipeline_id, record.contract_version)
+        now = now_ms()
+        try:
+            if unit.resume_step >= len(contract.steps):
+                await self.store.finish_await(
+                    record, await_unit_id=unit.unit_id, result=ref, now_ms=now
+                )
+            else:
+                running = await self.store.resume(
+                    record,
+                    await_unit_id=unit.unit_id,
+                    step_index=unit.resume_step,
+                    continuation=ref,
+                    now_ms=now,
+                    dispatch_deadline_ms=self.dispatcher.deadline(now),
+                )
+                await self.dispatcher.send(running, now_ms=now, payload=data)
+        except StaleRecord:
+            pass  # another replica resumed it
+        await self.close(unit, UnitStatus.COMPLETED, record=record, now=now)
+        log.info(
+            "await completed",
+            extra={"action": "await-resume", "executionId": unit.execution_id},
+        )
+
+    async def close(
+        self,
+        unit: AwaitUnit,
+        status: UnitStatus,
+        *,
+        record: ExecutionRecord | None,
+        now: int | None = None,
+    ) -> None:
+        if await self.table.close_unit(unit.tenant_id, unit.unit_id, status) is not None:
+            # Only the call that closed it observes, so a unit is timed once across replicas.
+            _observe_wait(unit, status, record, now_ms() if now is None else now)
+        if status is not UnitStatus.COMPLETED:
+            await self.table.expire(await self.table.interactions(unit.tenant_id, unit.unit_id))
+
+
+def _observe_wait(
+    unit: AwaitUnit, status: UnitStatus, record: ExecutionRecord | None, now: int
+) -> None:
+    """Time the unit from opening to closing, in ``tpf_await_seconds``.
+
+    A unit its execution no longer waits for is ``abandoned`` even when the sweeper closes it
+    at its deadline (a cancel leaves the unit open); it ended when the execution last changed.
+    """
+    waited_on = (
+        record is not None
+        and record.status is Status.WAITING_EXTERNAL
+        and record.await_unit_id == unit.unit_id
+    )
+    if status is UnitStatus.COMPLETED:
+        outcome, ended = "completed", now
+    elif status is UnitStatus.TIMED_OUT and waited_on:
+        outcome, ended = "timed_out", now
+    else:
+        outcome = "abandoned"
+        ended = now if record is None or waited_on else min(now, record.updated_at_ms)
+    metrics.AWAIT_SECONDS.labels(
+        pipeline=record.pipeline_id if record is not None else "unknown",
+        step=unit.step_id,
+        transport=unit.transport,
+        outcome=outcome,
+    ).observe(max(0, ended - unit.created_at_ms) / 1000)
