@@ -28,8 +28,9 @@ from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
 from coordinator.wiring import Coordinator, assemble
 from coordinator.workers import WorkerDirectory
+from coordinator.workers.dynamodb import DynamoWorkerTable
+from coordinator.workers.lambda_mappings import LambdaEventSourceMappings
 from coordinator.workers_api import workers_router
-from coordinator.workers_aws import DynamoWorkerTable, LambdaEventSourceMappings
 from tpf.artifacts import artifact_readers
 from tpf.artifacts.port import ArtifactReader
 from tpf.errors import ConfigurationError

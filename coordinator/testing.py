@@ -14,7 +14,8 @@ from coordinator.routing import InMemoryWorkQueues
 from coordinator.store import ExecutionStore
 from coordinator.store.memory import InMemoryExecutionTable
 from coordinator.wiring import Coordinator, assemble
-from coordinator.workers import InMemoryWorkerTable, WorkerDirectory
+from coordinator.workers import WorkerDirectory
+from coordinator.workers.memory import InMemoryWorkerTable
 from tpf.contract import Contract
 from tpf.payloads import PayloadStore
 from tpf.payloads.memory import InMemoryPayloadBackend

@@ -15,13 +15,10 @@ from typing import Any
 import aioboto3
 import pytest
 
-from coordinator.workers import (
-    InMemoryWorkerTable,
-    WorkerDirectory,
-    WorkerRegistration,
-    WorkerTable,
-)
-from coordinator.workers_aws import DynamoWorkerTable, LambdaEventSourceMappings
+from coordinator.workers import WorkerDirectory, WorkerRegistration, WorkerTable
+from coordinator.workers.dynamodb import DynamoWorkerTable
+from coordinator.workers.lambda_mappings import LambdaEventSourceMappings
+from coordinator.workers.memory import InMemoryWorkerTable
 from tests.substrates import TestStack
 from tpf.errors import Conflict, NotFound
 from tpf.registry.worker_items import DRAIN_ATTRIBUTE, worker_item_key

@@ -12,12 +12,8 @@ import pytest
 
 from coordinator.api import create_app
 from coordinator.testing import InMemoryCoordinator
-from coordinator.workers import (
-    InMemoryEventSourceMappings,
-    InMemoryWorkerTable,
-    WorkerDirectory,
-    WorkerRegistration,
-)
+from coordinator.workers import WorkerDirectory, WorkerRegistration
+from coordinator.workers.memory import InMemoryEventSourceMappings, InMemoryWorkerTable
 from coordinator.workers_api import workers_router
 from tpf.errors import Conflict, NotFound
 from tpf.registry.worker_items import DRAIN_ATTRIBUTE, worker_item_key

@@ -1,12 +1,13 @@
-"""The worker directory's AWS adapters: worker items in the registry table, and the event
-source mappings that make a Lambda worker healthy (see :mod:`coordinator.workers`)."""
+"""Worker items in the registry table, over an aioboto3 DynamoDB client."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from coordinator.workers import Item, Value, no_lambda_heartbeat, unknown_worker
+from botocore.exceptions import ClientError
+
+from coordinator.workers.port import Item, Value, no_lambda_heartbeat, unknown_worker
 from tpf.registry.worker_items import DRAIN_ATTRIBUTE, WORKER_PREFIX
 
 
@@ -73,7 +74,6 @@ class DynamoWorkerTable:
         names: dict[str, str],
         values: dict[str, Any],
     ) -> Item:
-        from botocore.exceptions import ClientError
 
         try:
             response = await self.client.update_item(
@@ -143,30 +143,3 @@ def _plain(item: Mapping[str, Any]) -> Item:
         elif "N" in value:
             plain[name] = int(value["N"])
     return plain
-
-
-class LambdaEventSourceMappings:
-    """Over an aioboto3 ``lambda`` client. A function without mappings is not consuming."""
-
-    CONSUMING = frozenset({"Enabled", "Enabling", "Updating"})
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    async def enabled(self, function_name: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        request: dict[str, Any] = {"FunctionName": function_name}
-        try:
-            while True:
-                response = await self.client.list_event_source_mappings(**request)
-                mappings = response.get("EventSourceMappings", [])
-                if any(m.get("State") in self.CONSUMING for m in mappings):
-                    return True
-                if not response.get("NextMarker"):
-                    return False
-                request["Marker"] = response["NextMarker"]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-                return False
-            raise
