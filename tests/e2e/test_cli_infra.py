@@ -207,7 +207,7 @@ def test_one_process_mode_runs_executions_and_require_remote_worker_refuses_it(
         [
             sys.executable,
             "-m",
-            "tpf",
+            "tpfctl",
             "coordinator",
             "--in-process-pipeline",
             "examples.orders:orders",
