@@ -202,21 +202,14 @@ def test_one_process_mode_runs_executions_and_require_remote_worker_refuses_it(
     assert refused.returncode == 2
     assert "refuses to run transitions in-process" in refused.stderr
 
-    log = (tmp_path / "one-process.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tpfctl",
-            "coordinator",
-            "--in-process-pipeline",
-            "examples.orders:orders",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with (tmp_path / "one-process.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tpfctl", "coordinator", *ONE_PROCESS],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}/tpf/control-plane/tenants/acme",
@@ -230,9 +223,12 @@ def test_one_process_mode_runs_executions_and_require_remote_worker_refuses_it(
             )
     finally:
         process.terminate()
-        assert process.wait(timeout=30) == 0
-        log.close()
+        stopped = process.wait(timeout=30)
+    assert stopped == 0, (tmp_path / "one-process.log").read_text()[-3000:]
     assert "topology: one-process" in (tmp_path / "one-process.log").read_text()
+
+
+ONE_PROCESS = ("--in-process-pipeline", "examples.orders:orders")
 
 
 def submit_order(api: httpx.Client) -> str | None:
