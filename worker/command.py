@@ -33,6 +33,7 @@ result not sent, or a crash          keep        reappears after its visibility 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -164,6 +165,13 @@ class CommandHandler:
                 runtime=self.runtime,
                 worker=self.identity,
             )
+        except asyncio.CancelledError:
+            # Given up mid-run (a drain out of grace): the command goes back to the queue. One
+            # last beat makes the deadline count from now, not from the last periodic beat, so
+            # the next worker has a whole transition timeout to take it over as the same attempt.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._beat(command), timeout=2)
+            raise
         finally:
             keepalive.cancel()
             heartbeat.cancel()
@@ -225,7 +233,6 @@ class CommandHandler:
 
     async def _heartbeat(self, command: TransitionCommand) -> None:
         interval = self.timings.heartbeat_interval.total_seconds()
-        # A heartbeat older than a transition timeout cannot keep anything alive: let it expire.
         ttl_ms = int(self.timings.transition_timeout.total_seconds() * 1000)
         # A command that waited long in the queue starts close to its deadline: beat at once,
         # so the transition gets a full timeout; otherwise short transitions never beat.
@@ -235,26 +242,31 @@ class CommandHandler:
         while True:
             await asyncio.sleep(pause)
             pause = interval
-            beat = Heartbeat(
-                tenant_id=command.tenant_id,
-                execution_id=command.execution_id,
-                transition_key=command.transition_key,
-                execution_version=command.execution_version,
-                worker=self.identity,
-                sent_at_epoch_ms=self._clock(),
+            await self._beat(command)
+
+    async def _beat(self, command: TransitionCommand) -> None:
+        # A heartbeat older than a transition timeout cannot keep anything alive: let it expire.
+        ttl_ms = int(self.timings.transition_timeout.total_seconds() * 1000)
+        beat = Heartbeat(
+            tenant_id=command.tenant_id,
+            execution_id=command.execution_id,
+            transition_key=command.transition_key,
+            execution_version=command.execution_version,
+            worker=self.identity,
+            sent_at_epoch_ms=self._clock(),
+        )
+        signed = self.signer.sign(beat, channel="results", now_ms=self._clock(), ttl_ms=ttl_ms)
+        try:
+            await self.results.send(Outgoing(signed.to_json()))
+        except Exception as exc:
+            metrics.HEARTBEATS.labels(ROLE, "failed").inc()
+            self.log.warning(
+                "heartbeat failed: %s",
+                exc,
+                extra={"action": "heartbeat-failed", **command_fields(command)},
             )
-            signed = self.signer.sign(beat, channel="results", now_ms=self._clock(), ttl_ms=ttl_ms)
-            try:
-                await self.results.send(Outgoing(signed.to_json()))
-            except Exception as exc:
-                metrics.HEARTBEATS.labels(ROLE, "failed").inc()
-                self.log.warning(
-                    "heartbeat failed: %s",
-                    exc,
-                    extra={"action": "heartbeat-failed", **command_fields(command)},
-                )
-            else:
-                metrics.HEARTBEATS.labels(ROLE, "sent").inc()
+        else:
+            metrics.HEARTBEATS.labels(ROLE, "sent").inc()
 
     def _reject(
         self,
