@@ -26,6 +26,7 @@ import httpx
 from pydantic import ValidationError
 
 from tpf import metrics
+from tpf.aws_errors import aws_category
 from tpf.errors import InvalidInput, StepFailure
 from tpf.payloads import PayloadCorrupt, PayloadMissing
 from tpf.pipeline import StepContext, StepSpec, call_step
@@ -91,14 +92,6 @@ def log_context() -> dict[str, Any]:
 
 # -- categories ----------------------------------------------------------------------------------
 
-_AWS_AUTH = {"AccessDenied", "AccessDeniedException", "UnrecognizedClientException",
-             "InvalidClientTokenId", "InvalidSignatureException", "ExpiredToken",
-             "ExpiredTokenException", "SignatureDoesNotMatch"}  # fmt: skip
-_AWS_TIMEOUT = {"RequestTimeout", "RequestTimeoutException"}
-_AWS_UNAVAILABLE = {"ServiceUnavailable", "InternalError", "InternalServerError", "SlowDown",
-                    "ThrottlingException", "Throttling", "RequestLimitExceeded",
-                    "ProvisionedThroughputExceededException"}  # fmt: skip
-
 
 def categorize(exc: BaseException | None) -> Category:
     """The category of an outcome: ``none`` for success (no exception)."""
@@ -143,7 +136,7 @@ def categorize_failure(exc: BaseException) -> FailureCategory:
 
 
 def _third_party(exc: BaseException) -> FailureCategory:
-    """httpx and AWS SDK errors, recognised without importing botocore into the domain."""
+    """httpx and AWS SDK errors."""
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
     if isinstance(exc, httpx.ProtocolError | httpx.UnsupportedProtocol | httpx.DecodingError):
@@ -152,21 +145,7 @@ def _third_party(exc: BaseException) -> FailureCategory:
         return "unavailable"
     if isinstance(exc, httpx.HTTPStatusError):
         return _http_status(exc.response.status_code)
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"ConnectTimeoutError", "ReadTimeoutError"}:
-        return "timeout"
-    if names & {"EndpointConnectionError", "ConnectionClosedError", "HTTPClientError"}:
-        return "unavailable"
-    response = getattr(exc, "response", None)
-    if "ClientError" in names and isinstance(response, dict):
-        code = str(response.get("Error", {}).get("Code", ""))
-        if code in _AWS_AUTH:
-            return "auth"
-        if code in _AWS_TIMEOUT:
-            return "timeout"
-        if code in _AWS_UNAVAILABLE:
-            return "unavailable"
-    return "unexpected"
+    return aws_category(exc) or "unexpected"
 
 
 def _http_status(status: int) -> FailureCategory:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from tpf.dynamodb import Items
 from tpf.records import Status, partition_key
 from tpf.wire import TransitionCommand
 
@@ -38,17 +39,12 @@ def live(item: dict[str, Any] | None, command: TransitionCommand) -> bool:
 
 class DynamoTransitionFence:
     def __init__(self, client: Any, table_name: str) -> None:
-        self.client, self.table_name = client, table_name
+        self.items = Items(client, table_name)
 
     async def is_live(self, command: TransitionCommand) -> bool:
+        key = {"pk": partition_key(command.tenant_id, command.execution_id)}
         try:
-            response = await self.client.get_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": partition_key(command.tenant_id, command.execution_id)}},
-                ProjectionExpression="st, tk, v",
-                ConsistentRead=True,
-                ReturnConsumedCapacity="TOTAL",
-            )
+            item = await self.items.get(key, attributes=("st", "tk", "v"))
         except Exception as exc:
             # Unknown is not stale: run it, and let the coordinator's commit fence the result.
             log.warning(
@@ -57,6 +53,4 @@ class DynamoTransitionFence:
                 extra={"action": "fence-unread", "executionId": command.execution_id},
             )
             return True
-        item = response.get("Item")
-        plain = {k: next(iter(v.values())) for k, v in item.items()} if item else None
-        return live(plain, command)
+        return live(item, command)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tpf.dynamodb import Items
 from tpf.queues import Outgoing, Queue
 from tpf.registry.worker_items import DRAIN_ATTRIBUTE, worker_item_key
 from tpf.signing import Signer
@@ -87,18 +88,13 @@ class PresenceReporter:
 def registry_drain_check(dynamodb: Any, table_name: str, presence: WorkerPresence) -> DrainCheck:
     """Reads the drain attribute of the worker's registry items (strongly consistent)."""
 
+    items = Items(dynamodb, table_name)
+
     async def requested() -> bool:
         for hosted in presence.pipelines:
             pk, sk = worker_item_key(hosted.pipeline_id, presence.worker_id)
-            response = await dynamodb.get_item(
-                TableName=table_name,
-                Key={"pk": {"S": pk}, "sk": {"S": sk}},
-                ProjectionExpression="#d",
-                ExpressionAttributeNames={"#d": DRAIN_ATTRIBUTE},
-                ConsistentRead=True,
-                ReturnConsumedCapacity="TOTAL",
-            )
-            if DRAIN_ATTRIBUTE in response.get("Item", {}):
+            item = await items.get({"pk": pk, "sk": sk}, attributes=(DRAIN_ATTRIBUTE,))
+            if item and DRAIN_ATTRIBUTE in item:
                 return True
         return False
 

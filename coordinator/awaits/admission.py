@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from coordinator.awaits.completing import claims_of
 from coordinator.awaits.model import AwaitUnit, Interaction, InteractionStatus, UnitStatus
-from coordinator.awaits.tables import AwaitTable
+from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.transports import Transport, Transports
 from tpf.errors import ConfigurationError, StaleRecord
 from tpf.queues import Queue

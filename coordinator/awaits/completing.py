@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.awaits.model import Interaction, InteractionStatus, parse_interaction_id
-from coordinator.awaits.tables import AwaitTable, Key
+from coordinator.awaits.port import AwaitTable, Key
 from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.errors import Conflict, InvalidInput, NotFound

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from coordinator.awaits.admission import Admitter
 from coordinator.awaits.model import AwaitUnit, UnitStatus
+from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.resuming import Resumer
-from coordinator.awaits.tables import AwaitTable
 from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.store import ExecutionStore
 from tpf import metrics

@@ -10,8 +10,8 @@ from typing import Any
 from coordinator.awaits.admission import Admitter
 from coordinator.awaits.completing import canonical
 from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
+from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.resuming import Resumer
-from coordinator.awaits.tables import AwaitTable
 from coordinator.identities import correlation_id
 from tpf.clock import now_ms
 from tpf.payloads import PayloadRef, PayloadStore

@@ -18,8 +18,8 @@ from coordinator.awaits.completing import (
     locate,
 )
 from coordinator.awaits.model import Interaction, InteractionStatus, UnitStatus
+from coordinator.awaits.port import AwaitTable, Key, key_of
 from coordinator.awaits.resuming import Resumer
-from coordinator.awaits.tables import AwaitTable, Key, key_of
 from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.clock import now_ms

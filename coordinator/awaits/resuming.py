@@ -8,7 +8,7 @@ import logging
 
 from coordinator.awaits.completing import canonical
 from coordinator.awaits.model import AwaitUnit, UnitStatus
-from coordinator.awaits.tables import AwaitTable
+from coordinator.awaits.port import AwaitTable
 from coordinator.dispatcher import Dispatcher
 from coordinator.store import ExecutionStore
 from tpf import metrics

@@ -28,9 +28,9 @@ from coordinator.awaits.completing import Completed, CompletionRequest, canonica
 from coordinator.awaits.deadlines import DeadlineSweeper
 from coordinator.awaits.model import Interaction
 from coordinator.awaits.opening import UnitOpener
+from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.recording import CompletionRecorder
 from coordinator.awaits.resuming import Resumer
-from coordinator.awaits.tables import AwaitTable
 from coordinator.awaits.transports import Transports
 from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher

@@ -11,11 +11,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from coordinator.store.memory import due_entry
 from coordinator.store.port import DueEntry, Guard, Page
-from tpf.dynamodb import deserialize, serialize
+from tpf.dynamodb import ConditionFailed, conditions, deserialize, serialize
 from tpf.errors import AlreadyExists, NotFound, StaleRecord
 from tpf.records import (
     DUE_AT,
@@ -60,14 +58,6 @@ def _names_in(expression: str) -> dict[str, str]:
     return {k: v for k, v in _NAMES.items() if k in used}
 
 
-def _condition_failed(exc: ClientError) -> dict[str, Any] | None:
-    """The current item if ``exc`` is a failed condition, else re-raise."""
-    if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-        raise exc
-    old = exc.response.get("Item")
-    return deserialize(old) if old else None
-
-
 class DynamoExecutionTable:
     def __init__(self, client: Any, table_name: str, *, shards: int) -> None:
         self.client = client
@@ -76,65 +66,65 @@ class DynamoExecutionTable:
 
     async def insert(self, record: ExecutionRecord) -> None:
         try:
-            await self.client.put_item(
-                TableName=self.table_name,
-                Item=serialize(to_item(record, shards=self.shards)),
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": "pk"},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ReturnConsumedCapacity="INDEXES",
-            )
-        except ClientError as exc:
-            old = _condition_failed(exc)
-            raise AlreadyExists(
-                "execution exists", current=from_item(old) if old else None
-            ) from exc
+            with conditions():
+                await self.client.put_item(
+                    TableName=self.table_name,
+                    Item=serialize(to_item(record, shards=self.shards)),
+                    ConditionExpression="attribute_not_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": "pk"},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed as exc:
+            current = from_item(exc.item) if exc.item else None
+            raise AlreadyExists("execution exists", current=current) from exc
 
     async def replace(self, record: ExecutionRecord, guard: Guard) -> None:
         expression, values = condition_for(guard)
         try:
-            await self.client.put_item(
-                TableName=self.table_name,
-                Item=serialize(to_item(record, shards=self.shards)),
-                ConditionExpression=expression,
-                ExpressionAttributeNames=_names_in(expression),
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ReturnConsumedCapacity="INDEXES",
-            )
-        except ClientError as exc:
-            old = _condition_failed(exc)
-            if old is None:
+            with conditions():
+                await self.client.put_item(
+                    TableName=self.table_name,
+                    Item=serialize(to_item(record, shards=self.shards)),
+                    ConditionExpression=expression,
+                    ExpressionAttributeNames=_names_in(expression),
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed as exc:
+            if exc.item is None:
                 raise NotFound(f"no execution {record.execution_id}") from exc
-            raise StaleRecord("execution changed", current=from_item(old)) from exc
+            raise StaleRecord("execution changed", current=from_item(exc.item)) from exc
 
     async def renew(
         self, tenant_id: str, execution_id: str, *, transition_key: str, due_at_ms: int
     ) -> None:
         expression = "#st IN (:running, :waiting) AND #tk = :tk AND #dt < :dt"
         try:
-            await self.client.update_item(
-                TableName=self.table_name,
-                Key=serialize({"pk": partition_key(tenant_id, execution_id)}),
-                UpdateExpression="SET #dt = :dt",
-                ConditionExpression=expression,
-                ExpressionAttributeNames=_names_in(expression),
-                ExpressionAttributeValues=serialize(
-                    {
-                        ":running": Status.RUNNING.value,
-                        ":waiting": Status.WAIT_RETRY.value,
-                        ":tk": transition_key,
-                        ":dt": due_at_ms,
-                    }
-                ),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ReturnConsumedCapacity="INDEXES",
-            )
-        except ClientError as exc:
-            old = _condition_failed(exc)
-            if old is None:
+            with conditions():
+                await self.client.update_item(
+                    TableName=self.table_name,
+                    Key=serialize({"pk": partition_key(tenant_id, execution_id)}),
+                    UpdateExpression="SET #dt = :dt",
+                    ConditionExpression=expression,
+                    ExpressionAttributeNames=_names_in(expression),
+                    ExpressionAttributeValues=serialize(
+                        {
+                            ":running": Status.RUNNING.value,
+                            ":waiting": Status.WAIT_RETRY.value,
+                            ":tk": transition_key,
+                            ":dt": due_at_ms,
+                        }
+                    ),
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed as exc:
+            if exc.item is None:
                 raise NotFound(f"no execution {execution_id}") from exc
-            raise StaleRecord("transition no longer running", current=from_item(old)) from exc
+            current = from_item(exc.item)
+            raise StaleRecord("transition no longer running", current=current) from exc
 
     async def get(self, tenant_id: str, execution_id: str) -> ExecutionRecord | None:
         response = await self.client.get_item(

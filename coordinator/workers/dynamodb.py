@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from coordinator.workers.port import Item, Value, no_lambda_heartbeat, unknown_worker
+from tpf.dynamodb import ConditionFailed, conditions
 from tpf.registry.worker_items import DRAIN_ATTRIBUTE, WORKER_PREFIX
 
 
@@ -76,23 +75,20 @@ class DynamoWorkerTable:
     ) -> Item:
 
         try:
-            response = await self.client.update_item(
-                TableName=self.table_name,
-                Key=_key(pk, sk),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ReturnConsumedCapacity="TOTAL",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            old = exc.response.get("Item")
-            current = _plain(old) if old else await self.get(pk, sk)
-            if current is None:
+            with conditions():
+                response = await self.client.update_item(
+                    TableName=self.table_name,
+                    Key=_key(pk, sk),
+                    UpdateExpression=expression,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    ReturnConsumedCapacity="TOTAL",
+                )
+        except ConditionFailed as exc:
+            if exc.item is None and await self.get(pk, sk) is None:
                 raise unknown_worker(pk, sk) from exc
             # Only the heartbeat has a second clause: the item is a Lambda worker's.
             raise no_lambda_heartbeat(pk, sk) from exc

@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from tpf.dynamodb import ConditionFailed, conditions
 from tpf.payloads import PayloadStore
 from tpf.retention import EXECUTION_TTL
 from tpf.settings import Settings
@@ -22,20 +23,19 @@ class AwsPayloadBackend:
 
     async def write_item(self, key: str, data: bytes) -> None:
         try:
-            await self.dynamodb.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": {"S": key},
-                    "b": {"B": data},
-                    "ttl": {"N": str(int(time.time()) + self.ttl_s)},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnConsumedCapacity="TOTAL",
-            )
-        except ClientError as exc:
-            # Content-addressed: an existing item already holds these very bytes.
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+            with conditions():
+                await self.dynamodb.put_item(
+                    TableName=self.table,
+                    Item={
+                        "pk": {"S": key},
+                        "b": {"B": data},
+                        "ttl": {"N": str(int(time.time()) + self.ttl_s)},
+                    },
+                    ConditionExpression="attribute_not_exists(pk)",
+                    ReturnConsumedCapacity="TOTAL",
+                )
+        except ConditionFailed:
+            pass  # content-addressed: an existing item already holds these very bytes
 
     async def read_item(self, key: str) -> bytes | None:
         response = await self.dynamodb.get_item(

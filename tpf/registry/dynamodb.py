@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
+from tpf.dynamodb import ConditionFailed, conditions
 
 
 class DynamoRegistryTable:
@@ -14,18 +14,20 @@ class DynamoRegistryTable:
     async def put_new(self, pk: str, sk: str, body: dict[str, Any]) -> dict[str, Any] | None:
         item = {"pk": {"S": pk}, "sk": {"S": sk}, **{k: {"S": str(v)} for k, v in body.items()}}
         try:
-            await self.client.put_item(
-                TableName=self.table_name,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ReturnConsumedCapacity="TOTAL",
+            with conditions():
+                await self.client.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(pk)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    ReturnConsumedCapacity="TOTAL",
+                )
+        except ConditionFailed as exc:
+            return (
+                {k: v for k, v in exc.item.items() if isinstance(v, str)}
+                if exc.item
+                else await self.get(pk, sk)
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            old = exc.response.get("Item") or {}
-            return _plain(old) if old else await self.get(pk, sk)
         return None
 
     async def get(self, pk: str, sk: str) -> dict[str, Any] | None:

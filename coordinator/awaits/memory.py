@@ -1,17 +1,10 @@
-"""The awaits table port and its in-memory fake; ``coordinator.awaits.dynamo`` is the adapter.
-
-Recording completions is one transaction per batch of a unit's interactions: each flips
-PENDING→COMPLETED under a condition and the unit's ``done`` counter grows by the number flipped
-in the same transaction, so a count is never lost or doubled, and the unit item never holds a
-set of completed keys (400 KB cap).
-"""
+"""The awaits table in memory: the fake the unit tests and the embedded substrate use."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Protocol
 
 from coordinator.awaits.model import (
     AwaitUnit,
@@ -20,68 +13,8 @@ from coordinator.awaits.model import (
     UnitStatus,
     deadline_shard,
 )
+from coordinator.awaits.port import Key, key_of
 from tpf.errors import StaleRecord
-
-Key = tuple[str, str, int]
-"""(tenant, unit id, item index) of an interaction."""
-
-
-def key_of(i: Interaction) -> Key:
-    return (i.tenant_id, i.unit_id, i.item_index)
-
-
-class AwaitTable(Protocol):
-    async def create(self, unit: AwaitUnit, interactions: list[Interaction]) -> bool:
-        """Interactions, then the unit if absent; False when the unit already existed."""
-
-    async def get_unit(self, tenant_id: str, unit_id: str) -> AwaitUnit | None: ...
-
-    async def get_interaction(
-        self, tenant_id: str, unit_id: str, item_index: int
-    ) -> Interaction | None: ...
-
-    async def get_interactions(self, keys: Sequence[Key]) -> dict[Key, Interaction]:
-        """The ones that exist, read consistently."""
-
-    async def by_correlation(self, correlation_id: str) -> Key | None: ...
-
-    async def interactions(
-        self, tenant_id: str, unit_id: str, *, start: int = 0, stop: int | None = None
-    ) -> list[Interaction]:
-        """Items ``[start, stop)`` of a unit, in order."""
-
-    async def pending(self, tenant_id: str, *, limit: int) -> list[Interaction]:
-        """PENDING interactions of a tenant's inbox, oldest first."""
-
-    async def record(self, completed: Sequence[Interaction]) -> list[Interaction]:
-        """PENDING→COMPLETED of interactions of one unit, counted on the unit atomically.
-
-        Returns those recorded; the others were no longer PENDING or their unit had closed.
-        """
-
-    async def advance(self, unit: AwaitUnit, moved: AwaitUnit, *, tenant_limit: int) -> bool:
-        """Move ``published``, ``accounted`` and ``wake_ms`` from ``unit``'s to ``moved``'s.
-
-        The tenant's in-flight counter changes by ``moved.accounted - unit.accounted`` in the
-        same transaction. StaleRecord when the unit changed meanwhile; False when the tenant's
-        counter would pass ``tenant_limit``.
-        """
-
-    async def tenant_in_flight(self, tenant_id: str) -> int: ...
-
-    async def close_unit(
-        self, tenant_id: str, unit_id: str, status: UnitStatus
-    ) -> AwaitUnit | None:
-        """OPEN→``status``, handing the unit's accounted requests back to its tenant.
-
-        The closed unit, or None when it was not open.
-        """
-
-    async def expire(self, interactions: list[Interaction]) -> None:
-        """PENDING→TIMED_OUT (out of the inbox)."""
-
-    async def overdue(self, shard: str, *, now_ms: int, limit: int) -> list[tuple[str, str]]:
-        """(tenant, unit id) of open units due a look: deadline passed or wake time reached."""
 
 
 class InMemoryAwaitTable:

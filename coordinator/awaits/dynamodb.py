@@ -1,0 +1,342 @@
+"""The awaits table on DynamoDB. See ``coordinator.awaits.model`` for the item layout.
+
+Every write that counts is a transaction with conditions, so replicas racing on one unit never
+double a count: ``record`` puts up to 99 flipped interactions and the unit's ``ADD done :k`` in
+one ``TransactWriteItems``; when some interactions were no longer PENDING, the cancellation
+reasons name them, and the rest is written again without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from coordinator.awaits.model import (
+    ADMISSION_SK,
+    UNIT_SK,
+    AwaitUnit,
+    Interaction,
+    InteractionStatus,
+    UnitStatus,
+    admission_pk,
+    interaction_from_item,
+    interaction_sk,
+    interaction_to_item,
+    sweep_position,
+    unit_from_item,
+    unit_pk,
+    unit_to_item,
+)
+from coordinator.awaits.port import Key, key_of
+from tpf.dynamodb import (
+    CONFLICT_RETRIES,
+    ConditionFailed,
+    Items,
+    StillContended,
+    TransactionCancelled,
+    conditions,
+    serialize,
+    transact,
+)
+from tpf.errors import StaleRecord
+
+TRANSACTION_ITEMS = 100
+"""DynamoDB's limit on the actions of one TransactWriteItems."""
+BATCH_GET = 100
+BATCH_WRITE = 25
+WRITE_CONCURRENCY = 8
+"""BatchWriteItem calls in flight while a large unit is created."""
+
+
+class DynamoAwaitTable:
+    def __init__(self, client: Any, table_name: str, *, shards: int = 4) -> None:
+        self.client, self.table_name, self.shards = client, table_name, shards
+        self.items = Items(client, table_name)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def get_unit(self, tenant_id: str, unit_id: str) -> AwaitUnit | None:
+        item = await self.items.get({"pk": unit_pk(tenant_id, unit_id), "sk": UNIT_SK})
+        return unit_from_item(item) if item else None
+
+    async def get_interaction(
+        self, tenant_id: str, unit_id: str, item_index: int
+    ) -> Interaction | None:
+        key = {"pk": unit_pk(tenant_id, unit_id), "sk": interaction_sk(item_index)}
+        item = await self.items.get(key)
+        return interaction_from_item(item) if item else None
+
+    async def get_interactions(self, keys: Sequence[Key]) -> dict[Key, Interaction]:
+        unique = list(dict.fromkeys(keys))
+        found: dict[Key, Interaction] = {}
+        for start in range(0, len(unique), BATCH_GET):
+            wanted = [
+                {"pk": unit_pk(t, u), "sk": interaction_sk(n)}
+                for t, u, n in unique[start : start + BATCH_GET]
+            ]
+            for item in await self.items.get_many(wanted):
+                interaction = interaction_from_item(item)
+                found[key_of(interaction)] = interaction
+        return found
+
+    async def by_correlation(self, correlation_id: str) -> Key | None:
+        items = await self.items.query(
+            IndexName="correlation",
+            KeyConditionExpression="cid = :cid",
+            ExpressionAttributeValues={":cid": {"S": correlation_id}},
+            Limit=1,
+            limit=1,
+        )
+        if not items:
+            return None
+        tenant_id, _, unit_id = items[0]["pk"].partition("#")
+        return tenant_id, unit_id, int(items[0]["sk"].removeprefix("I#"))
+
+    async def interactions(
+        self, tenant_id: str, unit_id: str, *, start: int = 0, stop: int | None = None
+    ) -> list[Interaction]:
+        last = interaction_sk(stop - 1) if stop is not None else "I#~"
+        if stop is not None and stop <= start:
+            return []
+        items = await self.items.query(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": {"S": unit_pk(tenant_id, unit_id)},
+                ":first": {"S": interaction_sk(start)},
+                ":last": {"S": last},
+            },
+            ConsistentRead=True,
+        )
+        return [interaction_from_item(i) for i in items]
+
+    async def pending(self, tenant_id: str, *, limit: int) -> list[Interaction]:
+        items = await self.items.query(
+            IndexName="pending",
+            KeyConditionExpression="pp = :pp",
+            ExpressionAttributeValues={":pp": {"S": f"T#{tenant_id}"}},
+            limit=limit,
+        )
+        return [interaction_from_item(i) for i in items]
+
+    async def tenant_in_flight(self, tenant_id: str) -> int:
+        item = await self.items.get({"pk": admission_pk(tenant_id), "sk": ADMISSION_SK})
+        return int(item.get("f", 0)) if item else 0
+
+    async def overdue(self, shard: str, *, now_ms: int, limit: int) -> list[tuple[str, str]]:
+        items = await self.items.query(
+            IndexName="pending",
+            KeyConditionExpression="pp = :pp AND ps <= :now",
+            ExpressionAttributeValues={
+                ":pp": {"S": f"D#{shard}"},
+                ":now": {"S": f"{now_ms:013d}~"},
+            },
+            limit=limit,
+        )
+        found = []
+        for item in items:
+            _, tenant_id, unit_id = item["ps"].split("#", 2)
+            found.append((tenant_id, unit_id))
+        return found
+
+    # -- opening and closing ------------------------------------------------------------------
+
+    async def create(self, unit: AwaitUnit, interactions: list[Interaction]) -> bool:
+        if await self.get_unit(unit.tenant_id, unit.unit_id) is not None:
+            return False
+        limit = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+        async def write(chunk: list[Interaction]) -> None:
+            async with limit:
+                await self.items.put_many([interaction_to_item(i) for i in chunk])
+
+        await asyncio.gather(
+            *(
+                write(interactions[start : start + BATCH_WRITE])
+                for start in range(0, len(interactions), BATCH_WRITE)
+            )
+        )
+        try:
+            with conditions():
+                await self.client.put_item(
+                    TableName=self.table_name,
+                    Item=serialize(unit_to_item(unit, self.shards)),
+                    ConditionExpression="attribute_not_exists(pk)",
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    async def close_unit(
+        self, tenant_id: str, unit_id: str, status: UnitStatus
+    ) -> AwaitUnit | None:
+        for _ in range(CONFLICT_RETRIES):
+            unit = await self.get_unit(tenant_id, unit_id)
+            if unit is None or unit.status is not UnitStatus.OPEN:
+                return None
+            close = self._unit_update(
+                tenant_id,
+                unit_id,
+                "SET #st = :st, acc = :zero REMOVE pp, ps, wk",
+                "#st = :open AND acc = :acc",
+                {":st": status.value, ":zero": 0, ":open": "OPEN", ":acc": unit.accounted},
+            )
+            hand_back = [self._tenant_update(tenant_id, -unit.accounted)] if unit.accounted else []
+            if await self._write([close, *hand_back]) is None:
+                return replace(unit, status=status, accounted=0, wake_ms=None)
+        raise StaleRecord("the unit kept changing while closing")
+
+    async def expire(self, interactions: list[Interaction]) -> None:
+        async def one(i: Interaction) -> None:
+            key = {"pk": unit_pk(i.tenant_id, i.unit_id), "sk": interaction_sk(i.item_index)}
+            try:
+                with conditions():
+                    await self.client.update_item(
+                        TableName=self.table_name,
+                        Key=serialize(key),
+                        UpdateExpression="SET #st = :out REMOVE pp, ps",
+                        ConditionExpression="#st = :pending",
+                        ExpressionAttributeNames={"#st": "st"},
+                        ExpressionAttributeValues=serialize(
+                            {":out": "TIMED_OUT", ":pending": "PENDING"}
+                        ),
+                        ReturnConsumedCapacity="INDEXES",
+                    )
+            except ConditionFailed:
+                pass  # answered (or expired by another replica) meanwhile
+
+        pending = [i for i in interactions if i.status is InteractionStatus.PENDING]
+        for start in range(0, len(pending), BATCH_WRITE):
+            await asyncio.gather(*(one(i) for i in pending[start : start + BATCH_WRITE]))
+
+    # -- counting -----------------------------------------------------------------------------
+
+    async def record(self, completed: Sequence[Interaction]) -> list[Interaction]:
+        recorded: list[Interaction] = []
+        step = TRANSACTION_ITEMS - 1  # one action is the unit's counter
+        for start in range(0, len(completed), step):
+            recorded.extend(await self._record_chunk(list(completed[start : start + step])))
+        return recorded
+
+    async def _record_chunk(self, chunk: list[Interaction]) -> list[Interaction]:
+        """Flip and count; drop the interactions a cancellation names, and write the rest."""
+        while chunk:
+            first = chunk[0]
+            flips = [
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": serialize(interaction_to_item(i)),
+                        "ConditionExpression": "#st = :pending",
+                        "ExpressionAttributeNames": {"#st": "st"},
+                        "ExpressionAttributeValues": serialize({":pending": "PENDING"}),
+                    }
+                }
+                for i in chunk
+            ]
+            count = self._unit_update(
+                first.tenant_id, first.unit_id, "ADD #d :k", "#st = :open", {":k": len(chunk)}
+            )
+            reasons = await self._write([*flips, count])
+            if reasons is None:
+                return chunk
+            if reasons[-1] == "ConditionalCheckFailed":
+                return []  # the unit closed: nothing of it counts any more
+            chunk = [i for i, code in zip(chunk, reasons, strict=False) if code == "None"]
+        return []
+
+    async def advance(self, unit: AwaitUnit, moved: AwaitUnit, *, tenant_limit: int) -> bool:
+        delta = moved.accounted - unit.accounted
+        if delta > tenant_limit:
+            return False
+        values: dict[str, Any] = {
+            ":open": "OPEN",
+            ":was_pub": unit.published,
+            ":was_acc": unit.accounted,
+            ":pub": moved.published,
+            ":acc": moved.accounted,
+            ":ps": sweep_position(moved),
+        }
+        expression = "SET pub = :pub, acc = :acc, ps = :ps"
+        if moved.wake_ms is None:
+            expression += " REMOVE wk"
+        else:
+            expression += ", wk = :wk"
+            values[":wk"] = moved.wake_ms
+        move = self._unit_update(
+            unit.tenant_id,
+            unit.unit_id,
+            expression,
+            "#st = :open AND pub = :was_pub AND acc = :was_acc",
+            values,
+        )
+        admit = [self._tenant_update(unit.tenant_id, delta, tenant_limit)] if delta else []
+        reasons = await self._write([move, *admit])
+        if reasons is None:
+            return True
+        if reasons[0] == "ConditionalCheckFailed":
+            raise StaleRecord("the unit moved on")
+        return False  # the tenant's counter refused
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _unit_update(
+        self,
+        tenant_id: str,
+        unit_id: str,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+    ) -> dict[str, Any]:
+        """An update of the unit item; every one of them requires the unit still OPEN."""
+        names = {n: a for n, a in (("#st", "st"), ("#d", "d")) if n in expression + condition}
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": serialize({"pk": unit_pk(tenant_id, unit_id), "sk": UNIT_SK}),
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": serialize({":open": "OPEN", **values}),
+            }
+        }
+
+    def _tenant_update(
+        self, tenant_id: str, delta: int, limit: int | None = None
+    ) -> dict[str, Any]:
+        update: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": serialize({"pk": admission_pk(tenant_id), "sk": ADMISSION_SK}),
+            "UpdateExpression": "ADD f :delta",
+            "ExpressionAttributeValues": serialize({":delta": delta}),
+        }
+        if limit is not None and delta > 0:
+            # Conditions cannot add: "f + delta <= limit" is "f <= limit - delta".
+            update["ConditionExpression"] = "attribute_not_exists(f) OR f <= :room"
+            update["ExpressionAttributeValues"] = serialize(
+                {":delta": delta, ":room": limit - delta}
+            )
+        return {"Update": update}
+
+    async def _write(self, actions: list[dict[str, Any]]) -> list[str] | None:
+        """None when written, else one cancellation reason per action.
+
+        A single action is one conditional UpdateItem (half the WRU of a transaction).
+        """
+        try:
+            if len(actions) == 1:
+                with conditions():
+                    await self.client.update_item(
+                        **actions[0]["Update"], ReturnConsumedCapacity="INDEXES"
+                    )
+            else:
+                await transact(self.client, actions)
+        except ConditionFailed:
+            return ["ConditionalCheckFailed"]
+        except TransactionCancelled as cancelled:
+            return cancelled.reasons
+        except StillContended as exc:
+            raise StaleRecord("the unit stayed contended") from exc
+        return None
