@@ -34,7 +34,7 @@ from coordinator.workers_api import workers_router
 from tpf.artifacts import artifact_readers
 from tpf.artifacts.port import ArtifactReader
 from tpf.errors import ConfigurationError
-from tpf.payloads.aws import payload_store
+from tpf.payloads.dynamodb_s3 import payload_store
 from tpf.queues import Queue, SqsQueue
 from tpf.registry import Registry, ReleaseRecord
 from tpf.registry.dynamodb import DynamoRegistryTable

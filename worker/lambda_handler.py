@@ -48,7 +48,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tpf.errors import ConfigurationError, TpfError
 from tpf.loading import load_pipeline
-from tpf.payloads.aws import payload_store
+from tpf.payloads.dynamodb_s3 import payload_store
 from tpf.pipeline import Pipeline
 from tpf.queues import Received, SqsQueue
 from tpf.registry import Registry

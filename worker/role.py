@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Iterable, Iterator
 from infra.resources import work_queue
 from tpf.contract import Contract
 from tpf.errors import ConfigurationError, NotFound
-from tpf.payloads.aws import payload_store
+from tpf.payloads.dynamodb_s3 import payload_store
 from tpf.pipeline import Pipeline
 from tpf.queues import SqsQueue
 from tpf.registry import Registry, ReleaseRecord

@@ -9,7 +9,7 @@ from coordinator.store.dynamodb import DynamoExecutionTable
 from coordinator.store.memory import InMemoryExecutionTable
 from tests.substrates import TestStack
 from tpf.payloads import PayloadStore
-from tpf.payloads.aws import AwsPayloadBackend
+from tpf.payloads.dynamodb_s3 import DynamoS3PayloadBackend
 from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.substrate import open_clients
 
@@ -34,7 +34,7 @@ async def payload_store(request: pytest.FixtureRequest) -> AsyncIterator[Payload
     stack: TestStack = request.getfixturevalue(f"{request.param}_stack")
     async with open_clients(stack.settings, endpoints=stack.endpoints) as aws:
         yield PayloadStore(
-            AwsPayloadBackend(
+            DynamoS3PayloadBackend(
                 aws.dynamodb,
                 aws.s3,
                 table=stack.settings.resource("payloads"),

@@ -4,53 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import pytest
-from pydantic import BaseModel
 
 from coordinator.rest_workers import CommandRefused, RestWorkerClient
 from examples.orders import orders
 from tests.unit.commands import first_command
 from tests.waiting import eventually
-from tpf.payloads import PayloadStore
-from tpf.payloads.memory import InMemoryPayloadBackend
-from tpf.pipeline import Pipeline
-from tpf.queues import InMemoryQueue
+from tests.workers import ORDER, Gate, command_handler, dispatched
 from tpf.rest import EXECUTE_PATH
 from tpf.runtime import InvocationRuntime
-from tpf.settings import Settings
 from tpf.signing import NonceCache, Signer, SigningKey
-from tpf.wire import TransitionCommand, WorkerIdentity
+from tpf.wire import WorkerIdentity
 from tpfctl.stack import free_port
-from worker.command import CommandHandler, epoch_ms
+from worker.command import epoch_ms
 from worker.rest import serve_rest, worker_app
 
 SIGNER = Signer(SigningKey(b"rest-integration-key"))
 IDENTITY = WorkerIdentity(worker_id="w-http", release_version="1.0.0")
-ORDER = {"orderId": "o-1", "amountCents": 1000, "customer": "Ada"}
-
-
-class Job(BaseModel):
-    name: str
-
-
-@dataclass
-class Gate:
-    """A step that blocks until the test opens it, recording which jobs started."""
-
-    opened: asyncio.Event = field(default_factory=asyncio.Event)
-    started: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.pipeline = Pipeline("org.example.gated-rest", input=Job)
-
-        @self.pipeline.step()
-        async def wait_for_gate(job: Job) -> Job:
-            self.started.append(job.name)
-            await self.opened.wait()
-            return job
 
 
 @dataclass
@@ -67,14 +40,7 @@ def gate() -> Gate:
 
 @pytest.fixture
 async def served(gate: Gate) -> AsyncIterator[Served]:
-    handler = CommandHandler(
-        pipelines={orders.id: orders, gate.pipeline.id: gate.pipeline},
-        results=InMemoryQueue("results"),
-        payloads=PayloadStore(InMemoryPayloadBackend()),
-        signer=SIGNER,
-        timings=Settings(profile="test").timings,
-        identity=IDENTITY,
-    )
+    handler = command_handler(orders, gate.pipeline, signer=SIGNER, identity=IDENTITY)
     port = free_port()
     stop, listening = asyncio.Event(), asyncio.Event()
     app = worker_app(handler, SIGNER, NonceCache())
@@ -93,13 +59,11 @@ async def served(gate: Gate) -> AsyncIterator[Served]:
         await asyncio.wait_for(serving, timeout=10)
 
 
-def dispatched(command: TransitionCommand) -> TransitionCommand:
-    return SIGNER.sign(command, channel="work", now_ms=epoch_ms(), ttl_ms=60_000)
-
-
 async def test_a_signed_command_runs_over_http_and_its_result_verifies(served: Served) -> None:
     async with RestWorkerClient(SIGNER, InvocationRuntime(role="coordinator")) as client:
-        result = await client.execute(served.endpoint, dispatched(first_command(orders, ORDER)))
+        result = await client.execute(
+            served.endpoint, dispatched(first_command(orders, ORDER), SIGNER)
+        )
         capabilities = await client.capabilities(served.endpoint)
     assert (result.outcome, result.transition_key, result.worker) == (
         "COMPLETED",
@@ -112,7 +76,7 @@ async def test_a_signed_command_runs_over_http_and_its_result_verifies(served: S
 
 async def test_a_replayed_request_is_refused_over_http(served: Served, gate: Gate) -> None:
     gate.opened.set()
-    body = dispatched(first_command(gate.pipeline, {"name": "once"})).to_json().encode()
+    body = dispatched(first_command(gate.pipeline, {"name": "once"}), SIGNER).to_json().encode()
     headers = {
         **SIGNER.sign_request("POST", EXECUTE_PATH, body, now_ms=epoch_ms()),
         "Content-Type": "application/json",
@@ -132,7 +96,7 @@ async def test_a_command_for_another_release_is_refused_over_http(
     )
     async with RestWorkerClient(SIGNER, InvocationRuntime(role="coordinator")) as client:
         with pytest.raises(CommandRefused, match="other_release"):
-            await client.execute(served.endpoint, dispatched(other))
+            await client.execute(served.endpoint, dispatched(other, SIGNER))
     assert gate.started == []
 
 
@@ -151,7 +115,7 @@ async def test_stopping_the_server_lets_a_running_transition_answer_first(
     served: Served, gate: Gate
 ) -> None:
     async with RestWorkerClient(SIGNER, InvocationRuntime(role="coordinator")) as client:
-        command = dispatched(first_command(gate.pipeline, {"name": "in-flight"}))
+        command = dispatched(first_command(gate.pipeline, {"name": "in-flight"}), SIGNER)
         call = asyncio.create_task(client.execute(served.endpoint, command))
 
         async def started() -> bool:

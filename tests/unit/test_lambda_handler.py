@@ -19,12 +19,10 @@ from pydantic import BaseModel
 from examples.orders import orders
 from tests.unit.commands import first_command
 from tests.unit.drive import checkpointed
+from tests.workers import ORDER, command_handler
 from tpf.errors import ConfigurationError
-from tpf.payloads import PayloadStore
-from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.pipeline import Pipeline
 from tpf.queues import InMemoryQueue, Outgoing
-from tpf.settings import Settings
 from tpf.signing import Signer, SigningKey
 from tpf.wire import (
     Heartbeat,
@@ -35,11 +33,10 @@ from tpf.wire import (
     decode,
 )
 from worker import lambda_handler
-from worker.command import CommandHandler, epoch_ms
+from worker.command import epoch_ms
 from worker.lambda_handler import Container, configured_pipelines, handler
 
 IDENTITY = WorkerIdentity(worker_id="lambda-1", release_version="1.0.0")
-ORDER = {"orderId": "o-1", "amountCents": 1000, "customer": "Ada"}
 SIGNER = Signer(SigningKey(b"unit-test-key"))
 QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:tpf-work"
 
@@ -83,13 +80,11 @@ class Lambda:
 
     def __init__(self, *pipelines: Pipeline, results: InMemoryQueue | None = None) -> None:
         self.results = results or InMemoryQueue("results")
-        self.commands = CommandHandler(
-            pipelines={p.id: p for p in pipelines},
-            results=self.results,
-            payloads=PayloadStore(InMemoryPayloadBackend()),
+        self.commands = command_handler(
+            *pipelines,
             signer=SIGNER,
-            timings=Settings(profile="test").timings,
             identity=IDENTITY,
+            results=self.results,
             log=logging.getLogger("tpf-worker.commands"),
         )
         self.container = Container(asyncio.new_event_loop(), self.commands)

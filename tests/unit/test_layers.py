@@ -61,7 +61,7 @@ def test_the_import_contracts_hold_on_the_code_as_it_is(tree: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "wrong_import", "contract"),
     [
-        ("worker/fence.py", "import coordinator.store", "Layers"),
+        ("worker/fence/port.py", "import coordinator.store", "Layers"),
         ("coordinator/sweeper.py", "import worker.command", "Layers"),
         ("tpf/pipeline.py", "import tpfctl.fleet", "Layers"),
         ("infra/resources.py", "import coordinator.store", "Layers"),

@@ -4,53 +4,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
-from pydantic import BaseModel
 
 from coordinator.rest_workers import CommandRefused, RestWorkerClient
 from examples.orders import orders
 from tests.unit.commands import first_command
+from tests.workers import ORDER, Counted, command_handler, dispatched
 from tpf.contract import Contract
-from tpf.payloads import PayloadStore
-from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.pipeline import Pipeline
 from tpf.queues import InMemoryQueue
 from tpf.rest import CAPABILITIES_PATH, EXECUTE_PATH
 from tpf.runtime import InvocationRuntime
-from tpf.settings import Settings
 from tpf.signing import NonceCache, SignatureRejected, Signer, SigningKey
 from tpf.wire import MalformedMessage, TransitionCommand, TransitionResult, WorkerIdentity
-from worker.command import CommandHandler, epoch_ms
+from worker.command import epoch_ms
 from worker.rest import worker_app
 
 SIGNER = Signer(SigningKey(b"rest-unit-key"))
 IDENTITY = WorkerIdentity(worker_id="w-rest", release_version="1.0.0")
 ENDPOINT = "http://worker"
-ORDER = {"orderId": "o-1", "amountCents": 1000, "customer": "Ada"}
-
-
-class Job(BaseModel):
-    name: str
-
-
-@dataclass
-class Counted:
-    """A one-step pipeline that records every run of its step."""
-
-    runs: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.pipeline = Pipeline("org.example.counted", input=Job)
-
-        @self.pipeline.step()
-        async def count(job: Job) -> Job:
-            self.runs.append(job.name)
-            return job
 
 
 class Rig:
@@ -58,13 +34,8 @@ class Rig:
 
     def __init__(self, *pipelines: Pipeline) -> None:
         self.results = InMemoryQueue("results")
-        self.handler = CommandHandler(
-            pipelines={p.id: p for p in pipelines},
-            results=self.results,
-            payloads=PayloadStore(InMemoryPayloadBackend()),
-            signer=SIGNER,
-            timings=Settings(profile="test").timings,
-            identity=IDENTITY,
+        self.handler = command_handler(
+            *pipelines, signer=SIGNER, identity=IDENTITY, results=self.results
         )
         self.nonces = NonceCache()
         self.app = worker_app(self.handler, SIGNER, self.nonces, {"artifactDigest": "sha256:feed"})
@@ -96,11 +67,6 @@ def rig(rigs: list[Rig], counted: Counted) -> Rig:
     return rigs[-1]
 
 
-def dispatched(command: TransitionCommand, signer: Signer = SIGNER) -> TransitionCommand:
-    """Signed for the work channel, as the dispatcher sends every command."""
-    return signer.sign(command, channel="work", now_ms=epoch_ms(), ttl_ms=86_400_000)
-
-
 def request_headers(
     body: bytes, *, at: int | None = None, signer: Signer = SIGNER
 ) -> dict[str, str]:
@@ -127,7 +93,7 @@ async def test_a_signed_command_runs_and_returns_a_signed_result_the_client_veri
     rig: Rig,
 ) -> None:
     before = transport_calls("none")
-    command = dispatched(first_command(orders, ORDER))
+    command = dispatched(first_command(orders, ORDER), SIGNER)
     result = await rig.client.execute(ENDPOINT, command)
     assert (result.outcome, result.transition_key, result.worker) == (
         "COMPLETED",
@@ -147,7 +113,7 @@ async def test_a_bare_command_is_signed_by_the_client_before_it_is_sent(
 
 
 async def test_the_same_request_sent_twice_runs_once(rig: Rig, counted: Counted) -> None:
-    body = dispatched(first_command(counted.pipeline, {"name": "once"})).to_json().encode()
+    body = dispatched(first_command(counted.pipeline, {"name": "once"}), SIGNER).to_json().encode()
     headers = request_headers(body)
     first = await rig.post(body, headers)
     before = rejected("signature")
@@ -197,7 +163,9 @@ async def test_a_request_that_is_not_validly_signed_is_rejected_and_never_runs(
     rig: Rig, counted: Counted, forge: Any, reason: str
 ) -> None:
     before = rejected("signature")
-    body = dispatched(first_command(counted.pipeline, {"name": "forged"})).to_json().encode()
+    body = (
+        dispatched(first_command(counted.pipeline, {"name": "forged"}), SIGNER).to_json().encode()
+    )
     response = await rig.post(*forge(body))
     assert response.status_code == 401
     assert response.json() == {
@@ -211,7 +179,7 @@ async def test_a_request_that_is_not_validly_signed_is_rejected_and_never_runs(
     "envelope",
     [
         lambda c: c,  # the dispatcher never signed it
-        lambda c: dispatched(c).model_copy(update={"attempt": 7}),  # changed after signing
+        lambda c: dispatched(c, SIGNER).model_copy(update={"attempt": 7}),  # changed after signing
         lambda c: SIGNER.sign(c, channel="results", now_ms=epoch_ms(), ttl_ms=60_000),
     ],
     ids=["unsigned", "tampered", "other-channel"],
@@ -241,9 +209,9 @@ async def test_a_command_for_another_release_is_refused_unrun(rig: Rig, counted:
         update={"release_version": "2.0.0"}
     )
     with pytest.raises(CommandRefused) as refused:
-        await rig.client.execute(ENDPOINT, dispatched(command))
+        await rig.client.execute(ENDPOINT, dispatched(command, SIGNER))
     assert refused.value.reason == "other_release"
-    body = dispatched(command).to_json().encode()
+    body = dispatched(command, SIGNER).to_json().encode()
     response = await rig.post(body, request_headers(body))
     assert response.status_code == 409
     assert response.json() == {
@@ -259,7 +227,7 @@ async def test_a_command_past_its_deadline_is_refused_unrun(rig: Rig, counted: C
         update={"deadline_epoch_ms": epoch_ms() - 1}
     )
     with pytest.raises(CommandRefused, match="past_deadline"):
-        await rig.client.execute(ENDPOINT, dispatched(late))
+        await rig.client.execute(ENDPOINT, dispatched(late, SIGNER))
     assert counted.runs == []
 
 
@@ -283,7 +251,7 @@ async def test_a_crash_outside_the_steps_answers_500_and_signs_nothing(
         raise RuntimeError("payload store exploded")
 
     monkeypatch.setattr(rig.handler, "execute", crash)
-    body = dispatched(first_command(counted.pipeline, {"name": "boom"})).to_json().encode()
+    body = dispatched(first_command(counted.pipeline, {"name": "boom"}), SIGNER).to_json().encode()
     response = await rig.post(body, request_headers(body))
     assert (response.status_code, response.json()["errorCode"]) == (500, "TRANSITION_CRASHED")
 
@@ -334,7 +302,7 @@ def signed_answer(
     return signer.sign(result, channel=channel, now_ms=epoch_ms(), ttl_ms=86_400_000)
 
 
-COMMAND = dispatched(first_command(orders, ORDER))
+COMMAND = dispatched(first_command(orders, ORDER), SIGNER)
 
 
 @pytest.mark.parametrize(
@@ -366,7 +334,7 @@ COMMAND = dispatched(first_command(orders, ORDER))
             SignatureRejected,
             "answers another command",
         ),
-        (dispatched(COMMAND).to_json(), MalformedMessage, "command envelope in answer"),
+        (dispatched(COMMAND, SIGNER).to_json(), MalformedMessage, "command envelope in answer"),
         ("<html>gateway</html>", MalformedMessage, "not a tpf envelope"),
     ],
     ids=[

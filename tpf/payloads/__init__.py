@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Literal, Protocol
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from tpf.errors import TpfError
+from tpf.payloads.port import PayloadBackend
 
 MAX_INLINE = 64
 """Bytes of JSON kept inside the execution record; anything larger is a claim check."""
@@ -82,13 +83,6 @@ def tier_for(size: int) -> str:
     if size <= MAX_INLINE:
         return "inline"
     return "item" if size <= ITEM_LIMIT else "s3"
-
-
-class PayloadBackend(Protocol):
-    async def write_item(self, key: str, data: bytes) -> None: ...
-    async def read_item(self, key: str) -> bytes | None: ...
-    async def write_object(self, key: str, data: bytes) -> None: ...
-    async def read_object(self, key: str) -> bytes | None: ...
 
 
 class PayloadStore:

@@ -1,4 +1,4 @@
-"""In-memory payload backend for fast tests."""
+"""The payload backend in memory, for unit tests and the embedded substrate."""
 
 from __future__ import annotations
 

@@ -10,14 +10,10 @@ whatever slips between this read and the result.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Protocol
 
-from tpf.dynamodb import Items
-from tpf.records import Status, partition_key
+from tpf.records import Status
 from tpf.wire import TransitionCommand
-
-log = logging.getLogger("tpf.worker")
 
 IN_FLIGHT = frozenset({Status.RUNNING.value, Status.WAIT_RETRY.value})
 
@@ -35,22 +31,3 @@ def live(item: dict[str, Any] | None, command: TransitionCommand) -> bool:
         and item.get("tk") == command.transition_key
         and int(item.get("v", -1)) == command.execution_version
     )
-
-
-class DynamoTransitionFence:
-    def __init__(self, client: Any, table_name: str) -> None:
-        self.items = Items(client, table_name)
-
-    async def is_live(self, command: TransitionCommand) -> bool:
-        key = {"pk": partition_key(command.tenant_id, command.execution_id)}
-        try:
-            item = await self.items.get(key, attributes=("st", "tk", "v"))
-        except Exception as exc:
-            # Unknown is not stale: run it, and let the coordinator's commit fence the result.
-            log.warning(
-                "fence read failed: %s",
-                exc,
-                extra={"action": "fence-unread", "executionId": command.execution_id},
-            )
-            return True
-        return live(item, command)

@@ -14,7 +14,7 @@ from tpf.settings import Settings
 from tpf.substrate import AwsClients
 
 
-class AwsPayloadBackend:
+class DynamoS3PayloadBackend:
     """Payload items in DynamoDB (write-once), objects in S3."""
 
     def __init__(self, dynamodb: Any, s3: Any, *, table: str, bucket: str, ttl_s: int) -> None:
@@ -65,7 +65,7 @@ class AwsPayloadBackend:
 def payload_store(settings: Settings, aws: AwsClients) -> PayloadStore:
     """The stack's payload store: its payloads table and bucket."""
     return PayloadStore(
-        AwsPayloadBackend(
+        DynamoS3PayloadBackend(
             aws.dynamodb,
             aws.s3,
             table=settings.resource("payloads"),
