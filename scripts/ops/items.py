@@ -2,7 +2,7 @@
 
 DynamoDB attribute names are short so an execution record stays under 1 KB (one WRU per state
 change); the layouts are documented beside their writers: ``tpf/records.py`` (executions),
-``coordinator/history.py`` (history), ``coordinator/awaits/model.py`` (await units and
+``coordinator/history/dynamodb.py`` (history), ``coordinator/awaits/model.py`` (await units and
 interactions). Here each short name is spelled out once, in the camelCase the HTTP API uses.
 """
 
