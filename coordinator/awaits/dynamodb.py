@@ -176,14 +176,19 @@ class DynamoAwaitTable:
             unit = await self.get_unit(tenant_id, unit_id)
             if unit is None or unit.status is not UnitStatus.OPEN:
                 return None
-            close = self._unit_update(
+            close = unit_update(
+                self.table_name,
                 tenant_id,
                 unit_id,
                 "SET #st = :st, acc = :zero REMOVE pp, ps, wk",
                 "#st = :open AND acc = :acc",
                 {":st": status.value, ":zero": 0, ":open": "OPEN", ":acc": unit.accounted},
             )
-            hand_back = [self._tenant_update(tenant_id, -unit.accounted)] if unit.accounted else []
+            hand_back = (
+                [tenant_update(self.table_name, tenant_id, -unit.accounted)]
+                if unit.accounted
+                else []
+            )
             if await self._write([close, *hand_back]) is None:
                 return replace(unit, status=status, accounted=0, wake_ms=None)
         raise StaleRecord("the unit kept changing while closing")
@@ -224,20 +229,14 @@ class DynamoAwaitTable:
         """Flip and count; drop the interactions a cancellation names, and write the rest."""
         while chunk:
             first = chunk[0]
-            flips = [
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": serialize(interaction_to_item(i)),
-                        "ConditionExpression": "#st = :pending",
-                        "ExpressionAttributeNames": {"#st": "st"},
-                        "ExpressionAttributeValues": serialize({":pending": "PENDING"}),
-                    }
-                }
-                for i in chunk
-            ]
-            count = self._unit_update(
-                first.tenant_id, first.unit_id, "ADD #d :k", "#st = :open", {":k": len(chunk)}
+            flips = [completion(self.table_name, i) for i in chunk]
+            count = unit_update(
+                self.table_name,
+                first.tenant_id,
+                first.unit_id,
+                "ADD #d :k",
+                "#st = :open",
+                {":k": len(chunk)},
             )
             reasons = await self._write([*flips, count])
             if reasons is None:
@@ -265,60 +264,23 @@ class DynamoAwaitTable:
         else:
             expression += ", wk = :wk"
             values[":wk"] = moved.wake_ms
-        move = self._unit_update(
+        move = unit_update(
+            self.table_name,
             unit.tenant_id,
             unit.unit_id,
             expression,
             "#st = :open AND pub = :was_pub AND acc = :was_acc",
             values,
         )
-        admit = [self._tenant_update(unit.tenant_id, delta, tenant_limit)] if delta else []
+        admit = (
+            [tenant_update(self.table_name, unit.tenant_id, delta, tenant_limit)] if delta else []
+        )
         reasons = await self._write([move, *admit])
         if reasons is None:
             return True
         if reasons[0] == "ConditionalCheckFailed":
             raise StaleRecord("the unit moved on")
         return False  # the tenant's counter refused
-
-    # -- helpers ------------------------------------------------------------------------------
-
-    def _unit_update(
-        self,
-        tenant_id: str,
-        unit_id: str,
-        expression: str,
-        condition: str,
-        values: dict[str, Any],
-    ) -> dict[str, Any]:
-        """An update of the unit item; every one of them requires the unit still OPEN."""
-        names = {n: a for n, a in (("#st", "st"), ("#d", "d")) if n in expression + condition}
-        return {
-            "Update": {
-                "TableName": self.table_name,
-                "Key": serialize({"pk": unit_pk(tenant_id, unit_id), "sk": UNIT_SK}),
-                "UpdateExpression": expression,
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": serialize({":open": "OPEN", **values}),
-            }
-        }
-
-    def _tenant_update(
-        self, tenant_id: str, delta: int, limit: int | None = None
-    ) -> dict[str, Any]:
-        update: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": serialize({"pk": admission_pk(tenant_id), "sk": ADMISSION_SK}),
-            "UpdateExpression": "ADD f :delta",
-            "ExpressionAttributeValues": serialize({":delta": delta}),
-        }
-        if limit is not None and delta > 0:
-            # Conditions cannot add: "f + delta <= limit" is "f <= limit - delta".
-            update["ConditionExpression"] = "attribute_not_exists(f) OR f <= :room"
-            update["ExpressionAttributeValues"] = serialize(
-                {":delta": delta, ":room": limit - delta}
-            )
-        return {"Update": update}
 
     async def _write(self, actions: list[dict[str, Any]]) -> list[str] | None:
         """None when written, else one cancellation reason per action.
@@ -340,3 +302,54 @@ class DynamoAwaitTable:
         except StillContended as exc:
             raise StaleRecord("the unit stayed contended") from exc
         return None
+
+
+def unit_update(
+    table_name: str,
+    tenant_id: str,
+    unit_id: str,
+    expression: str,
+    condition: str,
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    """An update of the unit item; every one of them requires the unit still OPEN."""
+    names = {n: a for n, a in (("#st", "st"), ("#d", "d")) if n in expression + condition}
+    return {
+        "Update": {
+            "TableName": table_name,
+            "Key": serialize({"pk": unit_pk(tenant_id, unit_id), "sk": UNIT_SK}),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": serialize({":open": "OPEN", **values}),
+        }
+    }
+
+
+def tenant_update(
+    table_name: str, tenant_id: str, delta: int, limit: int | None = None
+) -> dict[str, Any]:
+    update: dict[str, Any] = {
+        "TableName": table_name,
+        "Key": serialize({"pk": admission_pk(tenant_id), "sk": ADMISSION_SK}),
+        "UpdateExpression": "ADD f :delta",
+        "ExpressionAttributeValues": serialize({":delta": delta}),
+    }
+    if limit is not None and delta > 0:
+        # Conditions cannot add: "f + delta <= limit" is "f <= limit - delta".
+        update["ConditionExpression"] = "attribute_not_exists(f) OR f <= :room"
+        update["ExpressionAttributeValues"] = serialize({":delta": delta, ":room": limit - delta})
+    return {"Update": update}
+
+
+def completion(table_name: str, interaction: Interaction) -> dict[str, Any]:
+    """Put the answered interaction, only over its PENDING self."""
+    return {
+        "Put": {
+            "TableName": table_name,
+            "Item": serialize(interaction_to_item(interaction)),
+            "ConditionExpression": "#st = :pending",
+            "ExpressionAttributeNames": {"#st": "st"},
+            "ExpressionAttributeValues": serialize({":pending": "PENDING"}),
+        }
+    }
