@@ -8,19 +8,20 @@ conflict. Health and metrics need no token.
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from coordinator.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from coordinator.service import ExecutionService, NoActiveRelease, NoHealthyWorker
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.codec import decode_envelope, encode_envelope
 from tpf.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, TpfError
 from tpf.records import ExecutionRecord
+from tpf.untrusted import parse_json
 
 CONTROL_PLANE = "/tpf/control-plane"
 Body = TypeVar("Body", bound=BaseModel)
@@ -77,9 +78,9 @@ def status_body(record: ExecutionRecord) -> dict[str, Any]:
 
 async def _json_body(request: Request) -> Any:
     try:
-        return json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "INVALID_JSON", f"body is not JSON: {exc}", "") from exc
+        return parse_json(await request.body() or b"null")
+    except InvalidInput as exc:
+        raise ApiError(400, "INVALID_JSON", f"body is {exc}", exc.pointer) from exc
 
 
 async def parse_body(request: Request, model: type[Body], *, empty: Any = None) -> Body:
@@ -150,8 +151,10 @@ def create_app(
     control_plane_token: str,
     admin_token: str,
     routers: list[APIRouter] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     app = FastAPI(title="tpf coordinator", docs_url=None, redoc_url=None, openapi_url="/q/openapi")
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.state.control_plane_token = control_plane_token
     app.state.admin_token = admin_token
     app.state.ready = False
@@ -165,7 +168,8 @@ def create_app(
 
     @app.get("/q/health/ready")
     async def ready(request: Request) -> JSONResponse:
-        up = bool(request.app.state.ready)
+        health = getattr(request.app.state, "loop_health", None)
+        up = bool(request.app.state.ready) and (health is None or health.ready)
         return JSONResponse({"status": "UP" if up else "DOWN"}, status_code=200 if up else 503)
 
     @app.get("/q/metrics")

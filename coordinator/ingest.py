@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,10 +23,11 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from tpf import metrics
-from tpf.errors import TpfError
+from tpf.errors import InvalidInput, TpfError
 from tpf.loops import consume
 from tpf.queues import Queue, Received
 from tpf.settings import Timings
+from tpf.untrusted import parse_json
 
 log = logging.getLogger("tpf.coordinator")
 
@@ -93,8 +93,8 @@ def parse_notification(body: str) -> list[UploadedObject]:
 def _parse(body: str) -> tuple[list[UploadedObject], list[str]]:
     """The created objects, and the names of the other events, of a notification."""
     try:
-        document = json.loads(body)
-    except (ValueError, TypeError) as exc:
+        document = parse_json(body)
+    except InvalidInput as exc:
         raise MalformedNotification(f"not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise MalformedNotification("not a JSON object")
@@ -157,17 +157,9 @@ class IngestConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         wait_s = int(self.timings.long_poll.total_seconds())
-        await consume(self.queue, self._handle_safely, stop, wait_s=wait_s, what="ingest")
-
-    async def _handle_safely(self, message: Received) -> None:
-        """``handle``, never raising: a failed delete or release only means a redelivery."""
-        try:
-            await self.handle(message)
-        except Exception:
-            log.exception(
-                "ingest message not settled; it will be redelivered",
-                extra={"action": "ingest-failed", "messageId": message.message_id},
-            )
+        await consume(
+            self.queue, self.handle, stop, wait_s=wait_s, what="ingest", role="coordinator"
+        )
 
     async def handle(self, message: Received) -> None:
         try:
@@ -233,7 +225,9 @@ class IngestConsumer:
         log.info("upload submitted", extra={"action": "ingest", **identity})
 
     def _rejected(self, message: Received, detail: str) -> None:
-        metrics.MESSAGES_REJECTED.labels(role="coordinator", reason="malformed").inc()
+        metrics.MESSAGES_REJECTED.labels(
+            role="coordinator", queue="ingest", reason="malformed"
+        ).inc()
         log.warning(
             "message rejected",
             extra={

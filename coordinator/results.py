@@ -57,7 +57,9 @@ class ResultsConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         wait_s = int(self.timings.long_poll.total_seconds())
-        await consume(self.queue, self.handle, stop, wait_s=wait_s, what="results")
+        await consume(
+            self.queue, self.handle, stop, wait_s=wait_s, what="results", role="coordinator"
+        )
 
     async def handle(self, message: Received) -> None:
         now = now_ms()
@@ -146,7 +148,7 @@ class ResultsConsumer:
         )
 
     def _rejected(self, message: Received, reason: str, detail: str) -> None:
-        metrics.MESSAGES_REJECTED.labels(role="coordinator", reason=reason).inc()
+        metrics.MESSAGES_REJECTED.labels(role="coordinator", queue="results", reason=reason).inc()
         log.warning(
             "message rejected",
             extra={

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -34,6 +35,7 @@ from coordinator.workers_api import workers_router
 from tpf.artifacts import artifact_readers
 from tpf.artifacts.port import ArtifactReader
 from tpf.errors import ConfigurationError
+from tpf.loops import LoopHealth, supervised
 from tpf.payloads.dynamodb_s3 import payload_store
 from tpf.queues import Queue, SqsQueue
 from tpf.registry import Registry, ReleaseRecord
@@ -47,15 +49,30 @@ DEPTH_INTERVAL_S = 15.0
 """One GetQueueAttributes per sampled queue per interval."""
 
 
+MIN_TOKEN_CHARS = 16
+"""Shorter bearer tokens are refused: guessable, and an empty one would admit an empty header."""
+
+
 def tokens(settings: Settings) -> tuple[str, str]:
+    """The API's two bearer tokens; a replica refuses to start without good ones (fail closed)."""
     if settings.control_plane_token is None or settings.admin_token is None:
         raise ConfigurationError(
             "set TPF_CONTROL_PLANE_TOKEN and TPF_ADMIN_TOKEN (bearer tokens of the HTTP API)"
         )
-    return (
-        settings.control_plane_token.get_secret_value(),
-        settings.admin_token.get_secret_value(),
-    )
+    control = settings.control_plane_token.get_secret_value()
+    admin = settings.admin_token.get_secret_value()
+    for name, value in (("TPF_CONTROL_PLANE_TOKEN", control), ("TPF_ADMIN_TOKEN", admin)):
+        if len(value.strip()) < MIN_TOKEN_CHARS:
+            raise ConfigurationError(
+                f"{name} must be at least {MIN_TOKEN_CHARS} characters (make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    if hmac.compare_digest(control.encode(), admin.encode()):
+        log.warning(
+            "TPF_CONTROL_PLANE_TOKEN and TPF_ADMIN_TOKEN are the same: any client may administer",
+            extra={"action": "config-warning"},
+        )
+    return control, admin
 
 
 async def build(settings: Settings, aws: AwsClients, signer: Signer) -> Coordinator:
@@ -155,6 +172,7 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             control_plane_token=control_token,
             admin_token=admin_token,
             routers=admin_routers(coordinator, artifact_readers(aws.s3)),
+            max_body_bytes=settings.max_request_bytes,
         )
         depth = QueueDepthSampler(await sampled_queues(coordinator), interval_s=DEPTH_INTERVAL_S)
         server = _Server(
@@ -167,14 +185,24 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
                 access_log=False,
             )
         )
+        health = LoopHealth()
+        app.state.loop_health = health
+        parts: dict[str, Callable[[asyncio.Event], Awaitable[object]]] = {
+            "results": coordinator.results.run,
+            "sweeper": coordinator.sweeper.run,
+            "await-sweeper": coordinator.awaits.run,
+            "completions": coordinator.completions.run,
+            "ingest": coordinator.ingest.run,
+            "queue-depth": depth.run,
+        }
         loops = [
             asyncio.create_task(server.serve(), name="api"),
-            asyncio.create_task(coordinator.results.run(stop), name="results"),
-            asyncio.create_task(coordinator.sweeper.run(stop), name="sweeper"),
-            asyncio.create_task(coordinator.awaits.run(stop), name="await-sweeper"),
-            asyncio.create_task(coordinator.completions.run(stop), name="completions"),
-            asyncio.create_task(coordinator.ingest.run(stop), name="ingest"),
-            asyncio.create_task(depth.run(stop), name="queue-depth"),
+            *(
+                asyncio.create_task(
+                    supervised(name, run, stop, health=health, role="coordinator"), name=name
+                )
+                for name, run in parts.items()
+            ),
         ]
         app.state.ready = True
         log.info(

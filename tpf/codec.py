@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from tpf.errors import InvalidInput
+from tpf.untrusted import check_bounds, parse_json
 from tpf.wire import TRANSITION_ENCODING
 
 MAP = "java.util.Map"
@@ -28,10 +29,9 @@ def _unwrap(value: Any) -> Any:
 def decode_value(type_id: str, payload: Any, *, pointer: str = "/payload") -> Any:
     """Plain JSON from a TPF payload (a JSON string, or already-parsed JSON)."""
     if isinstance(payload, str):
-        try:
-            payload = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"payload is not JSON: {exc.msg}", pointer=pointer) from exc
+        payload = parse_json(payload, pointer=pointer)
+    else:
+        check_bounds(payload, pointer=pointer)
     if type_id == MAP and isinstance(payload, dict) and isinstance(payload.get("items"), dict):
         return {key: _unwrap(item) for key, item in payload["items"].items()}
     if type_id == LIST and isinstance(payload, dict) and isinstance(payload.get("items"), list):

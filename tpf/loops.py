@@ -1,8 +1,14 @@
-"""The two loops every long-running part of a role runs, written once.
+"""The loops every long-running part of a role runs, and the supervisor over them, written once.
 
 ``consume`` long-polls a queue and handles each batch concurrently; ``repeat`` runs a sweep at
 an interval. Both end promptly when ``stop`` is set, and survive any one failed round: a failed
-receive or sweep is logged and retried, never fatal.
+receive or sweep is logged and retried, never fatal. ``isolated`` is the one place a message
+that raises is caught: logged once with its id, counted, and left for the queue's redrive policy.
+
+``supervised`` runs a whole loop and restarts it, with capped backoff, if it ever raises anyway;
+``LoopHealth`` turns those restarts into readiness: DOWN after ``limit`` failures within
+``window_s``, so a replica whose loop keeps dying leaves the load balancer instead of the host.
+Only a ``ConfigurationError`` ends the replica: no restart can fix a setting.
 """
 
 from __future__ import annotations
@@ -10,8 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
+from tpf import metrics
+from tpf.errors import ConfigurationError
 from tpf.queues import BATCH, Queue, Received
 
 log = logging.getLogger("tpf")
@@ -30,6 +40,7 @@ async def consume(
     *,
     wait_s: int,
     what: str,
+    role: str,
 ) -> None:
     while not stop.is_set():
         try:
@@ -38,7 +49,27 @@ async def consume(
             log.exception("receiving %s failed", what, extra={"action": f"receive-{what}"})
             await pause(stop, 1.0)
             continue
-        await asyncio.gather(*(handle(m) for m in messages))
+        await asyncio.gather(*(isolated(handle, m, queue=what, role=role) for m in messages))
+
+
+async def isolated(
+    handle: Callable[[Received], Awaitable[None]], message: Received, *, queue: str, role: str
+) -> None:
+    """Run ``handle`` on one message; whatever it raises stays with that message.
+
+    The message is not deleted: SQS makes it visible again, and after ``maxReceiveCount``
+    deliveries the queue's redrive policy moves it to the dead-letter queue.
+    """
+    try:
+        await handle(message)
+    except Exception as exc:
+        metrics.MESSAGES_REJECTED.labels(role=role, queue=queue, reason="unexpected").inc()
+        log.exception(
+            "a %s message failed; left for redelivery and, in the end, the DLQ: %s",
+            queue,
+            type(exc).__name__,
+            extra={"action": "message-failed", "messageId": message.message_id},
+        )
 
 
 async def repeat(
@@ -98,3 +129,57 @@ class BoundedReceiver:
             return None if stopped.done() else []
         self._failures = 0
         return batch
+
+
+RESTART_BACKOFF_S = (0.5, 30.0)
+"""First and longest pause before a failed loop is started again."""
+
+
+class LoopHealth:
+    """Failures of a replica's supervised loops: ready while under ``limit`` in ``window_s``."""
+
+    def __init__(self, *, limit: int = 5, window_s: float = 300.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.restarts = 0
+        self._failures: deque[float] = deque()
+
+    def failed(self) -> None:
+        self.restarts += 1
+        self._failures.append(time.monotonic())
+
+    @property
+    def ready(self) -> bool:
+        horizon = time.monotonic() - self.window_s
+        while self._failures and self._failures[0] < horizon:
+            self._failures.popleft()
+        return len(self._failures) < self.limit
+
+
+async def supervised(
+    name: str,
+    run: Callable[[asyncio.Event], Awaitable[object]],
+    stop: asyncio.Event,
+    *,
+    health: LoopHealth,
+    role: str,
+    backoff: tuple[float, float] = RESTART_BACKOFF_S,
+) -> None:
+    """Run ``run(stop)`` until it returns; restart it with capped backoff whenever it raises."""
+    delay, longest = backoff
+    while not stop.is_set():
+        try:
+            await run(stop)
+            return
+        except ConfigurationError:
+            raise
+        except Exception:
+            health.failed()
+            metrics.LOOP_RESTARTS.labels(role=role, loop=name).inc()
+            log.exception(
+                "loop %s failed; restarting it in %.1f s",
+                name,
+                delay,
+                extra={"action": "loop-restart", "loop": name},
+            )
+            await pause(stop, delay)
+            delay = min(delay * 2, longest)

@@ -59,7 +59,12 @@ TRANSITIONS = Counter(
 MESSAGES_REJECTED = Counter(
     "tpf_messages_rejected",
     "Queue messages refused without being acted on (malformed, bad signature, not hosted).",
-    ["role", "reason"],
+    ["role", "queue", "reason"],
+)
+LOOP_RESTARTS = Counter(
+    "tpf_loop_restarts",
+    "Long-running loops of a replica that raised and were started again (should stay 0).",
+    ["role", "loop"],
 )
 HEARTBEATS = Counter(
     "tpf_heartbeats",

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8081
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Request bodies over this many bytes are answered 413 before any route reads them."""
     release: str = Field(default="1.0.0", pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
     """The release version a worker runs (``tpf worker --release`` overrides it)."""
     submit_without_worker: bool = False

@@ -133,7 +133,7 @@ class Signer:
             signature.nonce,
             envelope.signed_body(),
         )
-        if not hmac.compare_digest(expected, signature.value):
+        if not hmac.compare_digest(expected.encode(), signature.value.encode()):
             raise SignatureRejected("bad signature")
         if now_ms > signature.expires_at_epoch_ms:
             raise SignatureRejected("expired")
@@ -156,7 +156,7 @@ class Signer:
             raise SignatureRejected("malformed or unknown token")
         mac = hmac.new(key.secret, b"tpf-token." + body.encode(), hashlib.sha256).digest()
         expected = base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
-        if not hmac.compare_digest(expected, tag):
+        if not hmac.compare_digest(expected.encode(), tag.encode()):
             raise SignatureRejected("bad token signature")
         try:
             claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))

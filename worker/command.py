@@ -276,7 +276,7 @@ class CommandHandler:
         disposal: Disposal,
         command: TransitionCommand | None = None,
     ) -> Settlement:
-        metrics.MESSAGES_REJECTED.labels(ROLE, reason).inc()
+        metrics.MESSAGES_REJECTED.labels(ROLE, "work", reason).inc()
         extra = {"action": "reject", "messageId": message_id, "reason": reason}
         if command is not None:
             extra.update(command_fields(command))

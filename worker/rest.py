@@ -113,7 +113,7 @@ def worker_app(
 
     @app.exception_handler(_Rejected)
     async def rejected(request: Request, exc: _Rejected) -> JSONResponse:
-        metrics.MESSAGES_REJECTED.labels(ROLE, exc.label).inc()
+        metrics.MESSAGES_REJECTED.labels(ROLE, "rest", exc.label).inc()
         extra: dict[str, Any] = {
             "action": "reject",
             "messageId": request.headers.get(NONCE_HEADER),

@@ -54,7 +54,7 @@ class CompletionConsumer:
                 await pause(stop, 1.0)
                 continue
             if messages:
-                await self.handle_many(messages)
+                await self.handle_many(messages)  # never raises
 
     async def _receive_round(self, wait_s: int) -> list[Received]:
         # Long-poll once; only a full batch suggests more is waiting right now.
@@ -81,6 +81,15 @@ class CompletionConsumer:
             except InvalidInput as exc:
                 self._refused(message, exc)
                 settled.append(message)
+            except Exception as exc:  # a bug, not the message's fault: keep it for the DLQ
+                metrics.MESSAGES_REJECTED.labels(
+                    role="coordinator", queue="completions", reason="unexpected"
+                ).inc()
+                log.exception(
+                    "completion could not be read; left for redelivery: %s",
+                    type(exc).__name__,
+                    extra={"action": "message-failed", "messageId": message.message_id},
+                )
         if accepted:
             try:
                 outcomes = await self.awaits.complete_many([r for _, r in accepted])
@@ -122,7 +131,9 @@ class CompletionConsumer:
         )
 
     async def _release_malformed(self, message: Received, exc: Exception) -> None:
-        metrics.MESSAGES_REJECTED.labels(role="coordinator", reason="malformed").inc()
+        metrics.MESSAGES_REJECTED.labels(
+            role="coordinator", queue="completions", reason="malformed"
+        ).inc()
         log.warning(
             "completion rejected: %s",
             exc,

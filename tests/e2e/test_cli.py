@@ -165,7 +165,11 @@ def test_up_restarts_a_coordinator_that_died_and_serves_again(tmp_path: Path) ->
 def test_roles_that_cannot_start_say_why_in_one_line(
     tmp_path: Path, moto_server: EmbeddedSubstrate
 ) -> None:
-    tokens = {"TPF_CONTROL_PLANE_TOKEN": "c", "TPF_ADMIN_TOKEN": "a", "TPF_SIGNING_SECRET": "s"}
+    tokens = {
+        "TPF_CONTROL_PLANE_TOKEN": "c" * 16,
+        "TPF_ADMIN_TOKEN": "a" * 16,
+        "TPF_SIGNING_SECRET": "s",
+    }
     unreachable = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
     unprovisioned = {"AWS_ENDPOINT_URL": moto_server.endpoint_url, "TPF_STACK": "never-made"}
     cases = [
@@ -175,6 +179,8 @@ def test_roles_that_cannot_start_say_why_in_one_line(
         (["worker", "--pipeline", "examples.orders:orders"], unreachable, "cannot reach"),
         (["coordinator"], {"TPF_PROFILE": "fast"}, "TPF_PROFILE"),
         (["coordinator"], {"TPF_DUE_SHARDS": "0"}, "TPF_DUE_SHARDS"),
+        (["coordinator"], {"TPF_ADMIN_TOKEN": ""}, "TPF_ADMIN_TOKEN must be at least 16"),
+        (["coordinator"], {"TPF_CONTROL_PLANE_TOKEN": "short"}, "TPF_CONTROL_PLANE_TOKEN must"),
     ]
     for args, extra, said in cases:
         done = tpf(*args, env=clean_env(tmp_path, **tokens, **extra), timeout=90)

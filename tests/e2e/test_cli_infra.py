@@ -186,8 +186,8 @@ def test_one_process_mode_runs_executions_and_require_remote_worker_refuses_it(
         **stack_env,
         "TPF_PROFILE": "test",
         "TPF_SIGNING_SECRET": "s" * 32,
-        "TPF_CONTROL_PLANE_TOKEN": "cp-token",
-        "TPF_ADMIN_TOKEN": "admin-token",
+        "TPF_CONTROL_PLANE_TOKEN": "cp-token-" + "c" * 16,
+        "TPF_ADMIN_TOKEN": "admin-token-" + "a" * 16,
         "TPF_API_PORT": str(port),
     }
     assert tpf("infra", "up", env=env).returncode == 0
@@ -213,7 +213,7 @@ def test_one_process_mode_runs_executions_and_require_remote_worker_refuses_it(
     try:
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}/tpf/control-plane/tenants/acme",
-            headers={"Authorization": "Bearer cp-token"},
+            headers={"Authorization": "Bearer cp-token-" + "c" * 16},
             timeout=10,
         ) as api:
             execution_id = wait_until(lambda: submit_order(api), timeout=60)

@@ -277,7 +277,9 @@ async def test_a_malformed_message_is_released_and_counted(
     body: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue, submit = InMemoryQueue(), Recorder()
-    rejected = sample("tpf_messages_rejected_total", role="coordinator", reason="malformed")
+    rejected = sample(
+        "tpf_messages_rejected_total", role="coordinator", queue="ingest", reason="malformed"
+    )
     message = await deliver(queue, body)
     with caplog.at_level(logging.INFO, logger="tpf.coordinator"):
         await consumer(queue, submit).handle(message)
@@ -285,9 +287,9 @@ async def test_a_malformed_message_is_released_and_counted(
     (again,) = await queue.receive(wait_s=0)
     assert (again.message_id, again.receive_count) == (message.message_id, 2)
     assert submit.objects == []
-    assert sample("tpf_messages_rejected_total", role="coordinator", reason="malformed") == (
-        rejected + 1
-    )
+    assert sample(
+        "tpf_messages_rejected_total", role="coordinator", queue="ingest", reason="malformed"
+    ) == (rejected + 1)
     assert [r for r in caplog.records if getattr(r, "action", None) == "reject-message"]
 
 

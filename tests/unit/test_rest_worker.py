@@ -76,7 +76,7 @@ def request_headers(
 
 def rejected(reason: str) -> float:
     sample = REGISTRY.get_sample_value(
-        "tpf_messages_rejected_total", {"role": "worker", "reason": reason}
+        "tpf_messages_rejected_total", {"role": "worker", "queue": "rest", "reason": reason}
     )
     return sample or 0.0
 

@@ -187,14 +187,17 @@ async def test_a_command_without_a_valid_signature_is_rejected_counted_logged_an
         command, at = genuine, genuine.signature.expires_at_epoch_ms + 1
     else:
         command, at = forge(genuine, forgery, channel="work", tamper=other_job), rig.t0 + SECOND
-    before = sample("tpf_messages_rejected_total", role="worker", reason="signature")
+    before = sample("tpf_messages_rejected_total", role="worker", queue="work", reason="signature")
     message = await delivered(rig.c.work, command.to_json())
 
     with caplog.at_level(logging.WARNING, logger="tpf.worker"):
         settlement = await rig.worker(at=at).handle(message)
 
     assert settlement == Settlement("delete", rejected="signature")
-    assert sample("tpf_messages_rejected_total", role="worker", reason="signature") == before + 1
+    assert (
+        sample("tpf_messages_rejected_total", role="worker", queue="work", reason="signature")
+        == before + 1
+    )
     assert any(getattr(r, "messageId", None) == message.message_id for r in caplog.records)
     assert rig.runs() == []
     assert rig.c.results_queue.messages == {}
@@ -210,13 +213,16 @@ async def test_a_replayed_command_whose_result_was_committed_is_refused_as_super
     await rig.coordinator_takes()
     committed = await rig.record(execution_id)
     assert committed.status is Status.SUCCEEDED
-    before = sample("tpf_messages_rejected_total", role="worker", reason="superseded")
+    before = sample("tpf_messages_rejected_total", role="worker", queue="work", reason="superseded")
 
     replay = await delivered(rig.c.work, message.body)  # the very same signed bytes
     settlement = await rig.worker().handle(replay)
 
     assert settlement == Settlement("delete", rejected="superseded")
-    assert sample("tpf_messages_rejected_total", role="worker", reason="superseded") == before + 1
+    assert (
+        sample("tpf_messages_rejected_total", role="worker", queue="work", reason="superseded")
+        == before + 1
+    )
     assert rig.runs() == [command.transition_key]
     assert rig.c.results_queue.messages == {}
     assert await rig.record(execution_id) == committed
@@ -388,11 +394,16 @@ async def test_a_result_without_a_valid_signature_is_rejected_and_deleted_unappl
     forged = forge(genuine, forgery, channel="results", tamper=forged_output)
     running = await rig.record(execution_id)
     reason = "bad signature" if forgery == "tampered" else forgery
-    before = sample("tpf_messages_rejected_total", role="coordinator", reason=reason)
+    before = sample(
+        "tpf_messages_rejected_total", role="coordinator", queue="results", reason=reason
+    )
 
     await rig.coordinator_takes(forged.to_json())
 
-    assert sample("tpf_messages_rejected_total", role="coordinator", reason=reason) == before + 1
+    assert (
+        sample("tpf_messages_rejected_total", role="coordinator", queue="results", reason=reason)
+        == before + 1
+    )
     assert rig.c.results_queue.messages == {}
     assert await rig.record(execution_id) == running
     assert (running.status, running.version) == (Status.RUNNING, genuine.execution_version)
@@ -442,11 +453,16 @@ async def test_a_heartbeat_without_a_valid_signature_extends_nothing(
     forged = forge(heartbeat(command), forgery, channel="results", tamper=later)
     running = await rig.record(execution_id)
     reason = "bad signature" if forgery == "tampered" else forgery
-    before = sample("tpf_messages_rejected_total", role="coordinator", reason=reason)
+    before = sample(
+        "tpf_messages_rejected_total", role="coordinator", queue="results", reason=reason
+    )
 
     await rig.coordinator_takes(forged.to_json())
 
-    assert sample("tpf_messages_rejected_total", role="coordinator", reason=reason) == before + 1
+    assert (
+        sample("tpf_messages_rejected_total", role="coordinator", queue="results", reason=reason)
+        == before + 1
+    )
     assert rig.c.results_queue.messages == {}
     assert await rig.record(execution_id) == running
 

@@ -61,7 +61,7 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
 def rejected(reason: str) -> float:
     return (
         REGISTRY.get_sample_value(
-            "tpf_messages_rejected_total", {"role": "worker", "reason": reason}
+            "tpf_messages_rejected_total", {"role": "worker", "queue": "work", "reason": reason}
         )
         or 0.0
     )
