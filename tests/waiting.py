@@ -35,3 +35,14 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {predicate}")
         await asyncio.sleep(interval)
+
+
+async def until(
+    predicate: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.01
+) -> None:
+    """:func:`wait_until` for a plain predicate inside a test's event loop (fakes in memory)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        await asyncio.sleep(interval)

@@ -63,13 +63,19 @@ async def isolated(
     try:
         await handle(message)
     except Exception as exc:
-        metrics.MESSAGES_REJECTED.labels(role=role, queue=queue, reason="unexpected").inc()
-        log.exception(
-            "a %s message failed; left for redelivery and, in the end, the DLQ: %s",
-            queue,
-            type(exc).__name__,
-            extra={"action": "message-failed", "messageId": message.message_id},
-        )
+        message_failed(exc, message, queue=queue, role=role)
+
+
+def message_failed(exc: Exception, message: Received, *, queue: str, role: str) -> None:
+    """Log (once, with the message id) and count a message whose handling raised."""
+    metrics.MESSAGES_REJECTED.labels(role=role, queue=queue, reason="unexpected").inc()
+    log.error(
+        "a %s message failed; left for redelivery and, in the end, the DLQ: %s",
+        queue,
+        type(exc).__name__,
+        exc_info=exc,
+        extra={"action": "message-failed", "messageId": message.message_id},
+    )
 
 
 async def repeat(

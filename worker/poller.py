@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
 from tpf import metrics
-from tpf.loops import BoundedReceiver
+from tpf.loops import BoundedReceiver, message_failed
 from tpf.payloads import PayloadStore
 from tpf.pipeline import Pipeline
 from tpf.queues import Queue, Received
@@ -135,6 +135,9 @@ class TransitionWorker(CommandHandler):
         except asyncio.CancelledError:
             await self._hand_back(message)  # drain ran out of grace: let another worker run it
             raise
+        except Exception as exc:  # left in flight: redelivered after its visibility timeout
+            message_failed(exc, message, queue="work", role=ROLE)
+            return
         await self._settle(message, settlement)
 
     async def _settle(self, message: Received, settlement: Settlement) -> None:

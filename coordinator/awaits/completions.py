@@ -20,7 +20,7 @@ from coordinator.awaits.service import AwaitService
 from tpf import metrics
 from tpf.codec import decode_value
 from tpf.errors import Conflict, InvalidInput, NotFound, TpfError
-from tpf.loops import pause
+from tpf.loops import message_failed, pause
 from tpf.queues import BATCH, Queue, Received
 from tpf.settings import Timings
 from tpf.wire import AwaitCompletion, MalformedMessage, decode
@@ -82,14 +82,7 @@ class CompletionConsumer:
                 self._refused(message, exc)
                 settled.append(message)
             except Exception as exc:  # a bug, not the message's fault: keep it for the DLQ
-                metrics.MESSAGES_REJECTED.labels(
-                    role="coordinator", queue="completions", reason="unexpected"
-                ).inc()
-                log.exception(
-                    "completion could not be read; left for redelivery: %s",
-                    type(exc).__name__,
-                    extra={"action": "message-failed", "messageId": message.message_id},
-                )
+                message_failed(exc, message, queue="completions", role="coordinator")
         if accepted:
             try:
                 outcomes = await self.awaits.complete_many([r for _, r in accepted])

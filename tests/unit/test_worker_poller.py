@@ -3,16 +3,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from pydantic import BaseModel
 
 from examples.orders import orders
 from tests.unit.commands import first_command
+from tests.waiting import until
+from tests.workers import ORDER, Gate
 from tpf.payloads import PayloadStore
 from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.pipeline import Pipeline
@@ -20,42 +20,11 @@ from tpf.queues import InMemoryQueue, Outgoing, Received
 from tpf.settings import Settings
 from tpf.signing import Signer, SigningKey
 from tpf.wire import Heartbeat, TransitionCommand, TransitionResult, WorkerIdentity, decode
+from worker.fence import TransitionFence
 from worker.poller import TransitionWorker, epoch_ms
 
 IDENTITY = WorkerIdentity(worker_id="w-1", release_version="1.0.0")
-ORDER = {"orderId": "o-1", "amountCents": 1000, "customer": "Ada"}
 SIGNER = Signer(SigningKey(b"unit-test-key"))
-
-
-class Job(BaseModel):
-    name: str
-
-
-@dataclass
-class Gate:
-    """A step that blocks until the test opens it, recording which jobs started."""
-
-    opened: asyncio.Event = field(default_factory=asyncio.Event)
-    started: list[str] = field(default_factory=list)
-
-    def pipeline(self) -> Pipeline:
-        p = Pipeline("org.example.gated", input=Job)
-
-        @p.step()
-        async def wait_for_gate(job: Job) -> Job:
-            self.started.append(job.name)
-            await self.opened.wait()
-            return job
-
-        return p
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
 
 
 def rejected(reason: str) -> float:
@@ -69,7 +38,11 @@ def rejected(reason: str) -> float:
 
 class Harness:
     def __init__(
-        self, *pipelines: Pipeline, concurrency: int = 4, work: InMemoryQueue | None = None
+        self,
+        *pipelines: Pipeline,
+        concurrency: int = 4,
+        work: InMemoryQueue | None = None,
+        fence: TransitionFence | None = None,
     ) -> None:
         self.work = work or InMemoryQueue("work", visibility_s=5)
         self.results = InMemoryQueue("results")
@@ -83,6 +56,7 @@ class Harness:
             settings=Settings(profile="test"),
             identity=IDENTITY,
             concurrency=concurrency,
+            fence=fence,
         )
 
     def command(
@@ -132,7 +106,7 @@ async def test_a_signed_command_produces_a_signed_result_and_is_then_deleted(
 ) -> None:
     h = started(orders)
     await h.send(h.command(orders, ORDER))
-    await wait_until(lambda: not h.work.messages and len(h.results.messages) == 1)
+    await until(lambda: not h.work.messages and len(h.results.messages) == 1)
     [result] = h.outcomes()  # outcomes() verifies each signature on the results channel
     assert (result.outcome, result.transition_key, result.worker) == (
         "COMPLETED",
@@ -146,10 +120,10 @@ async def test_an_unsigned_command_is_rejected_deleted_and_never_run(
     started: Callable[..., Harness],
 ) -> None:
     gate = Gate()
-    h = started(gate.pipeline())
+    h = started(gate.pipeline)
     before = rejected("signature")
-    await h.send(h.command(gate.pipeline(), {"name": "unsigned"}), signed=False)
-    await wait_until(lambda: not h.work.messages)
+    await h.send(h.command(gate.pipeline, {"name": "unsigned"}), signed=False)
+    await until(lambda: not h.work.messages)
     assert (gate.started, h.results.messages, rejected("signature")) == ([], {}, before + 1)
 
 
@@ -157,13 +131,13 @@ async def test_a_command_past_its_deadline_is_dropped_unrun(
     started: Callable[..., Harness],
 ) -> None:
     gate = Gate()
-    h = started(gate.pipeline())
+    h = started(gate.pipeline)
     before = rejected("past_deadline")
-    late = h.command(gate.pipeline(), {"name": "late"}).model_copy(
+    late = h.command(gate.pipeline, {"name": "late"}).model_copy(
         update={"deadline_epoch_ms": epoch_ms() - 1}
     )
     await h.send(late)
-    await wait_until(lambda: not h.work.messages)
+    await until(lambda: not h.work.messages)
     assert (gate.started, h.results.messages, rejected("past_deadline")) == ([], {}, before + 1)
 
 
@@ -171,13 +145,13 @@ async def test_a_command_close_to_its_deadline_heartbeats_as_soon_as_it_starts(
     started: Callable[..., Harness],
 ) -> None:
     gate = Gate()
-    h = started(gate.pipeline())
-    close = h.command(gate.pipeline(), {"name": "close"}).model_copy(
+    h = started(gate.pipeline)
+    close = h.command(gate.pipeline, {"name": "close"}).model_copy(
         update={"deadline_epoch_ms": epoch_ms() + 500}  # under one transition timeout left
     )
     await h.send(close)
-    await wait_until(lambda: gate.started == ["close"])
-    await wait_until(lambda: any(isinstance(e, Heartbeat) for e in h.envelopes()), timeout=0.4)
+    await until(lambda: gate.started == ["close"])
+    await until(lambda: any(isinstance(e, Heartbeat) for e in h.envelopes()), timeout=0.4)
     gate.opened.set()
 
 
@@ -185,13 +159,13 @@ async def test_a_tampered_command_is_rejected_and_never_run(
     started: Callable[..., Harness],
 ) -> None:
     gate = Gate()
-    h = started(gate.pipeline())
+    h = started(gate.pipeline)
     signed = SIGNER.sign(
-        h.command(gate.pipeline(), {"name": "a"}), channel="work", now_ms=epoch_ms(), ttl_ms=60_000
+        h.command(gate.pipeline, {"name": "a"}), channel="work", now_ms=epoch_ms(), ttl_ms=60_000
     )
     tampered = signed.model_copy(update={"attempt": 7})
     await h.send_raw(tampered.to_json())
-    await wait_until(lambda: not h.work.messages)
+    await until(lambda: not h.work.messages)
     assert (gate.started, h.results.messages) == ([], {})
 
 
@@ -202,7 +176,7 @@ async def test_a_malformed_body_is_never_run_and_is_made_visible_again_for_the_d
     before = rejected("malformed")
     message_id = await h.send_raw('{"kind": "command", "tenantId": 42}')
     # Redelivered at once: the queue's maxReceiveCount, not the worker, retires it to the DLQ.
-    await wait_until(lambda: h.work.messages[message_id].receives >= 2)
+    await until(lambda: h.work.messages[message_id].receives >= 2)
     assert h.results.messages == {}
     assert rejected("malformed") >= before + 2
 
@@ -212,8 +186,8 @@ async def test_a_command_for_a_pipeline_this_worker_does_not_host_is_handed_back
 ) -> None:
     gate = Gate()
     h = started(orders)
-    message_id = await h.send(h.command(gate.pipeline(), {"name": "elsewhere"}))
-    await wait_until(lambda: h.work.messages[message_id].receives >= 2)
+    message_id = await h.send(h.command(gate.pipeline, {"name": "elsewhere"}))
+    await until(lambda: h.work.messages[message_id].receives >= 2)
     assert (gate.started, h.results.messages) == ([], {})
 
 
@@ -223,7 +197,7 @@ async def test_a_command_pinned_to_another_contract_is_handed_back(
     h = started(orders)
     other = h.command(orders, ORDER).model_copy(update={"contract_version": "sha256:other"})
     message_id = await h.send(other)
-    await wait_until(lambda: h.work.messages[message_id].receives >= 2)
+    await until(lambda: h.work.messages[message_id].receives >= 2)
     assert h.results.messages == {}
 
 
@@ -231,14 +205,14 @@ async def test_a_long_step_sends_heartbeats_and_keeps_its_command_invisible(
     started: Callable[..., Harness],
 ) -> None:
     gate = Gate()
-    h = started(gate.pipeline())
-    message_id = await h.send(h.command(gate.pipeline(), {"name": "long"}))
-    await wait_until(lambda: gate.started == ["long"])
+    h = started(gate.pipeline)
+    message_id = await h.send(h.command(gate.pipeline, {"name": "long"}))
+    await until(lambda: gate.started == ["long"])
     first_deadline = h.work.messages[message_id].visible_at
-    await wait_until(lambda: any(isinstance(e, Heartbeat) for e in h.envelopes()))
-    await wait_until(lambda: h.work.messages[message_id].visible_at > first_deadline)
+    await until(lambda: any(isinstance(e, Heartbeat) for e in h.envelopes()))
+    await until(lambda: h.work.messages[message_id].visible_at > first_deadline)
     gate.opened.set()
-    await wait_until(lambda: not h.work.messages and len(h.outcomes()) == 1)
+    await until(lambda: not h.work.messages and len(h.outcomes()) == 1)
     beat = next(e for e in h.envelopes() if isinstance(e, Heartbeat))
     assert (beat.transition_key, beat.execution_version, beat.worker) == ("e-1:0:1", 1, IDENTITY)
 
@@ -247,12 +221,12 @@ async def test_stop_lets_in_flight_work_finish_and_takes_no_new_messages(
     started: Callable[..., Harness],
 ) -> None:
     gate = Gate()
-    h = started(gate.pipeline())
-    await h.send(h.command(gate.pipeline(), {"name": "in-flight"}, execution="e-1"))
-    await wait_until(lambda: gate.started == ["in-flight"])
+    h = started(gate.pipeline)
+    await h.send(h.command(gate.pipeline, {"name": "in-flight"}, execution="e-1"))
+    await until(lambda: gate.started == ["in-flight"])
     stopping = asyncio.create_task(h.worker.stop())
-    await wait_until(lambda: h.worker.state == "draining")
-    late = await h.send(h.command(gate.pipeline(), {"name": "late"}, execution="e-2"))
+    await until(lambda: h.worker.state == "draining")
+    late = await h.send(h.command(gate.pipeline, {"name": "late"}, execution="e-2"))
     assert not stopping.done()
     gate.opened.set()
     await stopping
@@ -267,10 +241,10 @@ async def test_work_unfinished_within_the_grace_period_is_handed_back(
     started: Callable[..., Harness],
 ) -> None:
     gate = Gate()
-    h = started(gate.pipeline())
+    h = started(gate.pipeline)
     h.worker.timings = h.worker.timings.model_copy(update={"shutdown_grace": timedelta(0)})
-    message_id = await h.send(h.command(gate.pipeline(), {"name": "stuck"}))
-    await wait_until(lambda: gate.started == ["stuck"])
+    message_id = await h.send(h.command(gate.pipeline, {"name": "stuck"}))
+    await until(lambda: gate.started == ["stuck"])
     await h.worker.stop()
     stored = h.work.messages[message_id]
     assert stored.visible_at <= asyncio.get_running_loop().time()
@@ -300,7 +274,7 @@ async def test_a_transient_receive_error_does_not_stop_the_worker(
     flaky = FlakyQueue()
     h = started(orders, work=flaky)
     await h.send(h.command(orders, ORDER))
-    await wait_until(lambda: not flaky.messages and len(h.results.messages) == 1)
+    await until(lambda: not flaky.messages and len(h.results.messages) == 1)
     assert flaky.failures == 0
 
 
@@ -323,8 +297,29 @@ async def test_a_result_that_cannot_be_sent_leaves_the_command_for_redelivery(
     refusing = RefusingQueue()
     h.results = h.worker.results = refusing
     message_id = await h.send(h.command(orders, ORDER))
-    await wait_until(lambda: refusing.attempts == 1)
+    await until(lambda: refusing.attempts == 1)
     # Not deleted, not handed back: it reappears after its visibility timeout and runs again.
     stored = h.work.messages[message_id]
     assert stored.receives == 1
     assert stored.visible_at > asyncio.get_running_loop().time()
+
+
+class BrokenFence:
+    """A fence with a bug for one execution: whatever a handler raises stays with its message."""
+
+    async def is_live(self, command: TransitionCommand) -> bool:
+        if command.execution_id == "e-bug":
+            raise TypeError("a bug in the fence")
+        return True
+
+
+async def test_a_message_whose_handling_raises_is_counted_left_for_the_dlq_and_the_rest_run(
+    started: Callable[..., Harness],
+) -> None:
+    h = started(orders, fence=BrokenFence())
+    before = rejected("unexpected")
+    buggy = await h.send(h.command(orders, ORDER, execution="e-bug"))
+    await until(lambda: rejected("unexpected") == before + 1)
+    await h.send(h.command(orders, ORDER, execution="e-fine"))
+    await until(lambda: any(isinstance(e, TransitionResult) for e in h.envelopes()))
+    assert buggy in h.work.messages, "left in flight: redelivered, then dead-lettered by SQS"
