@@ -28,6 +28,7 @@ import base64
 import hashlib
 import heapq
 import hmac
+import ipaddress
 import json
 import os
 import secrets
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from tpf.errors import ConfigurationError, TpfError
 from tpf.settings import Settings
@@ -73,9 +75,12 @@ def resolve_secret(reference: str) -> bytes:
         return value.encode()
     if scheme == "file":
         try:
-            return Path(target).read_bytes().strip()
+            secret = Path(target).read_bytes().strip()
         except OSError as exc:
             raise ConfigurationError(f"secret reference {reference!r}: {exc.strerror}") from exc
+        if not secret:
+            raise ConfigurationError(f"secret reference {reference!r}: the file is empty")
+        return secret
     raise ConfigurationError(f"secret reference {reference!r} must start with env: or file:")
 
 
@@ -306,7 +311,17 @@ def signer_for(settings: Settings) -> Signer:
     try:
         return Signer.from_references(settings.signing_key, settings.signing_key_previous)
     except ConfigurationError:
-        reference = (read_state(settings) or {}).get("signing_key")
-        if not reference:
+        state = read_state(settings) or {}
+        reference = state.get("signing_key")
+        # Only a stack on this machine lends its key: never one whose services are elsewhere.
+        if not reference or not _loopback(str(state.get("endpoint_url", ""))):
             raise
         return Signer.from_references(str(reference))
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tpf.errors import ConfigurationError
-from tpf.signing import SignatureRejected, Signer, SigningKey, resolve_secret
+from tpf.settings import Settings
+from tpf.signing import SignatureRejected, Signer, SigningKey, resolve_secret, signer_for
 from tpf.wire import Heartbeat, WorkerIdentity
 
 NOW = 1_800_000_000_000
@@ -77,3 +81,38 @@ def test_secrets_come_only_from_references(
 def test_a_key_id_does_not_reveal_the_key() -> None:
     assert b"current" not in CURRENT.key_id.encode()
     assert CURRENT.key_id != PREVIOUS.key_id
+
+
+def test_an_empty_key_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_text("\n")
+    with pytest.raises(ConfigurationError, match="empty"):
+        resolve_secret(f"file:{path}")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "lent"),
+    [
+        ("http://127.0.0.1:4566", True),
+        ("http://localhost:4566", True),
+        ("http://[::1]:4566", True),
+        ("http://10.0.0.7:4566", False),
+        ("https://sqs.eu-west-1.amazonaws.com", False),
+        ("", False),
+    ],
+)
+def test_only_a_stack_on_this_machine_lends_its_signing_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str, lent: bool
+) -> None:
+    key = tmp_path / "stack.key"
+    key.write_text("stack-secret")
+    settings = Settings(state_dir=tmp_path, signing_key="env:TPF_UNSET_SIGNING_SECRET")
+    monkeypatch.delenv("TPF_UNSET_SIGNING_SECRET", raising=False)
+    settings.state_file.write_text(
+        json.dumps({"endpoint_url": endpoint, "signing_key": f"file:{key}"})
+    )
+    if lent:
+        assert signer_for(settings).current.secret == b"stack-secret"
+    else:
+        with pytest.raises(ConfigurationError):
+            signer_for(settings)
