@@ -46,8 +46,8 @@ TRANSACTION_ITEMS = 100
 """DynamoDB's limit on the actions of one TransactWriteItems."""
 BATCH_GET = 100
 BATCH_WRITE = 25
-WRITE_CONCURRENCY = 8
-"""BatchWriteItem calls in flight while a large unit is created."""
+PUT_CONCURRENCY = 32
+"""Conditional PutItem calls in flight while a large unit is created."""
 
 
 class DynamoAwaitTable:
@@ -143,20 +143,30 @@ class DynamoAwaitTable:
     # -- opening and closing ------------------------------------------------------------------
 
     async def create(self, unit: AwaitUnit, interactions: list[Interaction]) -> bool:
+        """Interactions first, each only if absent, then the unit only if absent.
+
+        Conditional puts cost the WRU a batch would (one per item) and make a second opener,
+        one that read "no unit" just before the first wrote it, harmless: it can never turn an
+        interaction answered meanwhile back into PENDING.
+        """
         if await self.get_unit(unit.tenant_id, unit.unit_id) is not None:
             return False
-        limit = asyncio.Semaphore(WRITE_CONCURRENCY)
+        limit = asyncio.Semaphore(PUT_CONCURRENCY)
 
-        async def write(chunk: list[Interaction]) -> None:
+        async def put_if_absent(interaction: Interaction) -> None:
             async with limit:
-                await self.items.put_many([interaction_to_item(i) for i in chunk])
+                try:
+                    with conditions():
+                        await self.client.put_item(
+                            TableName=self.table_name,
+                            Item=serialize(interaction_to_item(interaction)),
+                            ConditionExpression="attribute_not_exists(pk)",
+                            ReturnConsumedCapacity="INDEXES",
+                        )
+                except ConditionFailed:
+                    pass  # another opener wrote it first: theirs stands, answered or not
 
-        await asyncio.gather(
-            *(
-                write(interactions[start : start + BATCH_WRITE])
-                for start in range(0, len(interactions), BATCH_WRITE)
-            )
-        )
+        await asyncio.gather(*(put_if_absent(i) for i in interactions))
         try:
             with conditions():
                 await self.client.put_item(

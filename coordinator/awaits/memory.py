@@ -30,7 +30,7 @@ class InMemoryAwaitTable:
             if (unit.tenant_id, unit.unit_id) in self.units:
                 return False
             for i in interactions:
-                self.items[key_of(i)] = i
+                self.items.setdefault(key_of(i), i)  # a second opener never rewrites one
             self.units[(unit.tenant_id, unit.unit_id)] = unit
             return True
 

@@ -3,6 +3,7 @@ counting that skips what is no longer pending, admission against the tenant's co
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -152,3 +153,27 @@ async def test_counting_a_large_batch_costs_a_few_requests(request: pytest.Fixtu
         assert len(await table.record([answered(i) for i in interactions(u)])) == 500
         after = LEDGER.snapshot()["requests"]["dynamodb"]["TransactWriteItems"]
         assert after - before == 6  # ceil(500 / 99)
+
+
+async def test_a_second_opener_never_turns_an_answered_interaction_back_to_pending(
+    table: AwaitTable,
+) -> None:
+    """Two replicas open the same unit; the second read "no unit" before the first wrote it."""
+    u = unit("u-twice", 3)
+    items = interactions(u)
+    assert await table.create(u, items)
+    answered = replace(items[1], status=InteractionStatus.COMPLETED, response='{"ok":true}')
+    assert await table.record([answered]) == [answered]
+
+    late = copy.copy(table)
+    late.get_unit = _never_found  # type: ignore[method-assign]
+    assert not await late.create(u, interactions(u))
+
+    again = await table.get_interaction(TENANT, u.unit_id, 1)
+    assert again is not None and again.status is InteractionStatus.COMPLETED
+    opened = await table.get_unit(TENANT, u.unit_id)
+    assert opened is not None and opened.done == 1
+
+
+async def _never_found(tenant_id: str, unit_id: str) -> AwaitUnit | None:
+    return None
