@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 
@@ -26,6 +27,8 @@ from tpf.clock import now_ms
 from tpf.errors import Conflict, TpfError
 from tpf.registry import Registry
 from tpf.signing import Signer
+
+log = logging.getLogger("tpf.coordinator")
 
 
 class CompletionRecorder:
@@ -60,8 +63,8 @@ class CompletionRecorder:
         for n, request in enumerate(requests):
             try:
                 located[n] = await locate(request, self.table, self.signer)
-            except TpfError as exc:
-                outcomes[n] = exc
+            except Exception as exc:
+                outcomes[n] = _own_outcome(exc, request)
         found = await self.table.get_interactions([key for key, _ in located.values()])
         validator = ResponseValidator(self.store, self.registry)
         chosen: dict[Key, tuple[int, Interaction]] = {}
@@ -73,8 +76,8 @@ class CompletionRecorder:
                     later.append(n)
                     continue
                 verdict = await judge(interaction, requests[n], now=now, validator=validator)
-            except TpfError as exc:
-                outcomes[n] = exc
+            except Exception as exc:
+                outcomes[n] = _own_outcome(exc, requests[n])
                 continue
             if isinstance(verdict, Completed):
                 outcomes[n] = verdict
@@ -89,7 +92,13 @@ class CompletionRecorder:
             if isinstance(o, Completed)
         }
         for tenant_id, unit_id in sorted(units):
-            await self._progress(tenant_id, unit_id, now)
+            try:
+                await self._progress(tenant_id, unit_id, now)
+            except Exception:  # recorded answers stay recorded; the stall sweep moves it later
+                log.exception(
+                    "await unit not moved on after its answers",
+                    extra={"action": "await-progress-failed", "unitId": unit_id},
+                )
         return [
             o if o is not None else Conflict("not judged", code="AWAIT_CONTENDED") for o in outcomes
         ]
@@ -152,3 +161,20 @@ class CompletionRecorder:
             await self.resumer.resume(unit)
         elif self.admitter.bounded(unit.transport):
             await self.admitter.admit(unit, now)
+
+
+class UnexpectedFailure(TpfError):
+    """Judging one answer raised what no rule expects: that answer alone waits for redelivery."""
+
+
+def _own_outcome(exc: Exception, request: CompletionRequest) -> TpfError:
+    """An answer's own failure becomes its outcome, so the rest of its round is still judged."""
+    if isinstance(exc, TpfError):
+        return exc
+    log.error(
+        "judging an answer failed: %s",
+        type(exc).__name__,
+        exc_info=exc,
+        extra={"action": "completion-failed", "correlationId": request.correlation},
+    )
+    return UnexpectedFailure(f"{type(exc).__name__} while judging the answer")

@@ -266,3 +266,29 @@ async def test_a_transport_plugs_in_without_touching_the_coordinator() -> None:
     # The await was the last step: its answer is the result.
     assert record.status is Status.SUCCEEDED
     assert (await result(c, record.execution_id))["response"] == {"ok": True}
+
+
+async def test_one_poisoned_answer_does_not_fail_its_round(c: InMemoryCoordinator) -> None:
+    """A round of two answers for two executions; one carries a string no encoder accepts."""
+    first, first_at = await parked(c, key="poisoned")
+    second, second_at = await parked(c, key="fine")
+    poison = accepted(first_at["request"]["orderId"])
+    poison["accepted"]["note"] = "\ud800"  # a lone surrogate: valid JSON escaped, not UTF-8
+    bodies = [
+        AwaitCompletion(
+            tenant_id="acme",
+            interaction_id=at["interaction"].interaction_id,
+            response_payload=Payload(payload_type_id="x", payload=json.dumps(answer)),
+        ).to_json()
+        for at, answer in (
+            (first_at, poison),
+            (second_at, accepted(second_at["request"]["orderId"])),
+        )
+    ]
+    for body in bodies:
+        await c.await_completions.send(Outgoing(body))
+    await c.completions.handle_many(await c.await_completions.receive(wait_s=0))
+    await drive(c)
+    assert (await result(c, second))["outcome"] == "APPROVED"
+    assert (await c.service.status("acme", first)).status is Status.WAITING_EXTERNAL
+    assert len(c.await_completions.messages) == 1, "the poisoned answer waits for the DLQ"
