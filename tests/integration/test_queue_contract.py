@@ -3,6 +3,7 @@ is only worth its speed while it behaves as SQS does."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,7 @@ import pytest
 
 from tests.substrates import TestStack
 from tests.waiting import eventually
-from tpf.queues import InMemoryQueue, Outgoing, Queue, Received, SqsQueue
+from tpf.queues import InMemoryQueue, Outgoing, Queue, QueueError, Received, SqsQueue
 from tpf.substrate import open_clients
 
 VISIBILITY_S = 30
@@ -29,7 +30,7 @@ async def queue(request: pytest.FixtureRequest) -> AsyncIterator[Queue]:
             QueueName=name, Attributes={"VisibilityTimeout": str(VISIBILITY_S)}
         )
         try:
-            yield SqsQueue(aws.sqs, created["QueueUrl"], name)
+            yield await SqsQueue.open(aws.sqs, name)
         finally:
             await aws.sqs.delete_queue(QueueUrl=created["QueueUrl"])
 
@@ -97,3 +98,23 @@ async def test_a_delayed_message_arrives_only_after_its_delay(queue: Queue) -> N
     assert await queue.receive(max_messages=10, wait_s=0) == []
     [message] = await receive_all(queue, 1, timeout=20)
     assert message.body == "later"
+
+
+async def test_messages_too_big_to_batch_together_are_split_by_bytes(queue: Queue) -> None:
+    limit = queue.max_bytes
+    bodies = [f"{i}:" + "x" * (limit // 3) for i in range(6)]  # 6 fit 10 by count, not by bytes
+    await queue.send_many([Outgoing(b) for b in bodies])
+    received = await receive_all(queue, 6, timeout=30)
+    assert sorted(m.body for m in received) == sorted(bodies)
+    for message in received:
+        await queue.delete(message.receipt)
+
+
+async def test_a_message_over_the_maximum_is_refused_alone(queue: Queue) -> None:
+    limit = queue.max_bytes
+    fits, too_big = Outgoing("fits"), Outgoing("x" * (limit + 1))
+    sent = await asyncio.gather(queue.send(fits), queue.send(too_big), return_exceptions=True)
+    assert sent[0] is None and isinstance(sent[1], QueueError), sent
+    [message] = await receive_all(queue, 1)
+    assert message.body == "fits"
+    await queue.delete(message.receipt)

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tpf.queues.port import BATCH, Outgoing, QueueDepth, Received
+from tpf.queues.port import BATCH, MAX_BYTES, Outgoing, QueueDepth, QueueError, Received
 
 
 @dataclass
@@ -22,8 +22,10 @@ class _Stored:
 class InMemoryQueue:
     """A fake with SQS's visibility semantics (redelivery after the timeout), for unit tests."""
 
-    def __init__(self, name: str = "memory", *, visibility_s: float = 30.0) -> None:
-        self.name = name
+    def __init__(
+        self, name: str = "memory", *, visibility_s: float = 30.0, max_bytes: int = MAX_BYTES
+    ) -> None:
+        self.name, self.max_bytes = name, max_bytes
         self.visibility_s = visibility_s
         self.messages: dict[str, _Stored] = {}
         self._counter = 0
@@ -33,6 +35,9 @@ class InMemoryQueue:
         return asyncio.get_running_loop().time()
 
     async def send(self, message: Outgoing) -> None:
+        size = len(message.body.encode())
+        if size > self.max_bytes:
+            raise QueueError(f"a message of {size} bytes is over the queue's {self.max_bytes}")
         self._counter += 1
         message_id = f"m-{self._counter}"
         self.messages[message_id] = _Stored(message_id, message.body, self._now() + message.delay_s)

@@ -14,6 +14,22 @@ from tpf.errors import TpfError
 
 BATCH = 10
 """SQS's limit on the entries of one batch request."""
+MAX_BYTES = 256 * 1024
+"""SQS's default ``MaximumMessageSize``, which also bounds the bodies of one batch together."""
+
+
+def packed(sizes: Sequence[int], limit: int) -> list[list[int]]:
+    """Indexes grouped in order so no group's sizes add up past ``limit``; one oversized item
+    goes alone (the queue refuses it, and only it)."""
+    groups: list[list[int]] = []
+    total = limit + 1
+    for index, size in enumerate(sizes):
+        if total + size > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(index)
+        total += size
+    return groups
 
 
 class QueueError(TpfError):
@@ -48,6 +64,8 @@ class QueueDepth:
 
 class Queue(Protocol):
     name: str
+    max_bytes: int
+    """The largest body the queue takes (the SQS queue's ``MaximumMessageSize``)."""
 
     async def send(self, message: Outgoing) -> None: ...
     async def send_many(self, messages: Sequence[Outgoing]) -> None: ...

@@ -7,21 +7,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from tpf.queues.batching import Batcher
-from tpf.queues.port import BATCH, Outgoing, QueueDepth, QueueError, Received
+from tpf.queues.port import BATCH, MAX_BYTES, Outgoing, QueueDepth, QueueError, Received, packed
 
 
 class SqsQueue:
     """One SQS queue through an aioboto3 client."""
 
-    def __init__(self, client: Any, url: str, name: str) -> None:
-        self.client, self.url, self.name = client, url, name
+    def __init__(self, client: Any, url: str, name: str, *, max_bytes: int = MAX_BYTES) -> None:
+        self.client, self.url, self.name, self.max_bytes = client, url, name, max_bytes
         self._sends: Batcher[Outgoing] = Batcher(self._send_batch)
         self._deletes: Batcher[str] = Batcher(self._delete_batch)
 
     @classmethod
     async def open(cls, client: Any, name: str) -> SqsQueue:
-        response = await client.get_queue_url(QueueName=name)
-        return cls(client, response["QueueUrl"], name)
+        url = (await client.get_queue_url(QueueName=name))["QueueUrl"]
+        found = await client.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["MaximumMessageSize"]
+        )
+        limit = int(found.get("Attributes", {}).get("MaximumMessageSize", MAX_BYTES))
+        return cls(client, url, name, max_bytes=limit)
 
     async def send(self, message: Outgoing) -> None:
         await self._sends.submit(message)
@@ -78,14 +82,30 @@ class SqsQueue:
         )
 
     async def _send_batch(self, messages: list[Outgoing]) -> list[Exception | None]:
-        response = await self.client.send_message_batch(
-            QueueUrl=self.url,
-            Entries=[
-                {"Id": str(i), "MessageBody": m.body, "DelaySeconds": m.delay_s}
-                for i, m in enumerate(messages)
-            ],
-        )
-        return _outcomes(len(messages), response)
+        """Up to 10 messages in as few requests as their bytes allow (a batch's bodies together
+        may not pass the queue's maximum); a message over it alone fails, and only it."""
+        sizes = [len(m.body.encode()) for m in messages]
+        outcomes: list[Exception | None] = [None] * len(messages)
+        for group in packed(sizes, self.max_bytes):
+            if sizes[group[0]] > self.max_bytes:
+                outcomes[group[0]] = QueueError(
+                    f"a message of {sizes[group[0]]} bytes is over the queue's {self.max_bytes}"
+                )
+                continue
+            response = await self.client.send_message_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {
+                        "Id": str(i),
+                        "MessageBody": messages[i].body,
+                        "DelaySeconds": messages[i].delay_s,
+                    }
+                    for i in group
+                ],
+            )
+            for i, outcome in zip(group, _outcomes(len(messages), response, group), strict=True):
+                outcomes[i] = outcome
+        return outcomes
 
     async def _delete_batch(self, receipts: list[str]) -> list[Exception | None]:
         response = await self.client.delete_message_batch(
@@ -95,8 +115,13 @@ class SqsQueue:
         return _outcomes(len(receipts), response)
 
 
-def _outcomes(count: int, response: dict[str, Any]) -> list[Exception | None]:
-    outcomes: list[Exception | None] = [None] * count
-    for failed in response.get("Failed", []):
-        outcomes[int(failed["Id"])] = QueueError(f"{failed.get('Code')}: {failed.get('Message')}")
-    return outcomes
+def _outcomes(
+    count: int, response: dict[str, Any], ids: Sequence[int] | None = None
+) -> list[Exception | None]:
+    """One outcome per entry id sent (``ids``, else ``0..count-1``), in that order."""
+    sent = list(ids) if ids is not None else list(range(count))
+    failures = {
+        int(f["Id"]): QueueError(f"{f.get('Code')}: {f.get('Message')}")
+        for f in response.get("Failed", [])
+    }
+    return [failures.get(i) for i in sent]
