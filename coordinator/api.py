@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinator.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from coordinator.quota import TenantQuota, retry_after
 from coordinator.service import ExecutionService, NoActiveRelease, NoHealthyWorker
 from tpf import metrics
 from tpf.clock import now_ms
@@ -28,9 +29,18 @@ Body = TypeVar("Body", bound=BaseModel)
 
 
 class ApiError(TpfError):
-    def __init__(self, status: int, code: str, message: str, pointer: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        pointer: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.pointer = status, code, pointer
+        self.headers = headers
 
 
 class SubmitRequest(BaseModel):
@@ -97,11 +107,21 @@ def _pointer(loc: tuple[Any, ...]) -> str:
     return "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in loc)
 
 
-def control_plane(service: ExecutionService) -> APIRouter:
+def control_plane(service: ExecutionService, quota: TenantQuota) -> APIRouter:
     router = APIRouter(prefix=CONTROL_PLANE, dependencies=[bearer("control_plane_token")])
 
     @router.post("/tenants/{tenant_id}/executions")
     async def submit(tenant_id: str, request: Request) -> dict[str, Any]:
+        wait_s = quota.take(tenant_id)
+        if wait_s:
+            metrics.SUBMISSIONS_THROTTLED.inc()
+            raise ApiError(
+                429,
+                "TENANT_QUOTA",
+                f"tenant {tenant_id!r} submits faster than {quota.rate:g}/s",
+                "",
+                headers={"Retry-After": retry_after(wait_s)},
+            )
         submit = await parse_body(request, SubmitRequest)
         value = decode_envelope(submit.inputPayload, pointer="/inputPayload")
         try:
@@ -152,13 +172,14 @@ def create_app(
     admin_token: str,
     routers: list[APIRouter] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    quota: TenantQuota | None = None,
 ) -> FastAPI:
     app = FastAPI(title="tpf coordinator", docs_url=None, redoc_url=None, openapi_url="/q/openapi")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.state.control_plane_token = control_plane_token
     app.state.admin_token = admin_token
     app.state.ready = False
-    app.include_router(control_plane(service))
+    app.include_router(control_plane(service, quota or TenantQuota(rate=0, burst=1)))
     for router in routers or []:
         app.include_router(router)
 
@@ -189,7 +210,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(body(exc.code, str(exc), exc.pointer), status_code=exc.status)
+        return JSONResponse(
+            body(exc.code, str(exc), exc.pointer), status_code=exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(InvalidInput)
     async def invalid(_: Request, exc: InvalidInput) -> JSONResponse:

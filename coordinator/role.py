@@ -22,6 +22,7 @@ from coordinator.awaits import DynamoAwaitTable
 from coordinator.depth import QueueDepthSampler
 from coordinator.history import DynamoHistoryTable, History
 from coordinator.interactions import interactions_router
+from coordinator.quota import TenantQuota
 from coordinator.releases_api import releases_router, retirement_router
 from coordinator.retirement import ReleaseRetirement
 from coordinator.routing import SqsWorkQueues
@@ -173,6 +174,7 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             admin_token=admin_token,
             routers=admin_routers(coordinator, artifact_readers(aws.s3)),
             max_body_bytes=settings.max_request_bytes,
+            quota=TenantQuota(rate=settings.tenant_submit_rate, burst=settings.tenant_submit_burst),
         )
         depth = QueueDepthSampler(await sampled_queues(coordinator), interval_s=DEPTH_INTERVAL_S)
         server = _Server(

@@ -61,6 +61,10 @@ MESSAGES_REJECTED = Counter(
     "Queue messages refused without being acted on (malformed, bad signature, not hosted).",
     ["role", "queue", "reason"],
 )
+SUBMISSIONS_THROTTLED = Counter(
+    "tpf_submissions_throttled",
+    "Submissions answered 429 because their tenant was over its quota.",
+)
 LOOP_RESTARTS = Counter(
     "tpf_loop_restarts",
     "Long-running loops of a replica that raised and were started again (should stay 0).",

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8081
+    tenant_submit_rate: float = Field(default=1000.0, ge=0)
+    """Submissions per second one tenant may make on one replica (429 beyond); 0 turns it off."""
+    tenant_submit_burst: int = Field(default=2000, ge=1)
+    """Submissions one tenant may make at once before the rate applies."""
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Request bodies over this many bytes are answered 413 before any route reads them."""
     release: str = Field(default="1.0.0", pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
