@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra.resources import work_queue
 from tests.waiting import wait_until
@@ -137,6 +138,61 @@ def test_a_malformed_message_reaches_the_dead_letter_queue_and_workers_live_on(
     assert all(member.alive for member in fleet.fleet.members)
     execution_id = submit(api, "org.example.orders", ORDER).json()["executionId"]
     assert finished(api, execution_id)["status"] == "SUCCEEDED"
+
+
+POISON = [
+    "[" * 5_000,
+    "9" * 5_000,
+    '{"kind": "await-completion", "protocol": 1, "tenantId": "acme", "responsePayload": '
+    '{"payloadTypeId": "x", "payload": "' + "[" * 5_000 + '"}}',
+    '{"kind": "result", "protocol": 1}',
+    '{"Records": [{"s3": "\\u00e9\\ud800"}]}',
+    "\\u00ff not even JSON",
+]
+
+
+def test_poison_on_every_queue_restarts_nothing_and_an_execution_still_succeeds(
+    fleet: OwnedStack, api: httpx.Client
+) -> None:
+    sqs = sync_client(fleet.settings, "sqs", endpoints=fleet.endpoints)
+    consumed = [
+        work_queue("org.example.orders", fleet.spec.release),
+        "results",
+        "await-completions",
+        "ingest",
+    ]
+    for name in consumed:
+        url = sqs.get_queue_url(QueueName=fleet.settings.resource(name))["QueueUrl"]
+        for body in POISON:
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+    execution_id = submit(api, "org.example.orders", ORDER).json()["executionId"]
+    assert finished(api, execution_id, timeout=60)["status"] == "SUCCEEDED"
+
+    def settled() -> bool:  # deleted, or dead-lettered after maxReceiveCount deliveries
+        for name in consumed:
+            url = sqs.get_queue_url(QueueName=fleet.settings.resource(name))["QueueUrl"]
+            found = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            if int(found["ApproximateNumberOfMessages"]) + int(
+                found["ApproximateNumberOfMessagesNotVisible"]
+            ):
+                return False
+        return True
+
+    wait_until(settled, timeout=120, interval=0.5)
+    assert httpx.get(f"{fleet.api_url}/q/health/ready").status_code == 200
+    assert all(member.alive for member in fleet.fleet.members)
+    assert fleet.fleet.crashes == [], "no process restarted"
+    assert loop_restarts(fleet) == 0
+
+
+def loop_restarts(fleet: OwnedStack) -> float:
+    page = httpx.get(f"{fleet.api_url}/q/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+        if sample.name == "tpf_loop_restarts_total"
+    )
 
 
 def test_killing_a_worker_mid_transition_loses_nothing(
