@@ -23,6 +23,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from tpf import metrics
+
 SQS_CHUNK = 64 * 1024
 """SQS bills one request per started 64 KiB of payload."""
 LEDGER_FILE_ENV = "TPF_LEDGER_FILE"
@@ -61,6 +63,7 @@ class RequestLedger:
         """Register on a client's (or session's) botocore event emitter."""
         events.register("before-call", self._before_call, unique_id="tpf-ledger-before")
         events.register("after-call", self._after_call, unique_id="tpf-ledger-after")
+        events.register("needs-retry", _attempt_failed, unique_id="tpf-substrate-errors")
         if self is LEDGER:
             self._write_periodically()
 
@@ -188,3 +191,21 @@ def _capacity_counters() -> dict[str, float]:
 
 LEDGER = RequestLedger()
 """The process-wide ledger; every client built by ``tpf.substrate`` reports here."""
+
+
+def _attempt_failed(
+    response: Any = None, caught_exception: Any = None, operation: Any = None, **_: Any
+) -> None:
+    """Every failed attempt, retried or not, in ``tpf_substrate_errors_total``: throttling,
+    5xx and dropped connections show there even when the SDK's retries hid them."""
+    if caught_exception is not None:
+        code = type(caught_exception).__name__
+    elif response is not None and response[0].status_code >= 400:
+        code = str((response[1].get("Error") or {}).get("Code", response[0].status_code))
+    else:
+        return
+    if code in _CONDITIONAL_FAILURES or operation is None:
+        return  # a condition that did not hold is an answer, not a fault
+    metrics.SUBSTRATE_ERRORS.labels(
+        service=operation.service_model.service_name, operation=operation.name, code=code
+    ).inc()

@@ -65,6 +65,11 @@ SUBMISSIONS_THROTTLED = Counter(
     "tpf_submissions_throttled",
     "Submissions answered 429 because their tenant was over its quota.",
 )
+SUBSTRATE_ERRORS = Counter(
+    "tpf_substrate_errors",
+    "Failed attempts of AWS calls (throttling, 5xx, dropped connections), retried or not.",
+    ["service", "operation", "code"],
+)
 LOOP_RESTARTS = Counter(
     "tpf_loop_restarts",
     "Long-running loops of a replica that raised and were started again (should stay 0).",

@@ -60,6 +60,8 @@ class StackSpec:
     extra_env: dict[str, str] = field(default_factory=dict)
     provider_mock: tuple[str, ...] | None = None
     """Arguments of a ``tpf provider-mock`` to run in the fleet; None runs none."""
+    endpoints: dict[str, str] = field(default_factory=dict)
+    """Where a service really is when not where the substrate puts it (service → URL)."""
 
 
 @dataclass
@@ -146,9 +148,12 @@ def owned_stack(
     *,
     workdir: Path | None = None,
     on_crash: Callable[[Crash], None] | None = None,
+    route: Callable[[Endpoints], dict[str, str]] | None = None,
 ) -> Iterator[OwnedStack]:
     """Start everything; on exit stop the fleet, then the substrate. The fleet restarts a
-    member that crashes, and calls ``on_crash`` when it does."""
+    member that crashes, and calls ``on_crash`` when it does. ``route`` may put something
+    between the members and the substrate: given where the services are, it returns the
+    members' endpoint variables (the crash harness's fault proxy)."""
     embedded = EmbeddedSubstrate.start() if spec.substrate == "embedded" else None
     try:
         env = {
@@ -167,12 +172,14 @@ def owned_stack(
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             if spec.substrate != "aws":
                 env.setdefault(name, os.environ.get(name, "test"))
+        for service, url in spec.endpoints.items():
+            env[f"AWS_ENDPOINT_URL_{service.upper()}"] = url
         settings = Settings(
             stack=spec.stack,
             substrate=spec.substrate,  # type: ignore[arg-type]
             profile=spec.profile,  # type: ignore[arg-type]
             endpoint_url=env.get("AWS_ENDPOINT_URL"),
-        )
+        ).model_copy(update={f"endpoint_url_{s}": url for s, url in spec.endpoints.items()})
         endpoints = resolve_endpoints(settings)
         provision(settings, endpoints=endpoints)
         pipelines = [load_pipeline(p) for p in spec.pipelines]
@@ -180,7 +187,8 @@ def owned_stack(
 
         workdir = workdir or Path(tempfile.mkdtemp(prefix=f"tpf-{spec.stack}-"))
         workdir.mkdir(parents=True, exist_ok=True)
-        fleet = Fleet(env=env, workdir=workdir, on_crash=on_crash)
+        members_env = {**env, **(route(endpoints) if route else {})}
+        fleet = Fleet(env=members_env, workdir=workdir, on_crash=on_crash)
         ports = [env["TPF_API_PORT"]] + [str(free_port()) for _ in range(spec.coordinators - 1)]
         for i, port in enumerate(ports):
             name = "coordinator" if i == 0 else f"coordinator-{i + 1}"

@@ -172,6 +172,7 @@ def test_roles_that_cannot_start_say_why_in_one_line(
     }
     unreachable = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
     unprovisioned = {"AWS_ENDPOINT_URL": moto_server.endpoint_url, "TPF_STACK": "never-made"}
+    reachable = {"AWS_ENDPOINT_URL": moto_server.endpoint_url}
     cases = [
         (["coordinator"], unreachable, "cannot reach"),
         (["coordinator"], unprovisioned, "tpf infra up"),
@@ -179,11 +180,11 @@ def test_roles_that_cannot_start_say_why_in_one_line(
         (["worker", "--pipeline", "examples.orders:orders"], unreachable, "cannot reach"),
         (["coordinator"], {"TPF_PROFILE": "fast"}, "TPF_PROFILE"),
         (["coordinator"], {"TPF_DUE_SHARDS": "0"}, "TPF_DUE_SHARDS"),
-        (["coordinator"], {"TPF_ADMIN_TOKEN": ""}, "TPF_ADMIN_TOKEN must be at least 16"),
-        (["coordinator"], {"TPF_CONTROL_PLANE_TOKEN": "short"}, "TPF_CONTROL_PLANE_TOKEN must"),
+        (["coordinator"], {"TPF_ADMIN_TOKEN": "", **reachable}, "TPF_ADMIN_TOKEN must be"),
+        (["coordinator"], {"TPF_CONTROL_PLANE_TOKEN": "short", **reachable}, "must be at least"),
     ]
     for args, extra, said in cases:
-        done = tpf(*args, env=clean_env(tmp_path, **tokens, **extra), timeout=90)
+        done = tpf(*args, env=clean_env(tmp_path, **(tokens | extra)), timeout=90)
         assert done.returncode == 2, (args, done.stderr)
         assert "Traceback" not in done.stderr, done.stderr
         last = done.stderr.strip().splitlines()[-1]

@@ -11,11 +11,15 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
+from prometheus_client import REGISTRY
 
+from tpf.accounting import LEDGER
 from tpfctl.chaos.faults import SERVICES, FaultProxy, FaultRates
 from tpfctl.embedded import EmbeddedSubstrate
 
-ONCE = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=5)
+ONCE = Config(
+    retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=5
+)
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +121,19 @@ def test_a_blackout_makes_every_service_unreachable_then_passes(through: FaultPr
     through.blackout(0)
     sqs.list_queues()  # type: ignore[attr-defined]
     assert through.tally.snapshot()["blackout"] == 2
+
+
+@pytest.mark.parametrize("through", [FaultRates(throttle=1.0)], indirect=True)
+def test_every_throttled_attempt_shows_in_the_substrate_error_metric(through: FaultProxy) -> None:
+    labels = {"service": "dynamodb", "operation": "ListTables"}
+    code = {**labels, "code": "ProvisionedThroughputExceededException"}
+    before = REGISTRY.get_sample_value("tpf_substrate_errors_total", code) or 0.0
+    dynamodb = boto3.client(
+        "dynamodb", endpoint_url=through.endpoints["dynamodb"], region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 3}),
+    )  # fmt: skip
+    LEDGER.attach(dynamodb.meta.events)
+    with pytest.raises(ClientError):
+        dynamodb.list_tables()
+    assert REGISTRY.get_sample_value("tpf_substrate_errors_total", code) == before + 3

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from tpfctl import lifeline
+from tpfctl.chaos.faults import FaultRates
 from tpfctl.chaos.harness import Options, run
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -33,6 +34,27 @@ def main(
     workdir: Annotated[
         Path | None, typer.Option(help="Logs, ledgers and invocation logs (default .chaos/<run>).")
     ] = None,
+    throttle_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of AWS requests answered as throttled.")
+    ] = 0.0,
+    error_rate: Annotated[
+        float,
+        typer.Option(min=0, max=1, help="Share answered 500 (half after the change happened)."),
+    ] = 0.0,
+    latency_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share answered 50 ms to 1 s late.")
+    ] = 0.0,
+    drop_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share whose connection is closed unanswered.")
+    ] = 0.0,
+    blackouts: Annotated[
+        int, typer.Option(min=0, help="Periods when every AWS service is unreachable.")
+    ] = 0,
+    blackout_seconds: Annotated[float, typer.Option(min=0.1, help="Length of each.")] = 8.0,
+    dynamodb_restarts: Annotated[
+        int,
+        typer.Option(min=0, help="Restarts of DynamoDB Local, data kept (localstack only)."),
+    ] = 0,
 ) -> None:
     """Run a fleet under mixed load, kill and freeze its processes at random, check invariants.
 
@@ -51,6 +73,12 @@ def main(
             seed=seed,
             timeout_s=timeout,
             workdir=workdir,
+            faults=FaultRates(
+                throttle=throttle_rate, error=error_rate, latency=latency_rate, drop=drop_rate
+            ),
+            blackouts=blackouts,
+            blackout_s=blackout_seconds,
+            dynamodb_restarts=dynamodb_restarts,
         )
     )
     print(json.dumps(report))

@@ -80,6 +80,7 @@ class FaultProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="faults", daemon=True)
         self._servers: list[asyncio.Server] = []
+        self._open: set[asyncio.StreamWriter] = set()
         self._client: httpx.AsyncClient | None = None
 
     def start(self) -> dict[str, str]:
@@ -100,6 +101,7 @@ class FaultProxy:
         asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     def __enter__(self) -> FaultProxy:
         self.start()
@@ -121,6 +123,10 @@ class FaultProxy:
     async def _close(self) -> None:
         for server in self._servers:
             server.close()
+        for writer in list(self._open):
+            writer.close()
+        for server in self._servers:
+            await server.wait_closed()
         if self._client is not None:
             await self._client.aclose()
 
@@ -136,6 +142,7 @@ class FaultProxy:
         self, service: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         connection = h11.Connection(h11.SERVER)
+        self._open.add(writer)
         try:
             while True:
                 request = await _read_request(connection, reader)
@@ -157,6 +164,7 @@ class FaultProxy:
         except (ConnectionError, h11.ProtocolError, asyncio.IncompleteReadError):
             return
         finally:
+            self._open.discard(writer)
             with contextlib.suppress(Exception):
                 writer.close()
 

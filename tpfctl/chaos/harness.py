@@ -10,21 +10,25 @@ Timeline of one run (``period`` scales with the number of executions)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra.resources import work_queue
 from tpf.loading import load_pipeline
 from tpf.settings import PROFILES
-from tpf.substrate import sync_client
+from tpf.substrate import Endpoints, sync_client
+from tpfctl.chaos.dynamodb_local import DiskDynamoDB
+from tpfctl.chaos.faults import SERVICES, FaultProxy, FaultRates
 from tpfctl.chaos.load import Planned, plan
 from tpfctl.chaos.monkey import Duplicator, Monkey, Tally
 from tpfctl.chaos.pipelines import CHAOS_DIR, PIPELINES
@@ -44,6 +48,16 @@ class Options:
     seed: int | None = None
     timeout_s: float = 600.0
     workdir: Path | None = None
+    faults: FaultRates = field(default_factory=FaultRates)
+    """Substrate faults per request, through the fault proxy (none: no proxy)."""
+    blackouts: int = 0
+    blackout_s: float = 8.0
+    dynamodb_restarts: int = 0
+    """Restarts of DynamoDB Local with its data kept (LocalStack substrate only)."""
+
+    @property
+    def proxied(self) -> bool:
+        return self.faults.any or self.blackouts > 0
 
     @property
     def period_s(self) -> float:
@@ -72,7 +86,21 @@ def run(options: Options) -> dict[str, Any]:
         extra_env={CHAOS_DIR: str(workdir)},
     )
     started = time.monotonic()
-    with owned_stack(spec, workdir=workdir / "fleet") as stack:
+    with contextlib.ExitStack() as substrate:
+        disk = _disk_dynamodb(options, workdir, substrate)
+        if disk is not None:
+            spec = replace(spec, endpoints={"dynamodb": disk.endpoint})
+        proxy = FaultProxy({}, options.faults, rng=random.Random(rng.random()))
+        route = None
+        if options.proxied:
+            substrate.enter_context(proxy)
+
+            def route(endpoints: Endpoints) -> dict[str, str]:
+                proxy.upstreams.update({s: endpoints.for_service(s) or "" for s in SERVICES})
+                return {f"AWS_ENDPOINT_URL_{s.upper()}": url for s, url in proxy.endpoints.items()}
+
+        stack = substrate.enter_context(owned_stack(spec, workdir=workdir / "fleet", route=route))
+        outages = Outages(proxy, disk, options)
         monkey = Monkey(
             stack.fleet,
             rng=rng,
@@ -87,7 +115,7 @@ def run(options: Options) -> dict[str, Any]:
         threads.append(
             threading.Thread(
                 target=inject,
-                args=(monkey, options, rng, stop),
+                args=(monkey, outages, options, rng, stop),
                 name="faults",
                 daemon=True,
             )
@@ -107,11 +135,15 @@ def run(options: Options) -> dict[str, Any]:
         threads[1].join()  # the fault schedule ran out
         stop.set()
         monkey.release()
+        proxy.rates = FaultRates()  # quiescence is judged on a well-behaved substrate
         threads[0].join()
         progress(f"faults over: {tally}; waiting for quiescence")
         statuses = submitter.wait_terminal(started + options.timeout_s)
         records = asyncio.run(read_records(stack, set(submitter.ids.values())))
         crashes = list(stack.fleet.crashes)
+        loop_restarts = sum(_loop_restarts(url) for url in stack.api_urls)
+        injected = proxy.tally.snapshot()
+        dynamodb_restarts = disk.restarts if disk is not None else 0
 
     verdict = judge(
         Evidence(
@@ -133,18 +165,97 @@ def run(options: Options) -> dict[str, Any]:
         len(submitter.ids) == len(planned),
         f"only {len(submitter.ids)} of {len(planned)} submissions were accepted",
     )
+    verdict.require(loop_restarts == 0, f"{loop_restarts} coordinator loops were restarted")
+    counted = {
+        **injected,
+        "error": injected.get("error", 0) + injected.get("error_after_change", 0),
+        "dynamodb_restart": dynamodb_restarts,
+    }
+    for kind, requested in _requested_faults(options).items():
+        verdict.require(
+            not requested or counted.get(kind, 0) > 0,
+            f"{kind} faults were asked for and none was injected",
+        )
     report = summary(verdict, tally, options, seed, time.monotonic() - started, workdir)
     report["unexpected_restarts"] = len(crashes)
+    report["loop_restarts"] = loop_restarts
+    report["substrate_faults"] = {**injected, "dynamodb_restart": dynamodb_restarts}
     return report
 
 
-def inject(monkey: Monkey, options: Options, rng: random.Random, stop: threading.Event) -> None:
-    """Kills and freezes at random moments of the fault period."""
+def _requested_faults(options: Options) -> dict[str, bool]:
+    rates = options.faults
+    return {
+        "throttle": rates.throttle > 0,
+        "latency": rates.latency > 0,
+        "drop": rates.drop > 0,
+        "blackout": options.blackouts > 0,
+        "dynamodb_restart": options.dynamodb_restarts > 0,
+        "error": rates.error > 0,
+    }
+
+
+class Outages:
+    """Blackouts through the proxy and restarts of the on-disk DynamoDB Local."""
+
+    def __init__(self, proxy: FaultProxy, disk: DiskDynamoDB | None, options: Options) -> None:
+        self.proxy, self.disk, self.options = proxy, disk, options
+
+    def blackout(self) -> bool:
+        progress(f"blackout of every service for {self.options.blackout_s:g} s")
+        self.proxy.blackout(self.options.blackout_s)
+        return True
+
+    def restart_dynamodb(self) -> bool:
+        assert self.disk is not None
+        progress("restarting DynamoDB Local (data kept)")
+        self.disk.restart()
+        return True
+
+
+def _disk_dynamodb(
+    options: Options, workdir: Path, resources: contextlib.ExitStack
+) -> DiskDynamoDB | None:
+    if not options.dynamodb_restarts:
+        return None
+    if options.substrate != "localstack":
+        raise ValueError("--dynamodb-restarts needs --substrate localstack (DynamoDB Local)")
+    disk = DiskDynamoDB(workdir / "dynamodb", workdir / "dynamodb.log")
+    return resources.enter_context(disk)
+
+
+def _loop_restarts(api_url: str) -> float:
+    """Restarts of supervised loops a coordinator reports (0 when it cannot be asked)."""
+    try:
+        page = httpx.get(f"{api_url}/q/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+        if sample.name == "tpf_loop_restarts_total"
+    )
+
+
+def inject(
+    monkey: Monkey,
+    outages: Outages,
+    options: Options,
+    rng: random.Random,
+    stop: threading.Event,
+) -> None:
+    """Kills, freezes, blackouts and database restarts at random moments of the fault period."""
     begin = time.monotonic()
+    period = options.period_s
+    schedule = (
+        [monkey.kill] * options.kills
+        + [monkey.freeze] * options.freezes
+        + [outages.blackout] * options.blackouts
+        + [outages.restart_dynamodb] * options.dynamodb_restarts
+    )
     events = sorted(
-        [(rng.uniform(0, options.period_s), monkey.kill) for _ in range(options.kills)]
-        + [(rng.uniform(0, options.period_s), monkey.freeze) for _ in range(options.freezes)],
-        key=lambda event: event[0],
+        ((rng.uniform(0, period), fault) for fault in schedule), key=lambda event: event[0]
     )
     for at, fault in events:
         if stop.wait(max(0.0, begin + at - time.monotonic())):
