@@ -43,8 +43,14 @@ LOCALSTACK_DEFAULTS = {
 }
 EMULATOR_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
+# Retries, chosen deliberately: "standard" retries throttling, 5xx and dropped connections with
+# jittered exponential backoff, 5 attempts in all, and spends a per-client retry budget (a token
+# bucket) so an outage does not multiply its own load. Not "adaptive": its client-side rate
+# limiter would slow every table of a process for one throttled partition. Past the SDK, each
+# loop retries its round with backoff (``tpf.loops``) and SQS redelivers what was not settled;
+# every failed attempt is counted in ``tpf_substrate_errors_total`` (``tpf.accounting``).
 _CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 4},
+    retries={"mode": "standard", "total_max_attempts": 5},
     max_pool_connections=64,
     connect_timeout=5,
     read_timeout=60,

@@ -68,3 +68,49 @@ def test_a_sigkilled_harness_leaves_none_of_its_processes_running(tmp_path: Path
         run.kill()
         run.wait(timeout=10)
     wait_until(lambda: not any(alive(pid) for pid in fleet), timeout=10, interval=0.1)
+
+
+def faulty_run(tmp_path: Path, *args: str) -> dict[str, object]:
+    done = subprocess.run(
+        harness(*args, "--timeout", "240", "--workdir", str(tmp_path)),
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=RUN_LIMIT_S,
+    )
+    assert done.stdout.strip(), done.stderr[-3000:]
+    report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert done.returncode == 0 and report["violations"] == [], report["violations"]
+    assert report["lost"] == report["wrong_status"] == report["duplicated_effects"] == 0
+    assert report["unexpected_restarts"] == report["loop_restarts"] == 0
+    return report
+
+
+@pytest.mark.timeout(RUN_LIMIT_S + 60)
+def test_a_misbehaving_substrate_loses_nothing_and_does_nothing_twice(tmp_path: Path) -> None:
+    report = faulty_run(
+        tmp_path,
+        *("--executions", "40", "--kills", "4", "--freezes", "1"),
+        *("--throttle-rate", "0.05", "--error-rate", "0.02", "--latency-rate", "0.02"),
+        *("--drop-rate", "0.01", "--blackouts", "1", "--blackout-seconds", "5"),
+    )
+    faults = report["substrate_faults"]
+    assert isinstance(faults, dict)
+    for kind in ("throttle", "latency", "drop", "blackout"):
+        assert faults.get(kind, 0) > 0, (kind, faults)
+    assert faults.get("error", 0) + faults.get("error_after_change", 0) > 0, faults
+
+
+@pytest.mark.timeout(RUN_LIMIT_S + 60)
+def test_dynamodb_local_restarting_mid_run_loses_nothing(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    request.getfixturevalue("localstack_stack")  # skips (or fails under CI) without the stack
+    report = faulty_run(
+        tmp_path,
+        *("--substrate", "localstack", "--executions", "30", "--kills", "2", "--freezes", "0"),
+        *("--throttle-rate", "0.02", "--dynamodb-restarts", "1", "--blackouts", "1"),
+        *("--blackout-seconds", "4"),
+    )
+    faults = report["substrate_faults"]
+    assert isinstance(faults, dict) and faults["dynamodb_restart"] == 1, faults
