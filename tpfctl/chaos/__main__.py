@@ -11,7 +11,8 @@ import typer
 
 from tpfctl import lifeline
 from tpfctl.chaos.faults import FaultRates
-from tpfctl.chaos.harness import Options, run
+from tpfctl.chaos.harness import run
+from tpfctl.chaos.options import Options
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

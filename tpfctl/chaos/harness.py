@@ -16,53 +16,24 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from infra.resources import work_queue
 from tpf.loading import load_pipeline
 from tpf.settings import PROFILES
 from tpf.substrate import Endpoints, sync_client
-from tpfctl.chaos.dynamodb_local import DiskDynamoDB
 from tpfctl.chaos.faults import SERVICES, FaultProxy, FaultRates
 from tpfctl.chaos.load import Planned, plan
 from tpfctl.chaos.monkey import Duplicator, Monkey, Tally
+from tpfctl.chaos.options import Options
+from tpfctl.chaos.outages import Outages, disk_dynamodb, requested_faults, restarted_loops
 from tpfctl.chaos.pipelines import CHAOS_DIR, PIPELINES
 from tpfctl.chaos.verdict import STATUSES_TERMINAL, Evidence, Verdict, judge, read_jsonl
 from tpfctl.stack import OwnedStack, StackSpec, owned_stack
-
-
-@dataclass(frozen=True)
-class Options:
-    executions: int = 300
-    kills: int = 50
-    freezes: int = 10
-    duplicate_rate: float = 0.0
-    substrate: str = "embedded"
-    coordinators: int = 2
-    workers: int = 3
-    seed: int | None = None
-    timeout_s: float = 600.0
-    workdir: Path | None = None
-    faults: FaultRates = field(default_factory=FaultRates)
-    """Substrate faults per request, through the fault proxy (none: no proxy)."""
-    blackouts: int = 0
-    blackout_s: float = 8.0
-    dynamodb_restarts: int = 0
-    """Restarts of DynamoDB Local with its data kept (LocalStack substrate only)."""
-
-    @property
-    def proxied(self) -> bool:
-        return self.faults.any or self.blackouts > 0
-
-    @property
-    def period_s(self) -> float:
-        """How long faults are injected: long enough that each one meets work in flight."""
-        return max(15.0, self.executions / 4, (self.kills + self.freezes) * 1.0)
 
 
 def run(options: Options) -> dict[str, Any]:
@@ -87,7 +58,7 @@ def run(options: Options) -> dict[str, Any]:
     )
     started = time.monotonic()
     with contextlib.ExitStack() as substrate:
-        disk = _disk_dynamodb(options, workdir, substrate)
+        disk = disk_dynamodb(options, workdir, substrate)
         if disk is not None:
             spec = replace(spec, endpoints={"dynamodb": disk.endpoint})
         proxy = FaultProxy({}, options.faults, rng=random.Random(rng.random()))
@@ -100,7 +71,7 @@ def run(options: Options) -> dict[str, Any]:
                 return {f"AWS_ENDPOINT_URL_{s.upper()}": url for s, url in proxy.endpoints.items()}
 
         stack = substrate.enter_context(owned_stack(spec, workdir=workdir / "fleet", route=route))
-        outages = Outages(proxy, disk, options)
+        outages = Outages(proxy, disk, options, progress)
         monkey = Monkey(
             stack.fleet,
             rng=rng,
@@ -141,7 +112,7 @@ def run(options: Options) -> dict[str, Any]:
         statuses = submitter.wait_terminal(started + options.timeout_s)
         records = asyncio.run(read_records(stack, set(submitter.ids.values())))
         crashes = list(stack.fleet.crashes)
-        loop_restarts = sum(_loop_restarts(url) for url in stack.api_urls)
+        loop_restarts = sum(restarted_loops(url) for url in stack.api_urls)
         injected = proxy.tally.snapshot()
         dynamodb_restarts = disk.restarts if disk is not None else 0
 
@@ -171,7 +142,7 @@ def run(options: Options) -> dict[str, Any]:
         "error": injected.get("error", 0) + injected.get("error_after_change", 0),
         "dynamodb_restart": dynamodb_restarts,
     }
-    for kind, requested in _requested_faults(options).items():
+    for kind, requested in requested_faults(options).items():
         verdict.require(
             not requested or counted.get(kind, 0) > 0,
             f"{kind} faults were asked for and none was injected",
@@ -181,61 +152,6 @@ def run(options: Options) -> dict[str, Any]:
     report["loop_restarts"] = loop_restarts
     report["substrate_faults"] = {**injected, "dynamodb_restart": dynamodb_restarts}
     return report
-
-
-def _requested_faults(options: Options) -> dict[str, bool]:
-    rates = options.faults
-    return {
-        "throttle": rates.throttle > 0,
-        "latency": rates.latency > 0,
-        "drop": rates.drop > 0,
-        "blackout": options.blackouts > 0,
-        "dynamodb_restart": options.dynamodb_restarts > 0,
-        "error": rates.error > 0,
-    }
-
-
-class Outages:
-    """Blackouts through the proxy and restarts of the on-disk DynamoDB Local."""
-
-    def __init__(self, proxy: FaultProxy, disk: DiskDynamoDB | None, options: Options) -> None:
-        self.proxy, self.disk, self.options = proxy, disk, options
-
-    def blackout(self) -> bool:
-        progress(f"blackout of every service for {self.options.blackout_s:g} s")
-        self.proxy.blackout(self.options.blackout_s)
-        return True
-
-    def restart_dynamodb(self) -> bool:
-        assert self.disk is not None
-        progress("restarting DynamoDB Local (data kept)")
-        self.disk.restart()
-        return True
-
-
-def _disk_dynamodb(
-    options: Options, workdir: Path, resources: contextlib.ExitStack
-) -> DiskDynamoDB | None:
-    if not options.dynamodb_restarts:
-        return None
-    if options.substrate != "localstack":
-        raise ValueError("--dynamodb-restarts needs --substrate localstack (DynamoDB Local)")
-    disk = DiskDynamoDB(workdir / "dynamodb", workdir / "dynamodb.log")
-    return resources.enter_context(disk)
-
-
-def _loop_restarts(api_url: str) -> float:
-    """Restarts of supervised loops a coordinator reports (0 when it cannot be asked)."""
-    try:
-        page = httpx.get(f"{api_url}/q/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return 0.0
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(page)
-        for sample in family.samples
-        if sample.name == "tpf_loop_restarts_total"
-    )
 
 
 def inject(
