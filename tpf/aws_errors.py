@@ -28,6 +28,17 @@ _UNAVAILABLE = {"ServiceUnavailable", "InternalError", "InternalServerError", "S
                 "ProvisionedThroughputExceededException"}  # fmt: skip
 
 
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the substrate is down or overloaded right now:
+    worth waiting for, unlike a missing resource or a refused credential."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if aws_category(seen) in ("unavailable", "timeout"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def aws_category(exc: BaseException) -> AwsCategory | None:
     """The category of an AWS SDK error, None for anything else (or a code we do not know)."""
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):

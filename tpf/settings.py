@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     """Submissions per second one tenant may make on one replica (429 beyond); 0 turns it off."""
     tenant_submit_burst: int = Field(default=2000, ge=1)
     """Submissions one tenant may make at once before the rate applies."""
+    startup_wait_s: float = Field(default=60.0, ge=0, le=3600)
+    """How long a starting role keeps trying a substrate it cannot reach (an outage, a restart)
+    before it gives up with one line; a missing resource or credential gives up at once."""
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Request bodies over this many bytes are answered 413 before any route reads them."""
     release: str = Field(default="1.0.0", pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")

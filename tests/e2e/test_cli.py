@@ -169,6 +169,7 @@ def test_roles_that_cannot_start_say_why_in_one_line(
         "TPF_CONTROL_PLANE_TOKEN": "c" * 16,
         "TPF_ADMIN_TOKEN": "a" * 16,
         "TPF_SIGNING_SECRET": "s",
+        "TPF_STARTUP_WAIT_S": "0",  # an unreachable substrate is not waited for here
     }
     unreachable = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
     unprovisioned = {"AWS_ENDPOINT_URL": moto_server.endpoint_url, "TPF_STACK": "never-made"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -94,9 +95,44 @@ def run_role(role: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await main(stop)
+            await _until_reachable(main, stop, wait_s=settings.startup_wait_s, role=role)
         finally:
             if settings.ledger_file:
                 settings.ledger_file.write_text(LEDGER.to_json())
 
     asyncio.run(runner())
+
+
+async def _until_reachable(
+    main: Callable[[asyncio.Event], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    wait_s: float,
+    role: str,
+) -> None:
+    """Run ``main``; while it fails because the substrate is down (within ``wait_s`` of the
+    start), wait and run it again. A restart during an outage then waits the outage out
+    instead of exiting as if the configuration were wrong."""
+    from tpf.aws_errors import unavailable
+    from tpf.loops import pause
+
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + wait_s, 0.5
+    while True:
+        try:
+            await main(stop)
+            return
+        except Exception as exc:
+            if stop.is_set() or not unavailable(exc) or loop.time() > deadline:
+                raise
+            logging.getLogger("tpf").warning(
+                "%s cannot reach the substrate yet (%s); trying again in %.1f s",
+                role,
+                type(exc).__name__,
+                delay,
+                extra={"action": "wait-for-substrate"},
+            )
+        await pause(stop, delay)
+        if stop.is_set():
+            return
+        delay = min(delay * 2, 5.0)
