@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -355,3 +357,65 @@ async def test_a_configuration_error_ends_the_replica_instead_of_a_restart() -> 
 
     with pytest.raises(ConfigurationError):
         await supervised("bad", misconfigured, asyncio.Event(), health=LoopHealth(), role="test")
+
+
+# -- every route ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def every_route() -> AsyncIterator[tuple[httpx.AsyncClient, list[tuple[str, str]]]]:
+    """The app a replica serves, with every router, and its (method, path template) pairs."""
+    from fastapi.routing import APIRoute
+
+    from coordinator.role import admin_routers
+    from tpf.artifacts.memory import InMemoryArtifactReader
+
+    coordinator = InMemoryCoordinator.create()
+    app = create_app(
+        coordinator.service,
+        control_plane_token=CONTROL,
+        admin_token=ADMIN,
+        routers=admin_routers(coordinator, InMemoryArtifactReader()),
+    )
+    app.state.ready = True
+    routes = sorted(
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://coordinator") as client:
+        yield client, routes
+
+
+SEGMENTS = st.one_of(
+    st.text(min_size=1, max_size=30),
+    st.sampled_from(["..", "%2e%2e", "a" * 2000, "\u00e9\u00e9", "{x}", "-1", "0" * 400]),
+)
+
+
+@settings(max_examples=150, suppress_health_check=list(HealthCheck))
+@given(st.data())
+async def test_no_route_answers_a_hostile_request_with_a_5xx(
+    every_route: tuple[httpx.AsyncClient, list[tuple[str, str]]], data: st.DataObject
+) -> None:
+    http, routes = every_route
+    method, template = data.draw(st.sampled_from(routes))
+    path = "".join(
+        quote(data.draw(SEGMENTS), safe="") if part.startswith("{") else part
+        for part in re.split(r"(\{[^}]+\})", template)
+    )
+    token = ADMIN if template.startswith("/tpf/admin") else CONTROL
+    body = data.draw(st.one_of(HOSTILE_JSON, HOSTILE_JSON.map(completion), st.just("{}")))
+    query = data.draw(
+        st.dictionaries(st.sampled_from(["limit", "cursor", "status"]), st.text(max_size=20))
+    )
+    response = await http.request(
+        method,
+        path,
+        params=query,
+        content=body.encode("utf-8", "surrogatepass"),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code < 500, (method, template, response.text[:300])
