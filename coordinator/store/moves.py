@@ -97,18 +97,9 @@ def advance(
 
     Commit and dispatch in one write halves the WRU of a multi-transition execution.
     """
-    new = record.change(
-        status=Status.QUEUED,
-        version=record.version + 1,
-        step_index=step_index,
-        attempt=0,
-        retries_used=0,
-        continuation=continuation,
-        transition_key=None,
-        due_at_ms=due_at_ms if due_at_ms is not None else now_ms,
-        error_code=None,
-        error_message=None,
-        updated_at_ms=now_ms,
+    due = due_at_ms if due_at_ms is not None else now_ms
+    new = _queued_at(
+        record, step_index, continuation, now_ms, due_at_ms=due, error_code=None, error_message=None
     )
     return Move(_dispatched_at_once(new, dispatch_deadline_ms), _in_flight(record, transition_key))
 
@@ -206,18 +197,7 @@ def resume(
     dispatch_deadline_ms: int | None = None,
 ) -> Move:
     """The await unit completed: continue after the await step."""
-    new = record.change(
-        status=Status.QUEUED,
-        version=record.version + 1,
-        step_index=step_index,
-        attempt=0,
-        retries_used=0,
-        continuation=continuation,
-        await_unit_id=None,
-        transition_key=None,
-        due_at_ms=now_ms,
-        updated_at_ms=now_ms,
-    )
+    new = _queued_at(record, step_index, continuation, now_ms, due_at_ms=now_ms, await_unit_id=None)
     return Move(_dispatched_at_once(new, dispatch_deadline_ms), _waiting_on(record, await_unit_id))
 
 
@@ -273,6 +253,30 @@ def _settled(record: ExecutionRecord, now_ms: int, **fields: object) -> Executio
         due_at_ms=None,
         transition_key=None,
         await_unit_id=None,
+        updated_at_ms=now_ms,
+        **fields,
+    )
+
+
+def _queued_at(
+    record: ExecutionRecord,
+    step_index: int,
+    continuation: PayloadRef,
+    now_ms: int,
+    *,
+    due_at_ms: int,
+    **fields: object,
+) -> ExecutionRecord:
+    """QUEUED at the start of ``step_index``, with a fresh attempt count and retry budget."""
+    return record.change(
+        status=Status.QUEUED,
+        version=record.version + 1,
+        step_index=step_index,
+        attempt=0,
+        retries_used=0,
+        continuation=continuation,
+        transition_key=None,
+        due_at_ms=due_at_ms,
         updated_at_ms=now_ms,
         **fields,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import quote
 
 import httpx
@@ -23,6 +23,7 @@ from coordinator.api import create_app
 from coordinator.interactions import interactions_router
 from coordinator.limits import BodyLimit
 from coordinator.testing import InMemoryCoordinator
+from examples.orders import orders
 from tests.unit.commands import first_command
 from tests.waiting import eventually
 from tests.workers import ORDER, command_handler
@@ -32,6 +33,7 @@ from tpf.queues import InMemoryQueue, Outgoing, Received
 from tpf.signing import SIGNATURE_HEADER, NonceCache, SignatureRejected, Signer, SigningKey
 from tpf.untrusted import MAX_DEPTH, parse_json
 from tpf.wire import AwaitCompletion, Payload, WorkerIdentity
+from worker.command import CommandHandler
 
 CONTROL, ADMIN = "control-token-0123456789", "admin-token-0123456789"
 SIGNER = Signer(SigningKey(b"hostile-key"))
@@ -77,10 +79,22 @@ COMPLETION_BODIES = st.one_of(
 )
 
 
+SETTLED = ("deleted", "released")
+
+
 async def one_message(queue: InMemoryQueue, body: str) -> Received:
     await queue.send(Outgoing(body))
     [message] = await queue.receive(wait_s=0)
     return message
+
+
+async def settled_after(
+    queue: InMemoryQueue, handle: Callable[[Received], Awaitable[object]], body: str
+) -> str:
+    """Send ``body``, receive it, let ``handle`` have it (it must not raise), say how it ended."""
+    message = await one_message(queue, body)
+    await handle(message)
+    return settled(queue, message)
 
 
 def settled(queue: InMemoryQueue, message: Received) -> str:
@@ -122,9 +136,7 @@ def test_the_reported_poison_is_invalid_input_with_a_pointer() -> None:
 async def test_no_completion_stops_the_completion_consumer(body: str) -> None:
     coordinator = InMemoryCoordinator.create()
     queue = coordinator.await_completions
-    message = await one_message(queue, body)
-    await coordinator.completions.handle_many([message])  # raises nothing
-    assert settled(queue, message) in ("deleted", "released")
+    assert await settled_after(queue, coordinator.completions.handle, body) in SETTLED
 
 
 async def test_the_reported_completion_poison_is_settled_and_the_round_goes_on() -> None:
@@ -150,9 +162,7 @@ RESULT_BODIES = st.one_of(
 async def test_no_result_stops_the_results_consumer(body: str) -> None:
     coordinator = InMemoryCoordinator.create()
     queue = coordinator.results_queue
-    message = await one_message(queue, body)
-    await coordinator.results.handle(message)
-    assert settled(queue, message) in ("deleted", "released")
+    assert await settled_after(queue, coordinator.results.handle, body) in SETTLED
 
 
 @EXAMPLES
@@ -160,9 +170,16 @@ async def test_no_result_stops_the_results_consumer(body: str) -> None:
 async def test_no_notification_stops_ingest(body: str) -> None:
     coordinator = InMemoryCoordinator.create()
     queue = coordinator.ingest_queue
-    message = await one_message(queue, body)
-    await coordinator.ingest.handle(message)
-    assert settled(queue, message) in ("deleted", "released")
+    assert await settled_after(queue, coordinator.ingest.handle, body) in SETTLED
+
+
+def orders_worker(results: InMemoryQueue) -> CommandHandler:
+    return command_handler(
+        orders,
+        signer=SIGNER,
+        identity=WorkerIdentity(worker_id="w", release_version="1.0.0"),
+        results=results,
+    )
 
 
 @EXAMPLES
@@ -173,15 +190,8 @@ async def test_no_notification_stops_ingest(body: str) -> None:
     )
 )
 async def test_no_command_stops_a_worker(body: str) -> None:
-    from examples.orders import orders
-
     results = InMemoryQueue("results")
-    handler = command_handler(
-        orders,
-        signer=SIGNER,
-        identity=WorkerIdentity(worker_id="w", release_version="1.0.0"),
-        results=results,
-    )
+    handler = orders_worker(results)
     work = InMemoryQueue("work")
     message = await one_message(work, body)
     await handler.handle(message)
@@ -189,15 +199,8 @@ async def test_no_command_stops_a_worker(body: str) -> None:
 
 
 async def test_a_genuine_command_still_runs_after_the_poison() -> None:
-    from examples.orders import orders
-
     results = InMemoryQueue("results")
-    handler = command_handler(
-        orders,
-        signer=SIGNER,
-        identity=WorkerIdentity(worker_id="w", release_version="1.0.0"),
-        results=results,
-    )
+    handler = orders_worker(results)
     work = InMemoryQueue("work")
     await handler.handle(await one_message(work, nested(5_000, closed=False)))
     command = SIGNER.sign(
