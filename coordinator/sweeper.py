@@ -1,9 +1,11 @@
 """The sweeper: finds due work through the sparse due index and acts on it (no Scan).
 
 Due work is a QUEUED record whose dispatch never happened (its submitter died), a retry whose
-time has come (delays longer than SQS's 900 s), and a transition whose deadline passed (command
-lost, dead-lettered, or every worker that took it died). Every replica sweeps every shard; each
-action is a conditional write, so racing replicas cost a failed write, never a double dispatch.
+time has come (delays longer than SQS's 900 s), a transition whose deadline passed (command
+lost, dead-lettered, or every worker that took it died), and a parked record still waiting a
+grace after its await's deadline (handed to the awaits, which repair or end it). Every replica
+sweeps every shard; each action is a conditional write, so racing replicas cost a failed
+write, never a double dispatch.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 
 from coordinator.dispatcher import Dispatcher
 from coordinator.store import DueEntry, ExecutionStore
@@ -19,7 +22,7 @@ from tpf import metrics
 from tpf.clock import now_ms
 from tpf.errors import StaleRecord
 from tpf.loops import repeat
-from tpf.records import Status
+from tpf.records import ExecutionRecord, Status
 from tpf.settings import Timings
 from tpf.wire import Failure
 
@@ -42,9 +45,11 @@ class Sweeper:
         committer: TransitionCommitter,
         shards: int,
         timings: Timings,
+        settle_parked: Callable[[ExecutionRecord, int], Awaitable[bool]] | None = None,
         batch: int = 100,
     ) -> None:
         self.store, self.dispatcher, self.committer = store, dispatcher, committer
+        self.settle_parked = settle_parked
         self.shards = [str(i) for i in range(shards)]
         self.timings, self.batch = timings, batch
 
@@ -83,6 +88,10 @@ class Sweeper:
                         "transitionKey": record.transition_key,
                     },
                 )
+            elif record.status is Status.WAITING_EXTERNAL and self.settle_parked is not None:
+                if not await self.settle_parked(record, now):
+                    return False
+                metrics.SWEEPS.labels(action="parked").inc()
             else:
                 return False
         except StaleRecord:

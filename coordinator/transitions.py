@@ -18,7 +18,7 @@ from coordinator.identities import await_unit_id
 from coordinator.retries import decide
 from coordinator.store import ExecutionStore
 from tpf import metrics
-from tpf.errors import StaleRecord
+from tpf.errors import InvalidInput, StaleRecord
 from tpf.payloads import PayloadRef, PayloadStore
 from tpf.records import ExecutionRecord, Status
 from tpf.registry import Registry
@@ -46,10 +46,12 @@ class TransitionCommitter:
         payloads: PayloadStore,
         dispatcher: Dispatcher,
         dead_letters: DeadLetterPublisher,
+        await_grace: timedelta,
         open_await: AwaitOpener | None = None,
     ) -> None:
         self.store, self.registry, self.payloads = store, registry, payloads
         self.dispatcher, self.dead_letters = dispatcher, dead_letters
+        self.await_grace_ms = int(await_grace.total_seconds() * 1000)
         self.open_await = open_await
 
     async def commit(self, result: TransitionResult, *, now_ms: int) -> ExecutionRecord | None:
@@ -163,7 +165,10 @@ class TransitionCommitter:
     ) -> ExecutionRecord:
         """Wait at the await. The record keeps the transition's start and input, so a re-drive
         after a timeout runs up to the await again and opens a fresh unit; the unit knows where
-        to resume (``next_step``) once answered."""
+        to resume (``next_step``) once answered.
+
+        The record is due a grace after the unit's deadline: by then the await sweeper has
+        settled the unit, and the sweeper settles a record whose unit never opened."""
         unit_id = await_unit_id(record, suspension.step_id, suspension.step_index)
         parked = await self.store.park(
             record,
@@ -172,9 +177,33 @@ class TransitionCommitter:
             step_index=record.step_index,
             continuation=None,
             now_ms=now_ms,
+            due_at_ms=now_ms + suspension.timeout_ms + self.await_grace_ms,
         )
-        if self.open_await is not None:
+        return await self._open(parked, suspension, next_step)
+
+    async def _open(
+        self, parked: ExecutionRecord, suspension: Suspension, next_step: int
+    ) -> ExecutionRecord:
+        """Open the unit; requests that can never be opened dead-letter the execution at once
+        (a re-drive runs the step again). Any other failure propagates: the result message
+        is delivered again and opening, which is idempotent, is retried."""
+        if self.open_await is None:
+            return parked
+        try:
             await self.open_await(parked, suspension, resume_step=next_step)
+        except InvalidInput as exc:
+            message = f"the requests of {suspension.step_id!r} cannot be opened: {exc}"
+            ended = await self.store.fail(
+                parked,
+                transition_key=None,
+                status=Status.DLQ,
+                error_code="AWAIT_REQUEST_INVALID",
+                message=message,
+                now_ms=parked.updated_at_ms,
+            )
+            metrics.TERMINAL_FAILURES.labels(status=Status.DLQ.value).inc()
+            await self.dead_letters.publish(ended, reason=message, transition_key=None)
+            return ended
         return parked
 
     async def _reopen_if_parked_by(self, record: ExecutionRecord, result: TransitionResult) -> None:
@@ -191,7 +220,7 @@ class TransitionCommitter:
             != await_unit_id(record, suspension.step_id, suspension.step_index)
         ):
             return
-        await self.open_await(record, suspension, resume_step=result.next_step_index)
+        await self._open(record, suspension, result.next_step_index)
 
     async def _stored(
         self, record: ExecutionRecord, payload: Payload

@@ -110,6 +110,7 @@ def assemble(
         payloads=payloads,
         dispatcher=dispatcher,
         dead_letters=dead_letter_publisher,
+        await_grace=timings.await_stall,
         open_await=await_service.open,
     )
 
@@ -162,6 +163,7 @@ def assemble(
             committer=committer,
             shards=settings.due_shards,
             timings=timings,
+            settle_parked=await_service.settle_parked,
         ),
         service=service,
         operations=OperatorActions(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from infra.provision import provision, provision_release
+from infra.provision import provision_release
 from tpf.clock import now_ms
 from tpf.loading import load_pipeline
 from tpf.pipeline import Pipeline
@@ -30,6 +30,7 @@ from tpf.signing import new_secret
 from tpf.substrate import Endpoints, open_clients, resolve_endpoints
 from tpfctl.embedded import EmbeddedSubstrate
 from tpfctl.fleet import Crash, Fleet
+from tpfctl.provisioning import bring_up
 
 DEFAULT_PIPELINES = (
     "examples.orders:orders",
@@ -62,6 +63,8 @@ class StackSpec:
     """Arguments of a ``tpf provider-mock`` to run in the fleet; None runs none."""
     endpoints: dict[str, str] = field(default_factory=dict)
     """Where a service really is when not where the substrate puts it (service → URL)."""
+    register: bool = True
+    """Register and activate ``release`` of ``pipelines``; off when the stack already has it."""
 
 
 @dataclass
@@ -149,11 +152,14 @@ def owned_stack(
     workdir: Path | None = None,
     on_crash: Callable[[Crash], None] | None = None,
     route: Callable[[Endpoints], dict[str, str]] | None = None,
+    prepare: Callable[[Settings, dict[str, str]], None] | None = None,
 ) -> Iterator[OwnedStack]:
     """Start everything; on exit stop the fleet, then the substrate. The fleet restarts a
     member that crashes, and calls ``on_crash`` when it does. ``route`` may put something
     between the members and the substrate: given where the services are, it returns the
-    members' endpoint variables (the crash harness's fault proxy)."""
+    members' endpoint variables (the crash harness's fault proxy). ``prepare`` runs on the
+    started substrate before provisioning, given the settings and the members' environment
+    (the upgrade test restores an earlier main's stack there)."""
     embedded = EmbeddedSubstrate.start() if spec.substrate == "embedded" else None
     try:
         env = {
@@ -181,9 +187,12 @@ def owned_stack(
             endpoint_url=env.get("AWS_ENDPOINT_URL"),
         ).model_copy(update={f"endpoint_url_{s}": url for s, url in spec.endpoints.items()})
         endpoints = resolve_endpoints(settings)
-        provision(settings, endpoints=endpoints)
+        if prepare is not None:
+            prepare(settings, env)
+        bring_up(settings, endpoints=endpoints)
         pipelines = [load_pipeline(p) for p in spec.pipelines]
-        asyncio.run(register_all(settings, pipelines, spec.release))
+        if spec.register:
+            asyncio.run(register_all(settings, pipelines, spec.release))
 
         workdir = workdir or Path(tempfile.mkdtemp(prefix=f"tpf-{spec.stack}-"))
         workdir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,9 @@
 """The await sweeper: units at their deadline time out, stalled ones are asked again.
 
 It looks at due units on every replica; each action is conditional, so two replicas acting on
-one unit do it once.
+one unit do it once. The execution sweeper hands it parked records that are still due after
+their unit's deadline (``settle_parked``): a unit that never opened, or one that closed
+without moving its execution on.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tpf import metrics
 from tpf.clock import now_ms
 from tpf.errors import StaleRecord
 from tpf.loops import repeat
-from tpf.records import Status
+from tpf.records import ExecutionRecord, Status
 from tpf.settings import Timings
 
 log = logging.getLogger("tpf.coordinator")
@@ -40,6 +42,7 @@ class DeadlineSweeper:
     ) -> None:
         self.table, self.store, self.dead_letters = table, store, dead_letters
         self.timings, self.shards = timings, [str(i) for i in range(shards)]
+        self.grace_ms = int(timings.await_stall.total_seconds() * 1000)
         self.admitter, self.resumer = admitter, resumer
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -67,6 +70,40 @@ class DeadlineSweeper:
                     await self.admitter.republish(unit)
                 await self.admitter.admit(unit, now)
         return acted
+
+    async def settle_parked(self, record: ExecutionRecord, now: int) -> bool:
+        """Repair or end a parked execution whose due time passed; True when it acted."""
+        assert record.await_unit_id is not None
+        unit = await self.table.get_unit(record.tenant_id, record.await_unit_id)
+        if unit is None:
+            await self._never_opened(record, now)
+        elif unit.status is UnitStatus.OPEN and unit.deadline_ms > now:
+            # Opened late (its result was delivered again after an outage): wait for it.
+            await self.store.keep_waiting(record, due_at_ms=unit.deadline_ms + self.grace_ms)
+        elif unit.status is UnitStatus.OPEN:
+            return False  # at its deadline: this sweeper's own pass times it out
+        elif unit.status is UnitStatus.COMPLETED:
+            await self.resumer.resume(unit)  # answered, but the resume never landed
+        else:
+            await self._time_out(unit, now)
+        return True
+
+    async def _never_opened(self, record: ExecutionRecord, now: int) -> None:
+        message = "its await unit never opened (the step's result could not be committed)"
+        ended = await self.store.fail(
+            record,
+            transition_key=None,
+            status=Status.DLQ,
+            error_code="AWAIT_NOT_OPENED",
+            message=message,
+            now_ms=now,
+        )
+        metrics.TERMINAL_FAILURES.labels(status=Status.DLQ.value).inc()
+        await self.dead_letters.publish(ended, reason=message, transition_key=None)
+        log.warning(
+            "parked execution had no await unit; dead-lettered",
+            extra={"action": "await-never-opened", "executionId": record.execution_id},
+        )
 
     async def _time_out(self, unit: AwaitUnit, now: int) -> None:
         record = await self.store.get(unit.tenant_id, unit.execution_id)

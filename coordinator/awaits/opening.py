@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -14,12 +13,19 @@ from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.resuming import Resumer
 from coordinator.identities import correlation_id
 from tpf.clock import now_ms
+from tpf.errors import InvalidInput
 from tpf.payloads import PayloadRef, PayloadStore
 from tpf.records import ExecutionRecord
 from tpf.registry import Registry
+from tpf.untrusted import parse_json
 from tpf.wire import Payload, Suspension
 
 log = logging.getLogger("tpf.coordinator")
+
+MAX_REQUEST_BYTES = 128 * 1024
+"""One await request, canonical JSON. It is stored in its interaction (a DynamoDB item holds
+400 KB, with the answer beside it) and sent in one message (SQS carries 256 KiB, envelope and
+signature included), so a larger one could never be opened or sent."""
 
 
 class UnitOpener:
@@ -112,13 +118,23 @@ class UnitOpener:
         return unit, interactions
 
     async def _requests(self, record: ExecutionRecord, payload: Payload) -> list[Any]:
+        """The step's requests, each within ``MAX_REQUEST_BYTES``; else ``InvalidInput``."""
         if payload.payload_ref is not None:
             ref = PayloadRef(tier=payload.payload_ref.tier, digest=payload.payload_ref.digest)
             text = (await self.payloads.get(record.tenant_id, record.execution_id, ref)).decode()
         else:
             text = payload.payload or "[]"
-        value = json.loads(text)
-        return value if isinstance(value, list) else [value]
+        value = parse_json(text, pointer="/requests")
+        requests = value if isinstance(value, list) else [value]
+        for item, request in enumerate(requests):
+            size = len(canonical(request).encode())
+            if size > MAX_REQUEST_BYTES:
+                raise InvalidInput(
+                    f"request {item} is {size} bytes; an await request holds at most "
+                    f"{MAX_REQUEST_BYTES}",
+                    pointer=f"/requests/{item}",
+                )
+        return requests
 
 
 def _interaction_key(

@@ -173,3 +173,7 @@ class AwaitService:
 
     async def sweep_once(self, now: int) -> int:
         return await self.deadlines.sweep_once(now)
+
+    async def settle_parked(self, record: ExecutionRecord, now: int) -> bool:
+        """A parked record past its due time: its unit never opened or closed without it."""
+        return await self.deadlines.settle_parked(record, now)

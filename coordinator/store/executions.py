@@ -95,6 +95,13 @@ class ExecutionStore:
             tenant_id, execution_id, transition_key=transition_key, due_at_ms=deadline_ms
         )
 
+    async def keep_waiting(self, record: ExecutionRecord, *, due_at_ms: int) -> ExecutionRecord:
+        """Move a parked record's due time; like ``renew``, not a change of state: the version
+        stays and the history does not record it."""
+        move = moves.keep_waiting(record, due_at_ms=due_at_ms)
+        await self.table.replace(move.new, move.guard)
+        return move.new
+
     dispatch = _applies(moves.dispatch)
     succeed = _applies(moves.succeed)
     advance = _applies(moves.advance)

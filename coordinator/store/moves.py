@@ -7,10 +7,15 @@
 | renew (heartbeat) | RUNNING, WAIT_RETRY           | transition key            | deadline     |
 | succeed, advance, | RUNNING, WAIT_RETRY           | version + transition key  | next state   |
 | park, retry, fail |                               | (+ deadline passed)       |              |
+| keep_waiting      | WAITING_EXTERNAL              | version + await unit      | due time     |
 | resume            | WAITING_EXTERNAL              | version + await unit      | QUEUED       |
 | finish_await      | WAITING_EXTERNAL              | version + await unit      | SUCCEEDED    |
 | redrive           | DLQ (FAILED when allowed)     | version                   | QUEUED       |
 | cancel            | any non-terminal              | version                   | FAILED       |
+
+A parked (WAITING_EXTERNAL) record is due at its await unit's deadline plus a grace, so the
+sweeper settles it even if its unit never opened or was lost; ``keep_waiting`` moves that due
+time (bookkeeping: the version stays, as with a heartbeat's ``renew``).
 
 WAIT_RETRY may carry a pre-assigned transition key: a retry whose command waits in SQS with a
 delay. Its result commits like a RUNNING one, since the key is unique to that attempt.
@@ -112,8 +117,9 @@ def park(
     step_index: int,
     continuation: PayloadRef | None,
     now_ms: int,
+    due_at_ms: int,
 ) -> Move:
-    """The transition reached an await: wait for the outside world with no due time."""
+    """The transition reached an await: wait for the outside world until ``due_at_ms``."""
     new = record.change(
         status=Status.WAITING_EXTERNAL,
         version=record.version + 1,
@@ -121,12 +127,17 @@ def park(
         await_unit_id=await_unit_id,
         continuation=continuation or record.continuation,
         transition_key=None,
-        due_at_ms=None,
+        due_at_ms=due_at_ms,
         error_code=None,
         error_message=None,
         updated_at_ms=now_ms,
     )
     return Move(new, _in_flight(record, transition_key))
+
+
+def keep_waiting(record: ExecutionRecord, *, due_at_ms: int) -> Move:
+    """Look at a parked record again at ``due_at_ms``; nothing else changes."""
+    return Move(record.change(due_at_ms=due_at_ms), _waiting_on(record, record.await_unit_id))
 
 
 def retry(

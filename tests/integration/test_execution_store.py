@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -11,7 +12,7 @@ from coordinator.store import ExecutionStore
 from tests.waiting import eventually
 from tpf.errors import IdempotencyKeyReused, StaleRecord
 from tpf.payloads import PayloadRef
-from tpf.records import ExecutionRecord, Status, new_execution
+from tpf.records import ExecutionRecord, Status, due_shard, new_execution
 
 NOW = 1_800_000_000_000
 CONTRACT = "sha256:" + "ab" * 32
@@ -179,8 +180,9 @@ async def test_an_await_parks_the_execution_until_its_own_unit_completes(
         step_index=1,
         continuation=None,
         now_ms=NOW,
+        due_at_ms=NOW + 5_000,
     )
-    assert parked.status is Status.WAITING_EXTERNAL and parked.due_at_ms is None
+    assert parked.status is Status.WAITING_EXTERNAL and parked.due_at_ms == NOW + 5_000
     with pytest.raises(StaleRecord):
         await execution_store.dispatch(parked, now_ms=NOW, deadline_ms=NOW + 1)
     with pytest.raises(StaleRecord):
@@ -199,6 +201,43 @@ async def test_an_await_parks_the_execution_until_its_own_unit_completes(
         now_ms=NOW,
     )
     assert resumed.status is Status.QUEUED and resumed.step_index == 2
+
+
+async def test_a_parked_record_is_due_after_its_await_and_can_be_kept_waiting(
+    execution_store: ExecutionStore,
+) -> None:
+    record = await running(execution_store)
+    parked = await execution_store.park(
+        record,
+        transition_key=record.transition_key or "",
+        await_unit_id="unit-1",
+        step_index=1,
+        continuation=None,
+        now_ms=NOW,
+        due_at_ms=NOW + 5_000,
+    )
+    shard = due_shard(record.execution_id, 4)  # the fixtures' stores have four shards
+
+    def listed(at: int) -> Callable[[], Awaitable[bool]]:
+        async def found() -> bool:
+            due = await execution_store.due(shard, now_ms=at)
+            return any(e.execution_id == record.execution_id for e in due)
+
+        return found
+
+    assert not await listed(NOW + 4_999)()
+    assert await eventually(listed(NOW + 5_000), timeout=10)
+    kept = await execution_store.keep_waiting(parked, due_at_ms=NOW + 9_000)
+    assert (kept.version, kept.due_at_ms) == (parked.version, NOW + 9_000)
+    assert await execution_store.get(*record.key) == kept
+    assert await eventually(lambda: _not(listed(NOW + 8_999)), timeout=10)
+    moved_on = kept.change(await_unit_id="unit-2")
+    with pytest.raises(StaleRecord):
+        await execution_store.keep_waiting(moved_on, due_at_ms=NOW + 1)
+
+
+async def _not(check: Callable[[], Awaitable[bool]]) -> bool:
+    return not await check()
 
 
 async def test_a_sweeper_dispatches_a_retry_only_once_it_is_due(

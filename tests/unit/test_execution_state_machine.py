@@ -126,6 +126,7 @@ class ExecutionLifecycle(RuleBasedStateMachine):
                 step_index=r.step_index + 1,
                 continuation=None,
                 now_ms=now,
+                due_at_ms=now + 1_000,
             ),
             "retry": lambda r: store.retry(
                 r, transition_key=key, error_code="E", message="m", due_at_ms=now + 20, now_ms=now
@@ -220,8 +221,10 @@ class ExecutionLifecycle(RuleBasedStateMachine):
     @invariant()
     def deadlines_match_the_status(self) -> None:
         record = self.current()
-        if record.terminal or record.status is Status.WAITING_EXTERNAL:
+        if record.terminal:
             assert record.due_at_ms is None and record.transition_key is None
+        if record.status is Status.WAITING_EXTERNAL:  # due: the sweeper repairs a lost unit
+            assert record.due_at_ms is not None and record.transition_key is None
         if record.status is Status.RUNNING:
             assert record.due_at_ms is not None and record.transition_key is not None
 

@@ -15,10 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.provision import ProvisionReport, describe_live, provision, teardown
+from infra.provision import ProvisionReport, describe_live, teardown
 from infra.template import render, stack_template
 from tpf.settings import Settings
 from tpf.substrate import resolve_endpoints
+from tpfctl.provisioning import bring_up
 
 app = typer.Typer(
     help="Provision, remove and inspect the stack's tables, queues and buckets.",
@@ -41,12 +42,16 @@ _ACTION_STYLES = {
 def up(as_json: JsonOption = False) -> None:
     """Create what is missing and repair what drifted; a second run changes nothing."""
     settings = Settings()
-    report = provision(settings, endpoints=resolve_endpoints(settings))
+    update = bring_up(settings, endpoints=resolve_endpoints(settings))
     if as_json:
-        _print_json(report.to_dict())
+        _print_json(update.to_dict())
         return
+    report = update.resources
     _print_report(report)
-    if report.changed:
+    for upgrade in update.upgrades:
+        if upgrade.ran:
+            out.print(f"upgraded: {upgrade.summary} ({upgrade.changed} changed) [{upgrade.id}]")
+    if update.changed:
         out.print(f"stack {settings.stack} is up: {_counts(report)} in {report.elapsed:.1f}s")
     else:
         out.print(f"nothing to change: stack {settings.stack} is up to date")

@@ -1,0 +1,100 @@
+"""`tpf infra up` upgrades a stack an earlier main provisioned, and what it held finishes.
+
+Each snapshot in ``tests/upgrades/stacks`` is a stack as a released main left it, holding an
+order parked at the restaurant approval (``python -m tests.upgrades.snapshot`` makes one).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from coordinator.upgrades import UPGRADES
+from examples.restaurant_approval import PIPELINE_ID
+from tests.e2e.test_cli import clean_env, tpf
+from tests.e2e.test_fleet import finished
+from tests.substrates import unique_stack
+from tests.upgrades.snapshot import SIGNING_SECRET, TOKEN, restore
+from tpf.settings import Settings
+from tpfctl.stack import StackSpec, owned_stack
+
+SNAPSHOTS = sorted((Path(__file__).parents[1] / "upgrades" / "stacks").glob("*.json"))
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def aws(endpoint: str) -> dict[str, Any]:
+    session = boto3.session.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
+    return {s: session.client(s, endpoint_url=endpoint) for s in ("dynamodb", "sqs", "s3")}
+
+
+def applied_before(snapshot: dict[str, Any]) -> set[str]:
+    """The upgrades the snapshot's stack already had (its registry's ledger)."""
+    [registry] = [t for n, t in snapshot["tables"].items() if n.endswith("-registry")]
+    keys = [(i["pk"]["S"], i["sk"]["S"]) for i in registry["items"]]
+    return {sk.removeprefix("upgrade#") for pk, sk in keys if pk == "stack"}
+
+
+@pytest.mark.parametrize("snapshot", SNAPSHOTS, ids=[p.stem for p in SNAPSHOTS])
+def test_infra_up_upgrades_an_earlier_stack_and_its_parked_approval_finishes(
+    snapshot: Path, markers: Path, tmp_path: Path
+) -> None:
+    name, seen = unique_stack(), {}
+
+    def upgrade(settings: Settings, env: dict[str, str]) -> None:
+        clients = aws(env["AWS_ENDPOINT_URL"])
+        seen["snapshot"] = restore(
+            snapshot.read_text(), clients, stack=name, endpoint=env["AWS_ENDPOINT_URL"]
+        )
+        upgraded = tpf("infra", "up", "--json", env=clean_env(tmp_path, **env), timeout=120)
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+        seen["report"] = json.loads(upgraded.stdout)
+        again = tpf("infra", "up", env=clean_env(tmp_path, **env), timeout=120)
+        assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout
+        seen["record"] = clients["dynamodb"].get_item(
+            TableName=settings.resource("executions"),
+            Key={"pk": {"S": f"acme#{seen['snapshot']['parked']['executionId']}"}},
+            ConsistentRead=True,
+        )["Item"]
+
+    spec = StackSpec(
+        substrate="embedded",
+        stack=name,
+        profile="test",
+        workers=1,
+        pipelines=("examples.restaurant_approval:restaurant_approval",),
+        register=False,  # the snapshot holds the release its parked execution is pinned to
+        control_plane_token=TOKEN,
+        admin_token=TOKEN,
+        extra_env={"TPF_SIGNING_SECRET": SIGNING_SECRET, "TPF_TEST_MARKERS": str(markers)},
+    )
+    with owned_stack(spec, workdir=tmp_path / "fleet", prepare=upgrade) as stack:
+        ran = {u["id"]: u for u in seen["report"]["upgrades"]}
+        assert set(ran) == {u.id for u in UPGRADES} - applied_before(seen["snapshot"])
+        assert all(u["ran"] for u in ran.values())
+        if "2026-12-parked-due-time" in ran:
+            assert ran["2026-12-parked-due-time"]["changed"] == 1
+            assert seen["record"]["st"]["S"] == "WAITING_EXTERNAL" and "dt" in seen["record"]
+
+        parked = seen["snapshot"]["parked"]
+        env = clean_env(tmp_path, **stack.env, TPF_API_URL=stack.api_url)
+        approved = tpf("approvals", "approve", parked["interactionId"], "--tenant", "acme", env=env)
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        with httpx.Client(
+            base_url=f"{stack.api_url}/tpf/control-plane/tenants/acme",
+            headers={"Authorization": f"Bearer {stack.control_plane_token}"},
+            timeout=10,
+        ) as api:
+            status = finished(api, parked["executionId"], timeout=60)
+            assert status["status"] == "SUCCEEDED", status
+            result = api.get(f"/executions/{parked['executionId']}/result").json()
+            decided = json.loads(result["resultPayload"]["payload"])
+            assert decided["outcome"] == "APPROVED"
+            assert status["pipelineId"] == PIPELINE_ID

@@ -1,0 +1,80 @@
+"""The upgrade ledger and the parked-due-time backfill, over the in-memory fakes."""
+
+from __future__ import annotations
+
+from coordinator.store.port import Guard
+from coordinator.testing import InMemoryCoordinator
+from coordinator.upgrades import UPGRADES, Upgrade, UpgradeContext, upgrade_stack
+from coordinator.upgrades.parked_due import parked_due_times
+from examples.restaurant_approval import restaurant_approval
+from tests.unit.test_awaits import parked
+from tpf.records import ExecutionRecord, Status
+from tpf.registry.memory import InMemoryRegistryTable
+
+NOW = 5_000_000
+
+
+async def coordinator() -> InMemoryCoordinator:
+    c = InMemoryCoordinator.create()
+    await c.register(restaurant_approval)
+    return c
+
+
+def context(c: InMemoryCoordinator) -> UpgradeContext:
+    return UpgradeContext(
+        store=c.store, awaits=c.await_table, timings=c.settings.timings, now_ms=NOW
+    )
+
+
+async def as_an_earlier_main_parked_it(c: InMemoryCoordinator, key: str) -> ExecutionRecord:
+    """A parked record with no due time, as mains before 2026-12 wrote it."""
+    execution_id, _ = await parked(c, key)
+    record = await c.service.status("acme", execution_id)
+    earlier = record.change(due_at_ms=None)
+    waiting = frozenset({Status.WAITING_EXTERNAL})
+    await c.table.replace(earlier, Guard(version=record.version, statuses=waiting))
+    return earlier
+
+
+async def test_each_upgrade_runs_once_and_a_fresh_stack_only_records_them() -> None:
+    runs: list[str] = []
+
+    async def counted(_: UpgradeContext) -> int:
+        runs.append("ran")
+        return 3
+
+    upgrades = (Upgrade("u1", "one", counted), Upgrade("u2", "two", counted))
+    c, ledger = await coordinator(), InMemoryRegistryTable()
+    first = await upgrade_stack(upgrades, context(c), ledger, fresh=False)
+    assert [(a.id, a.changed, a.ran) for a in first] == [("u1", 3, True), ("u2", 3, True)]
+    assert await upgrade_stack(upgrades, context(c), ledger, fresh=False) == []
+    assert len(runs) == 2
+
+    fresh = await upgrade_stack(upgrades, context(c), InMemoryRegistryTable(), fresh=True)
+    assert [(a.id, a.ran) for a in fresh] == [("u1", False), ("u2", False)]
+    assert len(runs) == 2
+
+
+async def test_parked_records_without_a_due_time_get_one() -> None:
+    c = await coordinator()
+    with_unit = await as_an_earlier_main_parked_it(c, "a")
+    unit = await c.await_table.get_unit("acme", with_unit.await_unit_id or "")
+    assert unit is not None
+    without_unit = await as_an_earlier_main_parked_it(c, "b")
+    del c.await_table.units[("acme", without_unit.await_unit_id or "")]  # lost, never opened
+    current, _ = await parked(c, "c")  # parked by this main: has its own due time
+    before = await c.service.status("acme", current)
+
+    assert await parked_due_times(context(c)) == 2
+    grace = int(c.settings.timings.await_stall.total_seconds() * 1000)
+    upgraded = await c.service.status("acme", with_unit.execution_id)
+    assert upgraded.due_at_ms == unit.deadline_ms + grace
+    assert upgraded.version == with_unit.version  # not a change of state
+    assert (await c.service.status("acme", without_unit.execution_id)).due_at_ms == NOW
+    assert await c.service.status("acme", current) == before
+    assert await parked_due_times(context(c)) == 0  # idempotent
+
+
+def test_upgrade_ids_are_unique() -> None:
+    ids = [u.id for u in UPGRADES]
+    assert len(ids) == len(set(ids))
