@@ -65,14 +65,15 @@ class UploadedObject:
 
     @property
     def idempotency_key(self) -> str:
-        """The same for every notification of one object version.
+        """The same for every notification of the same bytes under one key.
 
-        From bucket, key and version id when the bucket is versioned, else from the ETag, so an
-        identical re-upload to an unversioned bucket is the same execution and different content
-        under the same key is another one.
+        From bucket, key and ETag: an identical re-upload is the same execution, different
+        content under the same key another one (which reads its own version, see the CSV
+        pipeline's ``Files.read``). Only a notification without an ETag falls back to the
+        version id.
         """
         version = self.version_id if self.version_id not in (None, "", _NULL_VERSION) else None
-        identity = version if version is not None else f"etag:{self.etag or ''}"
+        identity = f"etag:{self.etag}" if self.etag or version is None else version
         material = f"{self.bucket}\x1f{self.key}\x1f{identity}"
         return "s3:" + hashlib.sha256(material.encode()).hexdigest()[:40]
 

@@ -59,14 +59,15 @@ def lifecycle_rules(bucket: Bucket) -> list[dict[str, Any]]:
     if bucket.expire_after is None:
         return []
     days = max(1, math.ceil(bucket.expire_after / timedelta(days=1)))
-    return [
-        {
-            "ID": "expire",
-            "Status": "Enabled",
-            "Filter": {"Prefix": ""},
-            "Expiration": {"Days": days},
-        }
-    ]
+    rule: dict[str, Any] = {
+        "ID": "expire",
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "Expiration": {"Days": days},
+    }
+    if bucket.versioned:  # an overwritten version expires as long after as the current one
+        rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
+    return [rule]
 
 
 def _normalized_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -80,6 +81,9 @@ def _normalized_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "status": rule.get("Status"),
                 "prefix": prefix(rule),
                 "expiration_days": (rule.get("Expiration") or {}).get("Days"),
+                "noncurrent_days": (rule.get("NoncurrentVersionExpiration") or {}).get(
+                    "NoncurrentDays"
+                ),
             }
             for rule in rules
         ),
@@ -110,6 +114,23 @@ def _ensure_lifecycle(client: Any, bucket: Bucket, physical: str) -> list[str]:
     else:
         client.delete_bucket_lifecycle(Bucket=physical)
     return ["lifecycle"]
+
+
+# -- versioning ----------------------------------------------------------------------------
+
+
+def _versioning(client: Any, physical: str) -> str | None:
+    status = client.get_bucket_versioning(Bucket=physical).get("Status")
+    return str(status) if status else None
+
+
+def _ensure_versioning(client: Any, bucket: Bucket, physical: str) -> list[str]:
+    """Turn versioning on where declared. Never off: a bucket once versioned can only be
+    suspended, and the versions it holds would stay; that is a decision for an operator."""
+    if not bucket.versioned or _versioning(client, physical) == "Enabled":
+        return []
+    client.put_bucket_versioning(Bucket=physical, VersioningConfiguration={"Status": "Enabled"})
+    return ["versioning"]
 
 
 # -- notification --------------------------------------------------------------------------
@@ -175,7 +196,8 @@ def ensure(
     created = not exists(client, physical)
     if created:
         _create(client, physical, region)
-    changes = _ensure_lifecycle(client, bucket, physical)
+    changes = _ensure_versioning(client, bucket, physical)
+    changes += _ensure_lifecycle(client, bucket, physical)
     changes += _ensure_notification(client, bucket, physical, queue_arn)
     action: Action = "created" if created else "updated" if changes else "unchanged"
     return action, changes
@@ -239,6 +261,7 @@ def live(client: Any, physical: str) -> dict[str, Any]:
     return {
         "physical": physical,
         "exists": True,
+        "versioning": _versioning(client, physical),
         "lifecycle": _normalized_rules(_current_rules(client, physical)),
         "notification": notification["queues"],
         "other_notifications": sorted(k for k in notification if k != "queues"),

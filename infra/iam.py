@@ -154,6 +154,8 @@ def worker_role(
             (*OBJECT_READ, "s3:GetObjectVersion"),
             [_below(ids("bucket", "inbox"), "/*")],
         ),
+        # Which version of an upload its notice meant, when the notice names none (by ETag).
+        _statement("ListUploadVersions", ("s3:ListBucketVersions",), [arn(ids("bucket", "inbox"))]),
         _statement("WriteResults", OBJECT_WRITE, [_below(ids("bucket", "outbox"), "/*")]),
         _statement(
             "ReadRegistry",

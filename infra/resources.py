@@ -80,6 +80,8 @@ class Bucket:
     expire_after: timedelta | None = None
     notification: Notification | None = None
     purpose: str = ""
+    versioned: bool = False
+    """Keep every version of an object: an overwrite cannot change what an execution reads."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,7 @@ def describe(settings: Settings, *, releases: Iterable[Release] = ()) -> StackDe
                 expire_after=EXECUTION_TTL + timedelta(days=1),
                 notification=Notification("ingest", suffix=".csv"),
                 purpose="CSV uploads; each object starts one execution",
+                versioned=True,
             ),
             Bucket("outbox", expire_after=EXECUTION_TTL + timedelta(days=1), purpose="CSV results"),
             Bucket("releases", purpose="release artifacts"),

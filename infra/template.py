@@ -222,11 +222,22 @@ def _bucket_resources(stack: StackDescription) -> dict[str, Any]:
                 "Id": rule["ID"],
                 "Status": rule["Status"],
                 "ExpirationInDays": rule["Expiration"]["Days"],
+                **(
+                    {
+                        "NoncurrentVersionExpiration": {
+                            "NoncurrentDays": rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+                        }
+                    }
+                    if "NoncurrentVersionExpiration" in rule
+                    else {}
+                ),
             }
             for rule in _buckets.lifecycle_rules(bucket)
         ]
         if rules:
             properties["LifecycleConfiguration"] = {"Rules": rules}
+        if bucket.versioned:
+            properties["VersioningConfiguration"] = {"Status": "Enabled"}
         resource: dict[str, Any] = {"Type": "AWS::S3::Bucket", **KEPT}
         if bucket.notification:
             note = bucket.notification

@@ -72,6 +72,8 @@ class PaymentsReport(_Model):
     rejected: int
     invalid: int
     no_answer: int
+    error: int = 0
+    """Rows whose provider answer was unusable (a fee or reference out of shape)."""
 
 
 csv_payments = Pipeline(
@@ -84,7 +86,7 @@ csv_payments = Pipeline(
 @csv_payments.step(id="ReadPaymentsFile")
 async def read_payments(source: CsvObject, ctx: StepContext) -> PaymentBatch:
     store = files()
-    parsed = parse_csv(await store.read(source.bucket, source.key, source.version_id))
+    parsed = parse_csv(await store.read(source.bucket, source.key, source.version_id, source.etag))
     manifest = Manifest(source=source, rejected=parsed.rejected)
     await store.write(
         store.bucket("payloads"),
@@ -136,6 +138,7 @@ async def write_output(
         rejected=statuses.count("REJECTED"),
         invalid=statuses.count("INVALID"),
         no_answer=statuses.count("NO_ANSWER"),
+        error=statuses.count("ERROR"),
     )
 
 

@@ -12,13 +12,15 @@ File-level errors end the execution: they raise :class:`NonRetryable` with ``CSV
 ``CSV_MALFORMED`` (what the ``csv`` module refuses, such as a field over its size limit).
 
 Row-level errors reject only that row, as a :class:`RejectedLine` with the first reason found,
-checked in this order: column count, empty id, duplicate id (any earlier row carrying the id,
-valid or not, is its first occurrence), empty recipient, unknown currency (an ISO 4217 code
-from :data:`MINOR_UNITS`, upper case), amount not a plain decimal (``12``, ``12.5``; no ``+``,
-exponent or separators), not above zero, more than 18 integer digits, or more decimals than
-the currency's minor units (trailing zeros count: ``1.230`` USD is rejected). Cells are
-stripped; an accepted amount is carried as a string with exactly the currency's minor units
-(``"12.50"``), computed with :class:`~decimal.Decimal` only.
+checked in this order: column count, empty id, an id outside :data:`PAYMENT_ID` (ASCII letters
+and digits first, then also ``.``, ``_``, ``-``; at most 64 characters: no formula can start
+one, and no look-alike letter from another script passes), duplicate id (any earlier row
+carrying the id, valid or not, is its first occurrence), empty recipient, unknown currency
+(an ISO 4217 code from :data:`MINOR_UNITS`, upper case), amount not a plain decimal (``12``,
+``12.5``; no ``+``, exponent or separators), not above zero, more than 18 integer digits, or
+more decimals than the currency's minor units (trailing zeros count: ``1.230`` USD is
+rejected). Cells are stripped; an accepted amount is carried as a string with exactly the
+currency's minor units (``"12.50"``), computed with :class:`~decimal.Decimal` only.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ MINOR_UNITS: Final[Mapping[str, int]] = MappingProxyType({
 })
 # fmt: on
 """ISO 4217 codes accepted, with their minor units (decimal places)."""
+
+PAYMENT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""What a payment id may be: it keys the provider's idempotency and appears in every output."""
+PROVIDER_REFERENCE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+"""What a provider's reference must look like to be written to the output."""
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+"""A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)."""
 
 _NO_ANSWER: Final = {"status": "NO_ANSWER", "message": "no answer from the payment provider"}
 _AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
@@ -89,16 +98,20 @@ class ParsedFile(_Model):
 
 
 class ProviderAnswer(_Model):
+    """What a provider answers for one payment. Its fields are checked per row when the output
+    is written (:func:`answer_problem`), so a wrong answer marks its row ``ERROR`` instead of
+    being refused at completion and leaving the payment without an answer."""
+
     status: Literal["APPROVED", "REJECTED"]
-    provider_reference: str
-    fee: str
-    message: str
+    provider_reference: str = Field(max_length=256)
+    fee: str = Field(max_length=64)
+    message: str = Field(max_length=1024)
 
 
 class OutputLine(_Model):
     line: int
     payment_id: str | None
-    status: Literal["APPROVED", "REJECTED", "INVALID", "NO_ANSWER"]
+    status: Literal["APPROVED", "REJECTED", "INVALID", "NO_ANSWER", "ERROR"]
     provider_reference: str = ""
     fee: str = ""
     message: str
@@ -180,7 +193,8 @@ def provider_decision(payment: PaymentRecord) -> ProviderAnswer:
 def output_lines(parsed: ParsedFile, answers: dict[str, ProviderAnswer]) -> list[OutputLine]:
     """One line per data row, in file order: the provider's answer, ``INVALID`` or ``NO_ANSWER``.
 
-    ``answers`` is keyed by payment id (ids are unique among accepted payments).
+    ``answers`` is keyed by payment id (ids are unique among accepted payments). An answer
+    that fails :func:`answer_problem` makes its row ``ERROR`` with the reason.
     """
     lines = [
         OutputLine(line=bad.line, payment_id=bad.payment_id, status="INVALID", message=bad.reason)
@@ -188,9 +202,30 @@ def output_lines(parsed: ParsedFile, answers: dict[str, ProviderAnswer]) -> list
     ]
     for payment in parsed.payments:
         answer = answers.get(payment.payment_id)
-        fields = answer.model_dump(by_alias=False) if answer else _NO_ANSWER
+        problem = answer_problem(payment, answer) if answer else None
+        if problem:
+            fields: Mapping[str, str] = {"status": "ERROR", "message": problem}
+        else:
+            fields = answer.model_dump(by_alias=False) if answer else _NO_ANSWER
         lines.append(OutputLine(line=payment.line, payment_id=payment.payment_id, **fields))
     return sorted(lines, key=lambda line: line.line)
+
+
+def answer_problem(payment: PaymentRecord, answer: ProviderAnswer) -> str | None:
+    """Why the provider's answer cannot be written as it is, or None.
+
+    The fee is a non-negative plain decimal with at most the currency's minor units (``2.801``
+    EUR is wrong, not rounded); the reference matches :data:`PROVIDER_REFERENCE`.
+    """
+    digits = MINOR_UNITS[payment.currency]
+    fee = answer.fee
+    if not _AMOUNT.fullmatch(fee) or fee.startswith("-"):
+        return f"provider answered fee {_show(fee)}, not a non-negative decimal"
+    if len(fee.partition(".")[2]) > digits:
+        return f"provider answered fee {_show(fee)} with more than {digits} decimals"
+    if not PROVIDER_REFERENCE.fullmatch(answer.provider_reference):
+        return f"provider answered reference {_show(answer.provider_reference)}, not a reference"
+    return None
 
 
 def render_csv(lines: list[OutputLine]) -> bytes:
@@ -204,7 +239,7 @@ def render_csv(lines: list[OutputLine]) -> bytes:
         rows.append(
             (line.payment_id or "", line.status, line.provider_reference, line.fee, line.message)
         )
-    return "".join(",".join(map(_quoted, row)) + "\n" for row in rows).encode("utf-8")
+    return "".join(",".join(_quoted(_inert(c)) for c in row) + "\n" for row in rows).encode()
 
 
 def _records(text: str) -> Iterator[tuple[int, list[str], str]]:
@@ -236,6 +271,8 @@ def _validate(line: int, row: list[str], first_seen: int | None) -> PaymentRecor
     payment_id, recipient, text, currency = (cell.strip() for cell in row)
     if not payment_id:
         return "empty id"
+    if not PAYMENT_ID.fullmatch(payment_id):
+        return f"id {_show(payment_id)} is not 1-64 ASCII letters, digits, '.', '_' or '-'"
     if first_seen is not None:
         return f"duplicate id {payment_id} (first on line {first_seen})"
     if not recipient:
@@ -269,6 +306,12 @@ def _minor(amount: Decimal, digits: int) -> Decimal:
 def _rejected(reference: str, digits: int, message: str) -> ProviderAnswer:
     fee = str(_minor(Decimal(0), digits))
     return ProviderAnswer(status="REJECTED", provider_reference=reference, fee=fee, message=message)
+
+
+def _inert(cell: str) -> str:
+    """The cell as text a spreadsheet will not evaluate: a leading ``'`` before any formula
+    start (OWASP's CSV injection guidance); every other cell is unchanged."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 def _quoted(cell: str) -> str:

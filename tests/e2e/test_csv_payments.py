@@ -169,3 +169,23 @@ def test_tpf_upload_follows_a_bad_file_to_its_error_code(fleet: OwnedStack, tmp_
     summary = json.loads(done.stdout)
     assert summary["status"]["status"] == "FAILED"
     assert summary["status"]["errorCode"] == "CSV_BAD_HEADER"
+
+
+def test_a_file_overwritten_within_a_second_is_processed_as_each_upload(
+    fleet: OwnedStack,
+) -> None:
+    """A then B to one key before A's execution reads it: each runs on its own bytes."""
+    first = b"ID,Recipient,Amount,Currency\nOVR-A1,Ada,1.00,EUR\nOVR-A2,Ada,2.00,EUR\n"
+    second = b"ID,Recipient,Amount,Currency\nOVR-B1,Bob,3.00,EUR\n"
+    a = upload(fleet, "race/same.csv", first)
+    b = upload(fleet, "race/same.csv", second)
+    assert a != b
+    outputs = {}
+    s3 = sync_client(fleet.settings, "s3", endpoints=fleet.endpoints)
+    for execution_id in (a, b):
+        ended = wait_terminal(fleet, execution_id, timeout=120)
+        assert ended["status"] == "SUCCEEDED", ended
+        report = ended["result"]
+        written = s3.get_object(Bucket=report["outputBucket"], Key=report["outputKey"])
+        outputs[execution_id] = written["Body"].read()
+    assert outputs == {a: expected_output(first), b: expected_output(second)}

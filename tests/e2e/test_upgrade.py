@@ -16,11 +16,14 @@ import pytest
 
 from coordinator.upgrades import UPGRADES
 from examples.restaurant_approval import PIPELINE_ID
+from infra.provision import provision
+from infra.resources import WORK_QUEUE_PREFIX
 from tests.e2e.test_cli import clean_env, tpf
 from tests.e2e.test_fleet import finished
 from tests.substrates import unique_stack
 from tests.upgrades.snapshot import SIGNING_SECRET, TOKEN, restore
 from tpf.settings import Settings
+from tpf.substrate import resolve_endpoints
 from tpfctl.stack import StackSpec, owned_stack
 
 SNAPSHOTS = sorted((Path(__file__).parents[1] / "upgrades" / "stacks").glob("*.json"))
@@ -33,6 +36,36 @@ def aws(endpoint: str) -> dict[str, Any]:
         aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
     )
     return {s: session.client(s, endpoint_url=endpoint) for s in ("dynamodb", "sqs", "s3")}
+
+
+def shape(settings: Settings, env: dict[str, str]) -> Any:
+    """What ``tpf infra describe`` says of a stack, without names, counts and messages."""
+    described = tpf("infra", "describe", "--json", env={**env, "TPF_STACK": settings.stack})
+    assert described.returncode == 0, described.stderr
+    text = described.stdout.replace(settings.stack, "{stack}")
+    live = json.loads(text)
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: strip(v)
+                for k, v in value.items()
+                # Release queues come with releases, which a fresh stack has none of.
+                if k not in ("item_count", "messages", "endpoints", "stack")
+                and not k.startswith(WORK_QUEUE_PREFIX)
+            }
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(live)
+
+
+def fresh_stack(settings: Settings) -> Settings:
+    """A stack of the same substrate that this main provisions from nothing."""
+    fresh = settings.model_copy(update={"stack": unique_stack()})
+    provision(fresh, endpoints=resolve_endpoints(fresh))
+    return fresh
 
 
 def applied_before(snapshot: dict[str, Any]) -> set[str]:
@@ -58,6 +91,9 @@ def test_infra_up_upgrades_an_earlier_stack_and_its_parked_approval_finishes(
         seen["report"] = json.loads(upgraded.stdout)
         again = tpf("infra", "up", env=clean_env(tmp_path, **env), timeout=120)
         assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout
+        # Upgraded, it is the stack this main provisions from nothing.
+        cli_env = clean_env(tmp_path, **env)
+        assert shape(settings, cli_env) == shape(fresh_stack(settings), cli_env)
         seen["record"] = clients["dynamodb"].get_item(
             TableName=settings.resource("executions"),
             Key={"pk": {"S": f"acme#{seen['snapshot']['parked']['executionId']}"}},

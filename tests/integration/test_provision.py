@@ -108,6 +108,11 @@ def test_buckets_expire_payloads_and_the_inbox_notifies_the_ingest_queue(
         assert found["exists"], bucket.name
         days = [rule["expiration_days"] for rule in found["lifecycle"]]
         assert days == ([bucket.expire_after.days] if bucket.expire_after else []), bucket.name
+        # Only the inbox keeps versions (an overwrite cannot change what an execution reads),
+        # and they expire like the current one.
+        assert found["versioning"] == ("Enabled" if bucket.name == "inbox" else None)
+        noncurrent = [rule["noncurrent_days"] for rule in found["lifecycle"]]
+        assert noncurrent == (days if bucket.name == "inbox" else [None] * len(days))
     ingest_arn = live["queues"]["ingest"]["arn"]
     assert live["buckets"]["inbox"]["notification"] == [
         {"queue_arn": ingest_arn, "events": ["s3:ObjectCreated:*"], "filter": {"suffix": ".csv"}}
@@ -156,7 +161,7 @@ def test_a_queue_visibility_changed_by_hand_is_restored(substrate_stack: TestSta
     assert restored["Attributes"]["VisibilityTimeout"] == str(int(declared.total_seconds()))
 
 
-def test_drift_in_ttl_lifecycle_notification_and_queue_policy_is_repaired(
+def test_drift_in_ttl_lifecycle_versioning_notification_and_queue_policy_is_repaired(
     throwaway: TestStack,
 ) -> None:
     ddb, s3, sqs = (_client(throwaway, s) for s in ("dynamodb", "s3", "sqs"))
@@ -166,6 +171,7 @@ def test_drift_in_ttl_lifecycle_notification_and_queue_policy_is_repaired(
         TimeToLiveSpecification={"Enabled": False, "AttributeName": "ttl"},
     )
     s3.delete_bucket_lifecycle(Bucket=name("outbox"))
+    s3.put_bucket_versioning(Bucket=name("inbox"), VersioningConfiguration={"Status": "Suspended"})
     s3.put_bucket_notification_configuration(Bucket=name("inbox"), NotificationConfiguration={})
     sqs.set_queue_attributes(QueueUrl=_queue_url(throwaway, "ingest"), Attributes={"Policy": ""})
 
@@ -175,7 +181,7 @@ def test_drift_in_ttl_lifecycle_notification_and_queue_policy_is_repaired(
         "table:history": ("ttl",),
         "queue:ingest": ("Policy",),
         "bucket:outbox": ("lifecycle",),
-        "bucket:inbox": ("notification",),
+        "bucket:inbox": ("versioning", "notification"),
     }
     assert set(report.actions().values()) == {"updated", "unchanged"}
     assert not provision(throwaway.settings, endpoints=throwaway.endpoints).changed

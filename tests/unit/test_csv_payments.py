@@ -12,7 +12,7 @@ import pytest
 
 from coordinator.awaits import CompletionRequest
 from coordinator.testing import InMemoryCoordinator
-from examples.csv_payments.files import InMemoryFiles, use_files
+from examples.csv_payments.files import InMemoryFiles, etag_of, use_files
 from examples.csv_payments.pipeline import csv_payments
 from tests.unit.drive import WORKER, commands
 from tpf.clock import now_ms
@@ -52,12 +52,14 @@ def rows(n: int, *, start: int = 1) -> str:
 
 
 async def upload(c: InMemoryCoordinator, files: InMemoryFiles, key: str, text: bytes | str) -> str:
-    files.objects[(INBOX, key)] = text.encode() if isinstance(text, str) else text
+    """Write a version of ``key`` and submit it as the ingest channel would (by its ETag)."""
+    data = text.encode() if isinstance(text, str) else text
+    await files.write(INBOX, key, data, "text/csv")
     outcome = await c.service.submit(
         tenant_id="acme",
         pipeline_id=csv_payments.id,
-        value={"bucket": INBOX, "key": key},
-        idempotency_key=key,
+        value={"bucket": INBOX, "key": key, "etag": etag_of(data)},
+        idempotency_key=f"{key}:{etag_of(data)}",
         now_ms=now_ms(),
     )
     return outcome.record.execution_id
@@ -70,6 +72,7 @@ class Provider:
         self.c = c
         self.most_out = 0
         self.requests: list[AwaitRequest] = []
+        self.decide = default_decide
 
     async def answer(self, *, keep: Callable[[AwaitRequest], bool] = lambda r: True) -> int:
         self.most_out = max(self.most_out, len(self.c.await_requests.messages))
@@ -80,7 +83,7 @@ class Provider:
             self.requests.append(request)
             await self.c.await_requests.delete(message.receipt)
             if keep(request):
-                answer = default_decide(request.request_payload)
+                answer = self.decide(request.request_payload)
                 await self.c.await_completions.send(Outgoing(completion(request, answer).to_json()))
                 answered += 1
         return answered
@@ -274,3 +277,40 @@ async def test_a_unit_counted_complete_with_an_answer_missing_does_not_resume(
     assert await c.awaits.sweep_once(unit.look_at_ms + 1) == 1
 
     assert (await c.service.status("acme", execution_id)).status is Status.WAITING_EXTERNAL
+
+
+async def test_an_overwritten_upload_is_read_as_it_was_uploaded(files: InMemoryFiles) -> None:
+    c = coordinator()
+    await c.register(csv_payments)
+    first = await upload(c, files, "in/same.csv", rows(2))
+    second = await upload(c, files, "in/same.csv", rows(3, start=10))  # before the first ran
+    provider = Provider(c)
+    await run(c, provider)
+    ids = {}
+    for execution_id in (first, second):
+        report = (await c.service.result("acme", execution_id)).result
+        ids[execution_id] = [line[0] for line in output(files, report)[1:]]
+    assert ids == {first: ["p1", "p2"], second: ["p10", "p11", "p12"]}
+    assert sorted(r.request_payload["paymentId"] for r in provider.requests) == sorted(
+        ["p1", "p2", "p10", "p11", "p12"]
+    )
+
+
+async def test_an_unusable_provider_answer_is_an_error_row_not_a_stuck_unit(
+    files: InMemoryFiles,
+) -> None:
+    c = coordinator()
+    await c.register(csv_payments)
+    execution_id = await upload(c, files, "in/fees.csv", rows(2))
+    provider = Provider(c)
+    provider.decide = lambda payment: {  # type: ignore[method-assign]
+        **default_decide(payment),
+        **({"fee": "=1+1"} if payment["paymentId"] == "p1" else {}),
+    }
+    await run(c, provider)
+    assert (await c.service.status("acme", execution_id)).status is Status.SUCCEEDED
+    report = (await c.service.result("acme", execution_id)).result
+    by_id = {line[0]: line for line in output(files, report)[1:]}
+    assert by_id["p1"][1] == "ERROR" and "not a non-negative decimal" in by_id["p1"][4]
+    assert by_id["p2"][1] == "APPROVED"
+    assert report["error"] == 1

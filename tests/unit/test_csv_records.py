@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from examples.csv_payments.records import (
+    FORMULA_STARTS,
     MINOR_UNITS,
+    PAYMENT_ID,
     OutputLine,
     ParsedFile,
     PaymentRecord,
@@ -472,6 +474,7 @@ def test_input_quoting_round_trip(recipient: str) -> None:
 _cells = st.text(st.characters(codec="utf-8"), min_size=1, max_size=20).filter(
     lambda s: s == s.strip()
 )
+_ids = st.from_regex(PAYMENT_ID, fullmatch=True)
 
 
 @st.composite
@@ -479,7 +482,7 @@ def valid_rows(draw: st.DrawFn) -> tuple[str, str, str, str]:
     currency = draw(st.sampled_from(sorted(MINOR_UNITS)))
     minor = draw(st.integers(min_value=1, max_value=10**15))
     amount = str(Decimal(minor).scaleb(-MINOR_UNITS[currency]))
-    return draw(_cells), draw(_cells), amount, currency
+    return draw(_ids), draw(_cells), amount, currency
 
 
 @given(
@@ -537,9 +540,67 @@ def test_rendered_output_reads_back_cell_for_cell(lines: list[OutputLine]) -> No
     assert data.endswith(b"\n")
     rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
     assert rows[1:] == [
-        [line.payment_id or "", line.status, line.provider_reference, line.fee, line.message]
+        [inert(c) for c in (line.payment_id or "", line.status, line.provider_reference, line.fee)]
+        + [inert(line.message)]
         for line in lines
     ]
+    assert not any(cell.startswith(FORMULA_STARTS) for row in rows for cell in row)
+
+
+def inert(cell: str) -> str:
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+@pytest.mark.parametrize(
+    ("payment_id", "why"),
+    [
+        ('=HYPERLINK("http://x","y")', "is not 1-64 ASCII"),
+        ("-2+3", "is not 1-64 ASCII"),
+        ("@SUM(A1)", "is not 1-64 ASCII"),
+        ("+1", "is not 1-64 ASCII"),
+        ("p\u0430y-1", "is not 1-64 ASCII"),  # a Cyrillic a: looks like p-a-y
+        ("\uff50-1", "is not 1-64 ASCII"),  # fullwidth p: NFKC would fold it, NFC does not
+        ("x" * 65, "is not 1-64 ASCII"),
+    ],
+)
+def test_ids_outside_the_alphabet_are_invalid_and_never_reach_the_output_live(
+    payment_id: str, why: str
+) -> None:
+    parsed = parse_text(HEADER + f'"{payment_id.replace(chr(34), chr(34) * 2)}",Ada,1.00,EUR')
+    [bad] = parsed.rejected
+    assert why in bad.reason and parsed.payments == []
+    [row] = list(csv.reader(io.StringIO(render_csv(output_lines(parsed, {})).decode())))[1:]
+    assert row[1] == "INVALID"
+    assert not any(cell.startswith(FORMULA_STARTS) for cell in row)
+
+
+@pytest.mark.parametrize(
+    ("fee", "reference", "problem"),
+    [
+        ("2.801", "PRV-1", "more than 2 decimals"),
+        ("=1+1", "PRV-1", "not a non-negative decimal"),
+        ("-0.30", "PRV-1", "not a non-negative decimal"),
+        ("1e3", "PRV-1", "not a non-negative decimal"),
+        ("1.30", "=cmd|' /C calc'!A0", "not a reference"),
+        ("1.30", "", "not a reference"),
+    ],
+)
+def test_an_unusable_provider_answer_makes_its_row_an_error(
+    fee: str, reference: str, problem: str
+) -> None:
+    parsed = parse_text(HEADER + "p-1,Ada,12.50,EUR\np-2,Bob,1.00,EUR")
+    good = provider_decision(parsed.payments[1])
+    answers = {
+        "p-1": ProviderAnswer(
+            status="APPROVED", provider_reference=reference, fee=fee, message="ok"
+        ),
+        "p-2": good,
+    }
+    first, second = output_lines(parsed, answers)
+    assert first.status == "ERROR" and problem in first.message
+    assert (second.status, second.fee) == ("APPROVED", good.fee)
+    rendered = render_csv([first, second]).decode()
+    assert "\n=" not in rendered and ",=" not in rendered
 
 
 @given(st.binary(max_size=200))

@@ -158,7 +158,7 @@ def obj(**changes: Any) -> UploadedObject:
     return UploadedObject(**values)
 
 
-def test_unversioned_objects_are_keyed_by_etag() -> None:
+def test_uploads_are_keyed_by_etag() -> None:
     key = obj().idempotency_key
     assert key.startswith("s3:") and len(key) <= 128
     # An identical re-upload: same content, another event.
@@ -170,11 +170,15 @@ def test_unversioned_objects_are_keyed_by_etag() -> None:
     assert obj(version_id="null").idempotency_key == key
 
 
-def test_versioned_objects_are_keyed_by_version() -> None:
+def test_an_identical_re_upload_to_a_versioned_bucket_is_the_same_execution() -> None:
     v1 = obj(version_id="v1").idempotency_key
-    assert v1 != obj().idempotency_key
-    assert obj(version_id="v1", etag="e2").idempotency_key == v1
-    assert obj(version_id="v2").idempotency_key != v1
+    assert obj(version_id="v2").idempotency_key == v1  # same ETag: same bytes
+    assert obj(version_id="v2", etag="e2").idempotency_key != v1
+    # Only without an ETag does the version decide.
+    assert (
+        obj(version_id="v1", etag=None).idempotency_key
+        != obj(version_id="v2", etag=None).idempotency_key
+    )
 
 
 def test_duplicate_notifications_have_the_same_key() -> None:

@@ -250,7 +250,7 @@ def test_every_queue_redrives_to_its_own_dead_letter_queue_with_the_declared_tim
         assert "RedrivePolicy" not in dead_letters
 
 
-def test_buckets_expire_and_the_inbox_notifies_ingest_once_s3_may_send_there(
+def test_buckets_expire_the_inbox_keeps_versions_and_notifies_ingest_once_s3_may_send_there(
     stack: StackDescription, template: dict[str, Any]
 ) -> None:
     resources = template["Resources"]
@@ -258,6 +258,13 @@ def test_buckets_expire_and_the_inbox_notifies_ingest_once_s3_may_send_there(
         p = resources[logical_id("bucket", bucket.name)]["Properties"]
         days = [r["ExpirationInDays"] for r in p.get("LifecycleConfiguration", {}).get("Rules", [])]
         assert days == ([bucket.expire_after.days] if bucket.expire_after else []), bucket.name
+        versioning = p.get("VersioningConfiguration")
+        assert versioning == ({"Status": "Enabled"} if bucket.versioned else None), bucket.name
+        for rule in p.get("LifecycleConfiguration", {}).get("Rules", []):
+            noncurrent = rule.get("NoncurrentVersionExpiration")
+            assert noncurrent == (
+                {"NoncurrentDays": rule["ExpirationInDays"]} if bucket.versioned else None
+            )
     inbox = resources[logical_id("bucket", "inbox")]
     (target,) = inbox["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
     assert target == {
