@@ -63,6 +63,8 @@ class StackSpec:
     """Arguments of a ``tpf provider-mock`` to run in the fleet; None runs none."""
     endpoints: dict[str, str] = field(default_factory=dict)
     """Where a service really is when not where the substrate puts it (service → URL)."""
+    worker_env: dict[str, str] = field(default_factory=dict)
+    """Variables of the workers only (the upgrade test points them at an earlier release's code)."""
     register: bool = True
     """Register and activate ``release`` of ``pipelines``; off when the stack already has it."""
 
@@ -204,7 +206,14 @@ def owned_stack(
             fleet.add("coordinator", name, env={"TPF_API_PORT": port})
         pipeline_args = [arg for p in spec.pipelines for arg in ("--pipeline", p)]
         for i in range(spec.workers):
-            fleet.add("worker", f"worker-{i + 1}", *pipeline_args, "--release", spec.release)
+            fleet.add(
+                "worker",
+                f"worker-{i + 1}",
+                *pipeline_args,
+                "--release",
+                spec.release,
+                env=spec.worker_env,
+            )
         if spec.provider_mock is not None:
             fleet.add("provider-mock", "provider-mock", *spec.provider_mock)
         api_urls = [f"http://127.0.0.1:{port}" for port in ports]

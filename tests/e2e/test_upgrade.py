@@ -19,6 +19,7 @@ from examples.restaurant_approval import PIPELINE_ID
 from infra.provision import provision
 from infra.resources import WORK_QUEUE_PREFIX
 from tests.e2e.test_cli import clean_env, tpf
+from tests.e2e.test_csv_payments import expected_output
 from tests.e2e.test_fleet import finished
 from tests.substrates import unique_stack
 from tests.upgrades.snapshot import SIGNING_SECRET, TOKEN, restore
@@ -26,6 +27,10 @@ from tpf.settings import Settings
 from tpf.substrate import resolve_endpoints
 from tpfctl.stack import StackSpec, owned_stack
 
+PIPELINES = (
+    "examples.restaurant_approval:restaurant_approval",
+    "examples.csv_payments.pipeline:csv_payments",
+)
 SNAPSHOTS = sorted((Path(__file__).parents[1] / "upgrades" / "stacks").glob("*.json"))
 
 pytestmark = pytest.mark.timeout(240)
@@ -68,6 +73,21 @@ def fresh_stack(settings: Settings) -> Settings:
     return fresh
 
 
+def release_code(snapshot: Path) -> dict[str, str]:
+    """Run the workers on the pipeline code of the snapshot's release, as an operator keeps the
+    workers of a release until its executions are done: the contract they registered must
+    match. The code is kept beside the snapshot; only ``examples`` resolves there."""
+    release = snapshot.parents[1] / "releases" / f"r{snapshot.stem}"
+    assert (release / "examples").is_dir(), f"no release code for {snapshot.name} in {release}"
+    return {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(release)}
+
+
+def parked_without_due(snapshot: dict[str, Any]) -> int:
+    [executions] = [t for n, t in snapshot["tables"].items() if n.endswith("-executions")]
+    waiting = [i for i in executions["items"] if i["st"]["S"] == "WAITING_EXTERNAL"]
+    return sum(1 for i in waiting if "dt" not in i)
+
+
 def applied_before(snapshot: dict[str, Any]) -> set[str]:
     """The upgrades the snapshot's stack already had (its registry's ledger)."""
     [registry] = [t for n, t in snapshot["tables"].items() if n.endswith("-registry")]
@@ -105,7 +125,9 @@ def test_infra_up_upgrades_an_earlier_stack_and_its_parked_approval_finishes(
         stack=name,
         profile="test",
         workers=1,
-        pipelines=("examples.restaurant_approval:restaurant_approval",),
+        pipelines=PIPELINES,
+        provider_mock=("--rate", "1000"),  # answers the CSV's requests, sent again after a stall
+        worker_env=release_code(snapshot),
         register=False,  # the snapshot holds the release its parked execution is pinned to
         control_plane_token=TOKEN,
         admin_token=TOKEN,
@@ -116,7 +138,7 @@ def test_infra_up_upgrades_an_earlier_stack_and_its_parked_approval_finishes(
         assert set(ran) == {u.id for u in UPGRADES} - applied_before(seen["snapshot"])
         assert all(u["ran"] for u in ran.values())
         if "2026-12-parked-due-time" in ran:
-            assert ran["2026-12-parked-due-time"]["changed"] == 1
+            assert ran["2026-12-parked-due-time"]["changed"] == parked_without_due(seen["snapshot"])
             assert seen["record"]["st"]["S"] == "WAITING_EXTERNAL" and "dt" in seen["record"]
 
         parked = seen["snapshot"]["parked"]
@@ -134,3 +156,20 @@ def test_infra_up_upgrades_an_earlier_stack_and_its_parked_approval_finishes(
             decided = json.loads(result["resultPayload"]["payload"])
             assert decided["outcome"] == "APPROVED"
             assert status["pipelineId"] == PIPELINE_ID
+        if "csv" in seen["snapshot"]:  # a file waiting for its provider
+            csv_execution = seen["snapshot"]["csv"]["executionId"]
+            tenant = f"{stack.api_url}/tpf/control-plane/tenants/{stack.settings.ingest_tenant}"
+            with httpx.Client(base_url=tenant, headers=api.headers, timeout=10) as files_api:
+                paid = finished(files_api, csv_execution, timeout=60)
+                assert paid["status"] == "SUCCEEDED", paid
+                report = json.loads(
+                    files_api.get(f"/executions/{csv_execution}/result").json()["resultPayload"][
+                        "payload"
+                    ]
+                )
+            written = aws(stack.env["AWS_ENDPOINT_URL"])["s3"].get_object(
+                Bucket=report["outputBucket"], Key=report["outputKey"]
+            )
+            assert written["Body"].read() == expected_output(
+                seen["snapshot"]["csv"]["file"].encode()
+            )

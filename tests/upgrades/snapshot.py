@@ -1,15 +1,19 @@
 """Snapshots of a stack as a released main left it, to prove that ``tpf infra up`` upgrades it.
 
-``capture`` runs the restaurant approval on the embedded substrate until one order waits for a
-decision, stops the fleet, and writes every table (its shape, TTL and items), queue (its
-attributes; messages are not kept: a parked approval has none in flight) and bucket (its
-objects) to JSON. The stack's name becomes ``{stack}`` and the substrate's address
-``{endpoint}``, so ``restore`` can recreate the stack under any name on any endpoint.
+``capture`` runs the reference pipelines on the embedded substrate until one order waits for a
+decision and one CSV file waits for its payment provider (none runs), stops the fleet, and
+writes every table (its shape, TTL and items), queue (its attributes; messages are not kept:
+the CSV's requests are sent again after a stall) and bucket (its objects) to JSON. The stack's
+name becomes ``{stack}`` and the substrate's address ``{endpoint}``, so ``restore`` can
+recreate the stack under any name on any endpoint.
 
 Timestamps are shifted by the time passed since capture, so the restored approval is as far
-from its deadline as it was when captured.
+from its deadline as it was when captured. The release's pipeline code is kept beside the
+snapshot (``releases/r<commit>``): the upgrade test's workers run it. Capture with the code of
+the main to preserve:
 
-    python -m tests.upgrades.snapshot tests/upgrades/stacks/<commit>.json
+    git worktree add /tmp/previous <commit> && cp -r tests/upgrades /tmp/previous/tests/
+    cd /tmp/previous && python -m tests.upgrades.snapshot $OLDPWD/tests/upgrades/stacks/<c>.json
 """
 
 from __future__ import annotations
@@ -30,11 +34,18 @@ import httpx
 from examples.restaurant_approval import AWAIT_STEP, PIPELINE_ID
 from tpf.codec import encode_envelope
 from tpfctl.stack import OwnedStack, StackSpec, owned_stack
+from tpfctl.uploads import upload_csv
 
 STACK = "upgrade-snapshot"
 SIGNING_SECRET = "upgrade-snapshot-signing-secret-not-for-production"
 TOKEN = "upgrade-snapshot-token-0123456789"
 _YEAR_MS = 366 * 24 * 3600 * 1000
+
+PIPELINES = (
+    "examples.restaurant_approval:restaurant_approval",
+    "examples.csv_payments.pipeline:csv_payments",
+)
+PAYMENTS = b"ID,Recipient,Amount,Currency\nup-1,Ada,12.50,EUR\nup-2,Bob,20000,EUR\n"
 
 ORDER = {
     "requestId": "r-upgrade",
@@ -55,20 +66,32 @@ def capture(out: Path) -> None:
         stack=STACK,
         profile="test",
         workers=1,
-        pipelines=("examples.restaurant_approval:restaurant_approval",),
+        pipelines=PIPELINES,
         control_plane_token=TOKEN,
         admin_token=TOKEN,
         extra_env={"TPF_SIGNING_SECRET": SIGNING_SECRET},
     )
     with owned_stack(spec) as stack:
         execution_id, interaction_id = park_an_approval(stack)
+        csv_execution = payments_waiting_for_their_provider(stack)
         stack.fleet.stop_all(grace=10)
         snapshot = dump(_clients(stack.env["AWS_ENDPOINT_URL"]), STACK)
         snapshot["parked"] = {"executionId": execution_id, "interactionId": interaction_id}
+        snapshot["csv"] = {"executionId": csv_execution, "file": PAYMENTS.decode()}
         snapshot["commit"] = _commit()
         text = _placeholders(json.dumps(snapshot, indent=1, sort_keys=True), stack)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
+    keep_release_code(Path("examples"), out.parents[1] / "releases" / f"r{out.stem}" / "examples")
+
+
+def keep_release_code(source: Path, target: Path) -> None:
+    """The pipeline code of the captured release, which its workers keep running after the
+    upgrade (their contract must match the registered one)."""
+    for module in sorted(source.rglob("*.py")):
+        copy = target / module.relative_to(source)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(module.read_bytes())
 
 
 def park_an_approval(stack: OwnedStack) -> tuple[str, str]:
@@ -95,6 +118,19 @@ def park_an_approval(stack: OwnedStack) -> tuple[str, str]:
                 return execution_id, found[0]["interactionId"]
             time.sleep(0.2)
     raise TimeoutError("the order never reached the inbox")
+
+
+def payments_waiting_for_their_provider(stack: OwnedStack) -> str:
+    execution_id = upload_csv(stack.settings, "upgrade/payments.csv", PAYMENTS).execution_id
+    url = f"{stack.api_url}/tpf/control-plane/tenants/{stack.settings.ingest_tenant}"
+    headers = {"Authorization": f"Bearer {stack.control_plane_token}"}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = httpx.get(f"{url}/executions/{execution_id}", headers=headers, timeout=10)
+        if found.status_code == 200 and found.json()["status"] == "WAITING_EXTERNAL":
+            return execution_id
+        time.sleep(0.2)
+    raise TimeoutError("the payments never waited for their provider")
 
 
 def _clients(endpoint: str) -> dict[str, Any]:
