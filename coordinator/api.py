@@ -156,11 +156,13 @@ def control_plane(service: ExecutionService, quota: TenantQuota) -> APIRouter:
 
     @router.get("/tenants/{tenant_id}/executions/{execution_id}/result")
     async def result(tenant_id: str, execution_id: str) -> dict[str, Any]:
+        """TPF's result: the status object as ``GET`` of the execution gives it, and the
+        result's envelope once it SUCCEEDED (``null`` before)."""
         outcome = await service.result(tenant_id, execution_id)
         payload = None
         if outcome.result_type_id is not None:
             payload = encode_envelope(outcome.result_type_id, outcome.result)
-        return {"status": outcome.record.status.value, "resultPayload": payload}
+        return {"status": status_body(outcome.record), "resultPayload": payload}
 
     return router
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coordinator.api import CONTROL_PLANE, bearer, parse_body
@@ -38,17 +38,32 @@ class CompleteRequest(BaseModel):
 
 
 def pending_body(i: Interaction) -> dict[str, Any]:
+    """TPF's ``AwaitInteractionDto``. A pending interaction is ``WAITING`` (for a person) or
+    ``DISPATCHED`` (its request is out to a provider), as upstream names them; ``assignee`` and
+    ``group`` are the request's fields of those names."""
+    request = json.loads(i.request)
+    fields = request if isinstance(request, dict) else {}
     return {
         "interactionId": i.interaction_id,
         "correlationId": i.correlation_id,
         "executionId": i.execution_id,
         "stepId": i.step_id,
         "stepIndex": i.step_index,
-        "status": i.status.value,
-        "requestPayload": json.loads(i.request),
+        "outputType": None,
+        "status": "WAITING" if i.inbox else "DISPATCHED",
+        "requestPayload": request,
+        "assignee": _text(fields.get("assignee")),
+        "group": _text(fields.get("group")),
+        "transportType": "interaction-api" if i.inbox else "sqs",
+        "transportMetadata": {},
         "deadlineEpochMs": i.deadline_ms,
         "createdAtEpochMs": i.created_at_ms,
+        "updatedAtEpochMs": i.created_at_ms,
     }
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def interactions_router(awaits: AwaitService) -> APIRouter:
@@ -60,10 +75,15 @@ def interactions_router(awaits: AwaitService) -> APIRouter:
         assignee: str | None = None,
         group: str | None = None,
         stepId: str | None = None,
-        limit: int = Query(default=100, ge=1, le=1000),
+        limit: int = 100,
     ) -> list[dict[str, Any]]:
+        """Oldest first; ``limit`` is clamped to 1..1000, as upstream does, never refused."""
         found = await awaits.pending(
-            tenant_id, step_id=stepId, assignee=assignee, group=group, limit=limit
+            tenant_id,
+            step_id=stepId or None,
+            assignee=assignee or None,
+            group=group or None,
+            limit=max(1, min(limit, 1000)),
         )
         return [pending_body(i) for i in found]
 

@@ -41,7 +41,19 @@ def workers_router(directory: WorkerDirectory) -> APIRouter:
         return worker_body(await directory.drain(pipeline_id, worker_id, now_ms()))
 
     @router.get(WORKERS)
-    async def workers(tenant_id: str, pipeline_id: str) -> list[dict[str, Any]]:
-        return [worker_body(r) for r in await directory.list(pipeline_id, now_ms())]
+    async def workers(
+        tenant_id: str,
+        pipeline_id: str,
+        contractVersion: str | None = None,
+        releaseVersion: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The pipeline's workers; ``contractVersion`` and ``releaseVersion`` match exactly
+        when given (blank: any), as upstream filters."""
+        return [
+            worker_body(r)
+            for r in await directory.list(pipeline_id, now_ms())
+            if (not contractVersion or r.contract_version == contractVersion)
+            and (not releaseVersion or r.release_version == releaseVersion)
+        ]
 
     return router

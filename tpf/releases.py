@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     pass
 
 DIGEST = r"^sha256:[0-9a-f]{64}$"
-RELEASE_VERSION = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+RELEASE_VERSION = r"^(?:[A-Za-z0-9][A-Za-z0-9._+-]{0,63}|sha256:[0-9a-f]{64})$"
+"""A name such as ``1.0.0``, or TPF's default: the contract version, ``sha256:<64 hex>``."""
 RESERVED_VERSIONS = frozenset({"active", "register"})
 """Words the admin API uses after ``/releases/``; a release of that name could not be addressed."""
 ARTIFACT_KIND = "python-zip"

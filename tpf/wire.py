@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from tpf.errors import TpfError
@@ -187,22 +195,38 @@ class AwaitCompletion(Wire):
     signature: Signature | None = None
 
 
+TerminalReason = Literal[
+    "retry_exhausted", "non_retryable", "await_timeout", "cancelled", "await_not_opened"
+]
+
+
 class DeadLetter(Wire):
-    """Published for every execution that ends FAILED or DLQ."""
+    """Published for every execution that ends FAILED or DLQ: a superset of TPF's
+    ``DeadLetterEnvelope`` (its ``terminalStatus``, ``terminalReason``, ``retryable``,
+    ``retriesObserved``, ``correlationId``, ``resourceType`` and ``resourceName`` included)."""
 
     kind: Literal["dead-letter"] = "dead-letter"
     protocol: int = PROTOCOL
     tenant_id: str
     execution_id: str
     execution_key: str
+    correlation_id: str
+    """TPF's name for the execution's idempotency key."""
     pipeline_id: str
     release_version: str
     transition_key: str | None = None
     status: Literal["FAILED", "DLQ"]
+    terminal_status: Literal["FAILED", "DLQ"]
     reason: str
+    terminal_reason: TerminalReason
     error_code: str
     error_message: str
+    retryable: bool
+    """Whether the last failure was one a retry could cure (its retries ran out)."""
     attempts: int
+    retries_observed: int
+    resource_type: Literal["tpf.orchestrator.execution"] = "tpf.orchestrator.execution"
+    resource_name: Literal["OrchestratorService/Run"] = "OrchestratorService/Run"
     created_at_epoch_ms: int
     failed_at_epoch_ms: int
 
@@ -260,6 +284,51 @@ Envelope = Annotated[
     Field(discriminator="kind"),
 ]
 _envelope: TypeAdapter[Envelope] = TypeAdapter(Envelope)
+
+
+class ProviderCompletion(Wire):
+    """TPF's ``SqsAwaitCompletionEnvelope``: the answer TPF's providers put on the completion
+    queue. No ``kind`` or signature; ``responsePayload`` is the answer itself, not an envelope;
+    blank strings mean absent; ``interactionId`` or ``correlationId`` names the interaction."""
+
+    tenant_id: str = Field(min_length=1)
+    interaction_id: str | None = None
+    correlation_id: str | None = None
+    resume_token: str | None = None
+    idempotency_key: str | None = None
+    response_payload: dict[str, Any]
+    actor: str | None = None
+
+    @field_validator(
+        "interaction_id",
+        "correlation_id",
+        "resume_token",
+        "idempotency_key",
+        "actor",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_absent(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _names_an_interaction(self) -> ProviderCompletion:
+        if self.interaction_id is None and self.correlation_id is None:
+            raise ValueError("interactionId or correlationId is required")
+        return self
+
+
+_provider_completion = TypeAdapter(ProviderCompletion)
+
+
+def decode_provider_completion(raw: str | bytes) -> ProviderCompletion:
+    """A TPF provider's completion; ``MalformedMessage`` when the body is not one."""
+    try:
+        return _provider_completion.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "/".join(str(p) for p in first["loc"])
+        raise MalformedMessage(f"not a TPF completion: {where}: {first['msg']}") from exc
 
 
 def decode(raw: str | bytes) -> Envelope:

@@ -8,6 +8,9 @@ A message is deleted once its completion is durable (recorded, or a duplicate of
 or when it can never succeed (unknown interaction, conflicting answer, past the deadline, bad
 token or payload). An outage leaves the round for redelivery; a body that is not a completion
 envelope is made visible again so the queue's redrive policy dead-letters it.
+
+Besides our signed envelope, TPF's providers' own form is read (``ProviderCompletion``: no
+``kind``, the answer as a plain object), so a provider written for TPF answers unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from tpf.errors import Conflict, InvalidInput, NotFound, TpfError
 from tpf.loops import message_failed, pause
 from tpf.queues import BATCH, Queue, Received
 from tpf.settings import Timings
-from tpf.wire import AwaitCompletion, MalformedMessage, decode
+from tpf.untrusted import check_bounds
+from tpf.wire import (
+    AwaitCompletion,
+    MalformedMessage,
+    ProviderCompletion,
+    decode,
+    decode_provider_completion,
+)
 
 log = logging.getLogger("tpf.coordinator")
 
@@ -109,7 +119,13 @@ class CompletionConsumer:
             )
 
     def _request(self, message: Received) -> CompletionRequest:
-        envelope = decode(message.body)
+        try:
+            envelope = decode(message.body)
+        except MalformedMessage as ours:
+            try:
+                return _from_tpf_provider(decode_provider_completion(message.body))
+            except MalformedMessage:
+                raise ours from None
         if not isinstance(envelope, AwaitCompletion):
             raise MalformedMessage(f"a {envelope.kind} envelope on the completion queue")
         payload = envelope.response_payload
@@ -143,3 +159,17 @@ class CompletionConsumer:
             exc,
             extra={"action": "completion-refused", "messageId": message.message_id},
         )
+
+
+def _from_tpf_provider(completion: ProviderCompletion) -> CompletionRequest:
+    """TPF's providers answer with the plain response and echo the request's resume token."""
+    check_bounds(completion.response_payload, pointer="/responsePayload")
+    return CompletionRequest(
+        tenant_id=completion.tenant_id,
+        response=completion.response_payload,
+        interaction_id=completion.interaction_id,
+        correlation=completion.correlation_id,
+        resume_token=completion.resume_token,
+        idempotency_key=completion.idempotency_key,
+        actor=completion.actor,
+    )

@@ -22,7 +22,10 @@ from tpf.wire import WorkerState
 ITEM_TTL = timedelta(days=1)
 
 Kind = Literal["process", "lambda"]
-WorkerProtocol = Literal["sqs", "rest", "lambda"]
+WorkerProtocol = Literal["sqs", "rest", "lambda", "local", "grpc"]
+"""How the worker takes commands. ``local`` and ``grpc`` are TPF's names, accepted so TPF's
+scripts register unchanged; such a worker counts for admission by its registration and
+heartbeats, and its commands go through the release's work queue like any other."""
 Health = Literal["HEALTHY", "STALE", "DRAINING"]
 
 
@@ -43,6 +46,12 @@ class WorkerRegistration(BaseModel):
     function_name: str | None = Field(default=None, min_length=1, max_length=200)
     artifact_id: str | None = Field(default=None, max_length=200)
     artifact_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+
+    @field_validator("artifact_id", "artifact_digest", "endpoint", mode="before")
+    @classmethod
+    def _empty_is_absent(cls, value: Any) -> Any:
+        """TPF's scripts send ``""`` for an artifact the release does not have."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="before")
     @classmethod
@@ -79,9 +88,11 @@ class WorkerRegistration(BaseModel):
     @field_validator("endpoint", mode="after")
     @classmethod
     def _endpoint_for_rest(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("protocol") == "rest" and not value:
+        if info.data.get("protocol") != "rest":
+            return value  # free-form, as TPF's (``in-process``); only rest calls it
+        if not value:
             raise ValueError("a rest worker needs an endpoint")
-        if value is not None and not value.startswith(("http://", "https://")):
+        if not value.startswith(("http://", "https://")):
             raise ValueError("endpoint must be an http(s) URL")
         return value
 

@@ -41,11 +41,11 @@ def env(fleet: OwnedStack, tmp_path: Path) -> dict[str, str]:
 
 def order(customer: str) -> dict[str, Any]:
     return {
-        "requestId": f"r-{uuid.uuid4().hex[:6]}",
+        "requestId": str(uuid.uuid4()),
         "customerName": customer,
         "restaurantName": "Chez Lovelace",
-        "items": [{"name": "soup"}, {"name": "bread"}],
-        "totalAmount": 23.5,
+        "items": "soup, bread",
+        "totalAmount": "23.50",
         "currency": "eur",
     }
 

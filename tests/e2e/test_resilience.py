@@ -121,7 +121,7 @@ def all_finished(
 
 def result_of(api: httpx.Client, execution_id: str) -> dict[str, Any]:
     body = api.get(f"/executions/{execution_id}/result").json()
-    assert body["status"] == "SUCCEEDED", body
+    assert body["status"]["status"] == "SUCCEEDED", body
     value: dict[str, Any] = json.loads(body["resultPayload"]["payload"])
     return value
 

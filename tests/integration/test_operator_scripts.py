@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
 TENANT = "acme"
 RESTAURANT = restaurant_approval.id
+DECIDED_AT = "2026-12-01T12:00:00Z"
 PIPELINES = {p.id: p for p in (restaurant_approval, orders)}
 
 
@@ -63,8 +64,8 @@ def order(customer: str) -> dict[str, Any]:
         "requestId": uuid.uuid4().hex,
         "customerName": customer,
         "restaurantName": "Chez Lovelace",
-        "items": [{"name": "soup", "qty": 1}],
-        "totalAmount": 23.5,
+        "items": "soup",
+        "totalAmount": "23.50",
         "currency": "EUR",
     }
 
@@ -162,7 +163,7 @@ async def executions(stack: TestStack) -> Executions:
         order_id = json.loads(decision.request)["orderId"]
         await c.awaits.complete(
             TENANT,
-            response={"accepted": {"orderId": order_id, "note": "ok"}},
+            response={"accepted": {"orderId": order_id, "decidedAt": DECIDED_AT, "note": "ok"}},
             interaction_id=decision.interaction_id,
             actor="chef",
         )

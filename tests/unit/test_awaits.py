@@ -21,11 +21,11 @@ from tpf.wire import AwaitCompletion, Payload
 from worker.transition import run_transition
 
 ORDER = {
-    "requestId": "r-1",
+    "requestId": "7d0c8f1e-3b7a-4b8e-9c61-2f4a5d6e7f80",
     "customerName": "Ada",
     "restaurantName": "Chez Lovelace",
-    "items": [{"name": "soup", "qty": 1}],
-    "totalAmount": 23.5,
+    "items": "soup",
+    "totalAmount": "23.50",
     "currency": "EUR",
 }
 
@@ -111,37 +111,88 @@ async def test_an_accepted_order_is_approved_exactly_once(c: InMemoryCoordinator
     assert conflict.value.code == "INTERACTION_ALREADY_COMPLETED"
 
 
+@pytest.mark.parametrize(
+    ("decision", "terminal"),
+    [  # the decisions of TPF's demo client, and the terminal states its IT asserts
+        (
+            {"accepted": {"note": "Approved by Cafe TPF"}},
+            ("APPROVED", "ACCEPTED", "Approved by Cafe TPF"),
+        ),
+        (
+            {
+                "declined": {
+                    "note": "Need more prep time",
+                    "declineReason": "Kitchen is overloaded tonight",
+                }
+            },
+            ("DECLINED", "DECLINED", "Need more prep time (Kitchen is overloaded tonight)"),
+        ),
+        ({"accepted": {}}, ("APPROVED", "ACCEPTED", "Restaurant approved the order.")),
+    ],
+)
+async def test_the_terminal_state_is_tpfs(
+    c: InMemoryCoordinator, decision: dict[str, Any], terminal: tuple[str, str, str]
+) -> None:
+    execution_id, parked_at = await parked(c)
+    order_id = parked_at["request"]["orderId"]
+    [(variant, fields)] = decision.items()
+    decided_at = "2026-08-22T17:48:23.123456Z"
+    response = {variant: {"orderId": order_id, "decidedAt": decided_at, **fields}}
+    await c.awaits.complete(
+        "acme", response=response, interaction_id=parked_at["interaction"].interaction_id
+    )
+    await drive(c)
+    state = await result(c, execution_id)
+    assert set(state) == {"id", "orderId", "outcome", "resolvedAt", "restaurantStatus", "summary"}
+    assert (state["outcome"], state["restaurantStatus"], state["summary"]) == terminal
+    assert state["orderId"] == order_id and state["resolvedAt"].startswith("2026-08-22T17:48:23")
+
+
 async def test_a_declined_order_and_completion_by_correlation_id(c: InMemoryCoordinator) -> None:
     execution_id, parked_at = await parked(c)
     order_id = parked_at["request"]["orderId"]
     await c.awaits.complete(
         "acme",
-        response={"declined": {"orderId": order_id, "declineReason": "kitchen closed"}},
+        response={
+            "declined": {
+                "orderId": order_id,
+                "decidedAt": "2026-11-21T12:00:00Z",
+                "declineReason": "kitchen closed",
+            }
+        },
         correlation=parked_at["interaction"].correlation_id,
     )
     await drive(c)
     outcome = await result(c, execution_id)
-    assert outcome["outcome"] == "DECLINED" and "kitchen closed" in outcome["summary"]
+    assert (outcome["outcome"], outcome["restaurantStatus"]) == ("DECLINED", "DECLINED")
+    assert outcome["summary"] == "kitchen closed"
 
 
-async def test_a_decision_for_another_order_fails_at_finalize_and_again_after_redrive(
-    c: InMemoryCoordinator,
+@pytest.mark.parametrize(
+    ("order_id", "code"),
+    [
+        ("not-a-uuid", "DECISION_INVALID"),  # TPF's incident demo
+        ("00000000-0000-4000-8000-000000000000", "DECISION_ORDER_MISMATCH"),
+    ],
+)
+async def test_a_wrong_decision_is_accepted_then_fails_at_finalize_and_again_after_redrive(
+    c: InMemoryCoordinator, order_id: str, code: str
 ) -> None:
     execution_id, parked_at = await parked(c)
     await c.awaits.complete(
         "acme",
-        response=accepted("not-a-uuid"),
+        response=accepted(order_id),
         interaction_id=parked_at["interaction"].interaction_id,
     )
     await drive(c)
     first = await c.service.status("acme", execution_id)
-    assert (first.status, first.error_code) == (Status.FAILED, "DECISION_ORDER_MISMATCH")
+    assert (first.status, first.error_code) == (Status.FAILED, code)
     assert first.error_message
 
     await c.operations.redrive("acme", execution_id, actor="ops", now_ms=5_000, allow_failed=True)
     await drive(c)
     second = await c.service.status("acme", execution_id)
-    assert (second.status, second.error_code) == (Status.FAILED, "DECISION_ORDER_MISMATCH")
+    assert (second.status, second.error_code) == (Status.FAILED, code)
     assert second.version > first.version
 
 
@@ -223,6 +274,36 @@ async def test_the_completion_queue_resumes_and_deletes_each_message(
         await c.completions.handle(message)
     # Both copies were durable (one recorded, one duplicate) and deleted; the bad one stays.
     assert len(c.await_completions.messages) == 1
+    await drive(c)
+    assert (await result(c, execution_id))["outcome"] == "APPROVED"
+
+
+@pytest.mark.parametrize("reference", ["interactionId", "correlationId"])
+async def test_a_tpf_providers_completion_is_read_as_tpf_sends_it(
+    c: InMemoryCoordinator, reference: str
+) -> None:
+    """TPF's ``SqsAwaitCompletionEnvelope``: no kind, the answer a plain object, blank strings
+    for what is absent; its reference provider keys its answer by the interaction id."""
+    execution_id, parked_at = await parked(c)
+    interaction: Interaction = parked_at["interaction"]
+    named = {
+        "interactionId": interaction.interaction_id,
+        "correlationId": interaction.correlation_id,
+    }[reference]
+    body = {
+        "tenantId": "acme",
+        reference: named,
+        "resumeToken": "",
+        "idempotencyKey": interaction.interaction_id,
+        "responsePayload": accepted(parked_at["request"]["orderId"]),
+        "actor": "csv-payments-sqs-mock-provider",
+    }
+    await c.await_completions.send(Outgoing(json.dumps(body)))
+    no_reference = {k: v for k, v in body.items() if k != reference}
+    await c.await_completions.send(Outgoing(json.dumps(no_reference)))
+    for message in await c.await_completions.receive(wait_s=0):
+        await c.completions.handle(message)
+    assert len(c.await_completions.messages) == 1  # only the one naming no interaction stays
     await drive(c)
     assert (await result(c, execution_id))["outcome"] == "APPROVED"
 

@@ -111,6 +111,14 @@ async def test_exhausted_retries_end_in_dlq_and_publish_a_dead_letter(
     [letter] = await coordinator.dead_letters.receive(wait_s=0)
     envelope = json.loads(letter.body)
     assert (envelope["executionId"], envelope["status"]) == (execution_id, "DLQ")
+    # TPF's DeadLetterEnvelope fields, beside ours.
+    assert (envelope["terminalStatus"], envelope["terminalReason"]) == ("DLQ", "retry_exhausted")
+    assert (envelope["retryable"], envelope["retriesObserved"]) == (True, record.attempt)
+    assert envelope["correlationId"] == record.execution_key
+    assert (envelope["resourceType"], envelope["resourceName"]) == (
+        "tpf.orchestrator.execution",
+        "OrchestratorService/Run",
+    )
 
 
 async def test_a_non_retryable_failure_ends_failed_at_once(

@@ -173,6 +173,17 @@ def test_a_descriptor_survives_a_round_trip_through_its_json() -> None:
     assert again.checked_contract() == Contract.from_pipeline(v1.pipeline)
 
 
+def test_tpfs_default_release_version_the_contract_version_is_a_release_version() -> None:
+    contract_version = Contract.from_pipeline(v1.pipeline).version
+    named = descriptor(contract_version)
+    assert ReleaseDescriptor.parse(json.loads(named.to_json())).release_version == contract_version
+    data = json.loads(named.to_json())
+    data["releaseVersion"] = "sha256:short"
+    with pytest.raises(InvalidRelease) as refused:
+        ReleaseDescriptor.parse(data)
+    assert refused.value.pointer == "/releaseVersion"
+
+
 def test_relative_artifact_paths_are_relative_to_the_descriptor_file(tmp_path: Path) -> None:
     data = json.loads(descriptor().to_json())
     data["artifacts"][0]["uri"] = "greeting.zip"

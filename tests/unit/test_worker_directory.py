@@ -363,13 +363,46 @@ async def test_a_lambda_worker_registers_at_deploy_time_over_http(
     assert (heartbeat.status_code, heartbeat.json()["errorCode"]) == (409, "LAMBDA_WORKER")
 
 
+async def test_tpfs_self_host_registration_is_accepted_as_its_script_sends_it(
+    http: httpx.AsyncClient,
+) -> None:
+    """``register-and-activate-release.sh`` (upstream, a7f169b): a one-process worker, and ``""``
+    for artifacts the release does not have."""
+    body = tpf_registration(
+        workerId="restaurant-local-worker",
+        protocol="local",
+        endpoint="in-process",
+        artifactId="",
+        artifactDigest="",
+    )
+    registered = await http.post(f"{ROUTE}/register", json=body, headers=AS_ADMIN)
+    assert registered.status_code == 200, registered.text
+    shown = registered.json()
+    assert (shown["workerId"], shown["protocol"], shown["state"]) == (
+        "restaurant-local-worker",
+        "local",
+        "HEALTHY",
+    )
+    assert shown["releaseVersion"] == body["releaseVersion"]
+    listed = await http.get(
+        ROUTE, params={"releaseVersion": body["releaseVersion"]}, headers=AS_ADMIN
+    )
+    assert "restaurant-local-worker" in [w["workerId"] for w in listed.json()]
+    other = await http.get(ROUTE, params={"releaseVersion": "9.9.9"}, headers=AS_ADMIN)
+    assert other.json() == []
+    by_contract = await http.get(
+        ROUTE, params={"contractVersion": "sha256:" + "0" * 64}, headers=AS_ADMIN
+    )
+    assert by_contract.json() == []
+
+
 @pytest.mark.parametrize(
     ("body", "pointer"),
     [
         (tpf_registration(workerId=None), "/workerId"),
         (tpf_registration(releaseVersion=""), "/releaseVersion"),
         (tpf_registration(endpoint=None), "/endpoint"),
-        (tpf_registration(protocol="grpc"), "/protocol"),
+        (tpf_registration(protocol="carrier-pigeon"), "/protocol"),
         (tpf_registration(artifactDigest="md5:00"), "/artifactDigest"),
         (tpf_registration(protocol=None, endpoint=None, kind="lambda"), "/functionName"),
         ([], ""),

@@ -48,11 +48,11 @@ PIPELINES = (
 PAYMENTS = b"ID,Recipient,Amount,Currency\nup-1,Ada,12.50,EUR\nup-2,Bob,20000,EUR\n"
 
 ORDER = {
-    "requestId": "r-upgrade",
+    "requestId": "0b3f6a52-6f1e-4c1a-8d2b-5e9f0a1b2c3d",
     "customerName": "Ada",
     "restaurantName": "Chez Lovelace",
-    "items": [{"name": "soup"}, {"name": "bread"}],
-    "totalAmount": 23.5,
+    "items": "soup, bread",
+    "totalAmount": "23.50",
     "currency": "eur",
 }
 

@@ -39,10 +39,10 @@ def plain_input(i: int) -> Any:
 
 def approval_input(i: int) -> Any:
     return {
-        "requestId": f"r-{i}",
+        "requestId": str(uuid.UUID(int=i)),
         "customerName": "Ada",
         "restaurantName": "Chez Lovelace",
-        "items": [{"name": "soup"}],
+        "items": "soup",
         "totalAmount": 23.5,
         "currency": "EUR",
     }
@@ -217,7 +217,8 @@ class _Run:
         gate = asyncio.Semaphore(self.load.concurrency)
 
         async def accept(interaction: dict[str, Any]) -> None:
-            decision = {"accepted": {"orderId": interaction["requestPayload"]["orderId"]}}
+            order_id = interaction["requestPayload"]["orderId"]
+            decision = {"accepted": {"orderId": order_id, "decidedAt": "2026-01-01T00:00:00Z"}}
             async with gate:
                 done = await self.driver.api.post(
                     f"{self.prefix}/interactions/complete",

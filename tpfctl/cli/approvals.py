@@ -68,11 +68,11 @@ def list_pending(
                 order.get("restaurantName"),
                 order.get("customerName"),
                 None if total is None else f"{total} {order.get('currency', '')}".strip(),
-                order.get("summary"),
+                order.get("items"),
                 relative(i["deadlineEpochMs"] - now_ms),
             ]
         )
-    columns = ["interaction", "order", "restaurant", "customer", "total", "summary", "deadline"]
+    columns = ["interaction", "order", "restaurant", "customer", "total", "items", "deadline"]
     table(f"{len(found)} pending", columns, rows)
 
 

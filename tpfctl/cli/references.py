@@ -21,6 +21,7 @@ from tpfctl.uploads import upload_csv
 
 RESTAURANT = "org.pipelineframework.restaurantapproval"
 AWAIT_STEP = "ProcessAwaitRestaurantDecisionService"
+ORDER_TYPE = "org.pipelineframework.restaurantapproval.common.dto.PlaceRestaurantOrderRequestDto"
 SAMPLE_CSV = Path(__file__).resolve().parents[2] / "examples" / "csv_payments" / "sample.csv"
 TERMINAL = {"SUCCEEDED", "FAILED", "DLQ"}
 
@@ -29,11 +30,11 @@ def approve_one(stack: OwnedStack, tenant: str, timeout: float) -> dict[str, Any
     """Submit an order, wait for its pending decision, accept it, follow it to the end."""
     with _client(stack, tenant) as api:
         order = {
-            "requestId": f"demo-{uuid.uuid4().hex[:8]}",
+            "requestId": str(uuid.uuid4()),
             "customerName": "Ada",
             "restaurantName": "Chez Lovelace",
-            "items": [{"name": "soup", "qty": 2}],
-            "totalAmount": 23.5,
+            "items": "soup, soup",
+            "totalAmount": "23.50",
             "currency": "EUR",
         }
         submitted = api.post(
@@ -41,8 +42,8 @@ def approve_one(stack: OwnedStack, tenant: str, timeout: float) -> dict[str, Any
             json={
                 "pipelineId": RESTAURANT,
                 "inputShape": "UNI",
-                "inputPayload": encode_envelope("PlaceOrder", order),
-                "idempotencyKey": order["requestId"],
+                "inputPayload": encode_envelope(ORDER_TYPE, order),
+                "idempotencyKey": f"order-{order['requestId']}",
                 "outputStreaming": False,
             },
         )

@@ -20,7 +20,10 @@ app = typer.Typer()
 
 @app.command()
 def up(
-    substrate: Annotated[str, typer.Option(help="embedded or localstack.")] = "embedded",
+    substrate: Annotated[
+        str | None,
+        typer.Option(help="embedded or localstack (default: TPF_SUBSTRATE, else embedded)."),
+    ] = None,
     workers: Annotated[int, typer.Option(min=0, max=16)] = 2,
     provider_mock: Annotated[
         bool, typer.Option(help="Run the payment provider mock that answers CSV payments.")
@@ -29,6 +32,7 @@ def up(
     """Start substrate, resources, a coordinator, workers and the payment provider mock, with
     the orders, restaurant approval and CSV payments pipelines ready; run until Ctrl-C."""
     settings = Settings()
+    substrate = substrate or settings.substrate
     cp = settings.control_plane_token
     admin = settings.admin_token
     spec = StackSpec(
