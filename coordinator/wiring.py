@@ -171,7 +171,10 @@ def assemble(
         ),
         awaits=await_service,
         completions=CompletionConsumer(
-            queue=await_completions, awaits=await_service, timings=timings
+            queue=await_completions,
+            awaits=await_service,
+            timings=timings,
+            provider_auth=settings.provider_auth,
         ),
         ingest=IngestConsumer(queue=ingest, submit=submit_upload, timings=timings),
         workers=workers,

@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     before it gives up with one line; a missing resource or credential gives up at once."""
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Request bodies over this many bytes are answered 413 before any route reads them."""
-    release: str = Field(default="1.0.0", pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+    release: str = Field(
+        default="1.0.0", pattern=r"^(?:[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}|sha256:[0-9a-f]{64})$"
+    )
     """The release version a worker runs (``tpf worker --release`` overrides it)."""
     submit_without_worker: bool = False
     """Accept submissions while no healthy worker of the pinned release exists (they wait in
@@ -129,6 +131,10 @@ class Settings(BaseSettings):
     """Await requests of one tenant out at once, across all its units."""
     history: bool = True
     """Append every state change to the history table (1 WRU each); operator actions always are."""
+    provider_auth: Literal["enforce", "warn"] = "enforce"
+    """Completions on the provider lane (the await-completions queue) must echo their request's
+    signed resume token: ``enforce`` refuses one without, ``warn`` records it and logs (for a
+    rollout while providers learn to echo it)."""
 
     ledger_file: Path | None = None
     """Where a role process writes its request ledger (JSON) when it exits."""

@@ -242,6 +242,7 @@ def completion(request: AwaitRequest, answer: dict[str, Any]) -> AwaitCompletion
         tenant_id=request.tenant_id,
         interaction_id=request.interaction_id,
         correlation_id=request.correlation_id,
+        resume_token=request.resume_token,  # what authenticates the answer, as TPF's providers do
         idempotency_key=request.idempotency_key,
         response_payload=Payload(payload_type_id=ANSWER_TYPE, payload=json.dumps(answer)),
         actor=ACTOR,

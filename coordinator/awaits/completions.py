@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Literal
 
 from coordinator.awaits.completing import CompletionRequest
 from coordinator.awaits.service import AwaitService
@@ -45,8 +46,16 @@ REFUSALS = (NotFound, Conflict, InvalidInput)
 
 
 class CompletionConsumer:
-    def __init__(self, *, queue: Queue, awaits: AwaitService, timings: Timings) -> None:
+    def __init__(
+        self,
+        *,
+        queue: Queue,
+        awaits: AwaitService,
+        timings: Timings,
+        provider_auth: Literal["enforce", "warn"] = "enforce",
+    ) -> None:
         self.queue, self.awaits, self.timings = queue, awaits, timings
+        self.provider_auth = provider_auth
 
     async def run(self, stop: asyncio.Event) -> None:
         # Rounds wait mostly on DynamoDB and SQS: a few at once keep both busy.
@@ -85,7 +94,7 @@ class CompletionConsumer:
         settled: list[Received] = []
         for message in messages:
             try:
-                accepted.append((message, self._request(message)))
+                accepted.append((message, self._verified(message, self._request(message))))
             except MalformedMessage as exc:
                 await self._release_malformed(message, exc)
             except InvalidInput as exc:
@@ -137,6 +146,26 @@ class CompletionConsumer:
             resume_token=envelope.resume_token,
             idempotency_key=envelope.idempotency_key,
             actor=envelope.actor,
+        )
+
+    def _verified(self, message: Received, request: CompletionRequest) -> CompletionRequest:
+        """Anything that can send to this queue could otherwise answer any interaction it can
+        name: a completion must echo its request's resume token (signed, naming the tenant
+        and the interaction), which the recorder then checks against the interaction."""
+        if request.resume_token is not None:
+            return request
+        metrics.MESSAGES_REJECTED.labels(
+            role="coordinator", queue="completions", reason="unverified"
+        ).inc()
+        if self.provider_auth == "warn":
+            log.warning(
+                "completion without a resume token accepted (TPF_PROVIDER_AUTH=warn)",
+                extra={"action": "completion-unverified", "messageId": message.message_id},
+            )
+            return request
+        raise InvalidInput(
+            "a provider's completion must echo its request's resumeToken",
+            pointer="/resumeToken",
         )
 
     async def _release_malformed(self, message: Received, exc: Exception) -> None:

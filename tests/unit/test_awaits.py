@@ -4,7 +4,7 @@ restaurant approval, completion semantics, deadlines, re-drive, tokens, a plug-i
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -17,6 +17,7 @@ from tpf.pipeline import Pipeline
 from tpf.queues import Outgoing
 from tpf.records import Status
 from tpf.runtime import InvocationRuntime
+from tpf.settings import Settings
 from tpf.wire import AwaitCompletion, Payload
 from worker.transition import run_transition
 
@@ -264,6 +265,7 @@ async def test_the_completion_queue_resumes_and_deletes_each_message(
     completion = AwaitCompletion(
         tenant_id="acme",
         interaction_id=interaction.interaction_id,
+        resume_token=c.awaits.admitter.token(interaction),
         response_payload=Payload(
             payload_type_id="x", payload=json.dumps(accepted(parked_at["request"]["orderId"]))
         ),
@@ -293,7 +295,7 @@ async def test_a_tpf_providers_completion_is_read_as_tpf_sends_it(
     body = {
         "tenantId": "acme",
         reference: named,
-        "resumeToken": "",
+        "resumeToken": c.awaits.admitter.token(interaction),
         "idempotencyKey": interaction.interaction_id,
         "responsePayload": accepted(parked_at["request"]["orderId"]),
         "actor": "csv-payments-sqs-mock-provider",
@@ -306,6 +308,35 @@ async def test_a_tpf_providers_completion_is_read_as_tpf_sends_it(
     assert len(c.await_completions.messages) == 1  # only the one naming no interaction stays
     await drive(c)
     assert (await result(c, execution_id))["outcome"] == "APPROVED"
+
+
+@pytest.mark.parametrize("auth", ["enforce", "warn"])
+async def test_a_provider_completion_must_echo_its_resume_token(
+    auth: Literal["enforce", "warn"],
+) -> None:
+    settings = Settings(
+        profile="test", due_shards=2, submit_without_worker=True, provider_auth=auth
+    )
+    c = InMemoryCoordinator.create(settings)
+    await c.register(restaurant_approval)
+    execution_id, parked_at = await parked(c)
+    interaction: Interaction = parked_at["interaction"]
+    answer = accepted(parked_at["request"]["orderId"])
+    for token in (None, c.awaits.admitter.token(interaction).replace(".", ".x", 1)):
+        body = {
+            "tenantId": "acme",
+            "interactionId": interaction.interaction_id,
+            "responsePayload": answer,
+            **({"resumeToken": token} if token else {}),
+        }
+        await c.await_completions.send(Outgoing(json.dumps(body)))
+    for message in await c.await_completions.receive(wait_s=0):
+        await c.completions.handle(message)
+    assert not c.await_completions.messages  # both settled: neither can ever be valid
+    await drive(c)
+    status = (await c.service.status("acme", execution_id)).status
+    # A forged token is refused in both modes; a missing one only where it is enforced.
+    assert status is (Status.WAITING_EXTERNAL if auth == "enforce" else Status.SUCCEEDED)
 
 
 async def test_a_transport_plugs_in_without_touching_the_coordinator() -> None:
@@ -359,6 +390,7 @@ async def test_one_poisoned_answer_does_not_fail_its_round(c: InMemoryCoordinato
         AwaitCompletion(
             tenant_id="acme",
             interaction_id=at["interaction"].interaction_id,
+            resume_token=c.awaits.admitter.token(at["interaction"]),
             response_payload=Payload(payload_type_id="x", payload=json.dumps(answer)),
         ).to_json()
         for at, answer in (
