@@ -8,13 +8,15 @@ Input file
     lines gives its row the number of its first line.
 
 File-level errors end the execution: they raise :class:`NonRetryable` with ``CSV_NOT_UTF8``,
-``CSV_EMPTY`` (no bytes or only whitespace), ``CSV_BAD_HEADER`` (no header or another one) or
-``CSV_MALFORMED`` (what the ``csv`` module refuses, such as a field over its size limit).
+``CSV_EMPTY`` (no bytes or only whitespace), ``CSV_BAD_HEADER`` (no header or another one),
+``CSV_MALFORMED`` (what the ``csv`` module refuses, such as a field over its size limit),
+``CSV_TOO_LARGE`` (more bytes than :class:`Limits` allow) or ``CSV_TOO_MANY_ROWS``.
 
 Row-level errors reject only that row, as a :class:`RejectedLine` with the first reason found,
-checked in this order: column count, empty id, an id outside :data:`PAYMENT_ID` (ASCII letters
-and digits first, then also ``.``, ``_``, ``-``; at most 64 characters: no formula can start
-one, and no look-alike letter from another script passes), duplicate id (any earlier row
+checked in this order: column count, a cell longer than :class:`Limits` allow, empty id, an
+id outside :data:`PAYMENT_ID` (ASCII letters and digits first, then also ``.``, ``_``, ``-``;
+at most 64 characters: no formula can start one, and no look-alike letter from another script
+passes), duplicate id (any earlier row
 carrying the id, valid or not, is its first occurrence), empty recipient, unknown currency
 (an ISO 4217 code from :data:`MINOR_UNITS`, upper case), amount not a plain decimal (``12``,
 ``12.5``; no ``+``, exponent or separators), not above zero, more than 18 integer digits, or
@@ -36,6 +38,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tpf.errors import NonRetryable
 
@@ -65,6 +68,18 @@ FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
 _NO_ANSWER: Final = {"status": "NO_ANSWER", "message": "no answer from the payment provider"}
 _AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+class Limits(BaseSettings):
+    """What one file may hold, from ``TPF_CSV_MAX_BYTES``, ``TPF_CSV_MAX_ROWS`` and
+    ``TPF_CSV_MAX_CELL`` (characters). A cell is bounded so that no payment, and so no await
+    request, can outgrow what one interaction holds."""
+
+    model_config = SettingsConfigDict(env_prefix="TPF_CSV_", frozen=True)
+
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_rows: int = Field(default=100_000, ge=1)
+    max_cell: int = Field(default=1_024, ge=1, le=64 * 1024)
 
 
 class _Model(BaseModel):
@@ -117,8 +132,10 @@ class OutputLine(_Model):
     message: str
 
 
-def parse_csv(data: bytes) -> ParsedFile:
+def parse_csv(data: bytes, limits: Limits | None = None) -> ParsedFile:
     """Parse and validate a payments file; see the module docstring for the rules."""
+    limits = limits or Limits()
+    check_size(len(data), limits)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -142,16 +159,27 @@ def parse_csv(data: bytes) -> ParsedFile:
         payments: list[PaymentRecord] = []
         rejected: list[RejectedLine] = []
         first_line: dict[str, int] = {}
-        for line, row, raw in rows:
+        for count, (line, row, raw) in enumerate(rows, start=1):
+            if count > limits.max_rows:
+                raise NonRetryable(
+                    f"the file has more than {limits.max_rows} rows",
+                    error_code="CSV_TOO_MANY_ROWS",
+                )
             payment_id = row[0].strip() or None
-            outcome = _validate(line, row, first_line.get(payment_id) if payment_id else None)
+            seen = first_line.get(payment_id) if payment_id else None
+            outcome = _validate(line, row, seen, limits.max_cell)
             if payment_id is not None:
                 first_line.setdefault(payment_id, line)
             if isinstance(outcome, PaymentRecord):
                 payments.append(outcome)
             else:
                 rejected.append(
-                    RejectedLine(line=line, payment_id=payment_id, reason=outcome, raw=raw)
+                    RejectedLine(
+                        line=line,
+                        payment_id=_cut(payment_id, limits.max_cell),
+                        reason=outcome,
+                        raw=_cut(raw, limits.max_cell) or "",
+                    )
                 )
     except csv.Error as error:
         raise NonRetryable(
@@ -160,6 +188,14 @@ def parse_csv(data: bytes) -> ParsedFile:
     return ParsedFile(
         payments=payments, rejected=rejected, total_lines=len(payments) + len(rejected)
     )
+
+
+def check_size(size: int, limits: Limits) -> None:
+    if size > limits.max_bytes:
+        raise NonRetryable(
+            f"the file is {size} bytes; at most {limits.max_bytes} are read",
+            error_code="CSV_TOO_LARGE",
+        )
 
 
 def provider_decision(payment: PaymentRecord) -> ProviderAnswer:
@@ -264,10 +300,15 @@ def _blank(row: list[str]) -> bool:
     return not row or (len(row) == 1 and not row[0].strip())
 
 
-def _validate(line: int, row: list[str], first_seen: int | None) -> PaymentRecord | str:
+def _validate(
+    line: int, row: list[str], first_seen: int | None, max_cell: int
+) -> PaymentRecord | str:
     """The accepted payment, or the reason the row is rejected."""
     if len(row) != len(HEADER):
         return f"expected {len(HEADER)} columns, found {len(row)}"
+    for column, cell in zip(HEADER, row, strict=True):
+        if len(cell) > max_cell:
+            return f"{column} is longer than {max_cell} characters"
     payment_id, recipient, text, currency = (cell.strip() for cell in row)
     if not payment_id:
         return "empty id"
@@ -318,6 +359,13 @@ def _quoted(cell: str) -> str:
     if any(special in cell for special in ',"\r\n'):
         return '"' + cell.replace('"', '""') + '"'
     return cell
+
+
+def _cut(value: str | None, limit: int) -> str | None:
+    """At most ``limit`` characters of ``value``, marked when cut."""
+    if value is None or len(value) <= limit:
+        return value
+    return value[:limit] + "..."
 
 
 def _show(value: str, limit: int = 40) -> str:

@@ -250,6 +250,24 @@ async def test_a_bad_file_fails_with_its_code(files: InMemoryFiles, data: bytes,
     assert (record.status, record.error_code) == (Status.FAILED, code)
 
 
+@pytest.mark.parametrize(
+    ("limit", "code"),
+    [("TPF_CSV_MAX_BYTES", "CSV_TOO_LARGE"), ("TPF_CSV_MAX_ROWS", "CSV_TOO_MANY_ROWS")],
+)
+async def test_a_file_over_its_limits_fails_with_its_code_and_asks_nothing(
+    files: InMemoryFiles, monkeypatch: pytest.MonkeyPatch, limit: str, code: str
+) -> None:
+    monkeypatch.setenv(limit, "40")
+    c = coordinator()
+    await c.register(csv_payments)
+    execution_id = await upload(c, files, "big.csv", rows(50))
+    provider = Provider(c)
+    await run(c, provider)
+    record = await c.service.status("acme", execution_id)
+    assert (record.status, record.error_code) == (Status.FAILED, code)
+    assert provider.requests == []
+
+
 async def test_a_file_of_only_invalid_rows_still_gets_its_output(files: InMemoryFiles) -> None:
     c = coordinator()
     await c.register(csv_payments)

@@ -17,6 +17,7 @@ from examples.csv_payments.records import (
     FORMULA_STARTS,
     MINOR_UNITS,
     PAYMENT_ID,
+    Limits,
     OutputLine,
     ParsedFile,
     PaymentRecord,
@@ -633,3 +634,37 @@ def test_rejected_line_model_allows_a_missing_id() -> None:
     assert (
         RejectedLine(line=3, payment_id=None, reason="empty id", raw=",a,1,EUR").payment_id is None
     )
+
+
+# --- limits -----------------------------------------------------------------------------------
+
+
+def test_a_file_over_the_byte_limit_is_refused_before_parsing() -> None:
+    data = (HEADER + VALID_ROW + "\n").encode()
+    with pytest.raises(NonRetryable) as refused:
+        parse_csv(data, Limits(max_bytes=len(data) - 1))
+    assert refused.value.error_code == "CSV_TOO_LARGE"
+    assert parse_csv(data, Limits(max_bytes=len(data))).payments
+
+
+def test_a_file_over_the_row_limit_is_refused() -> None:
+    rows = "".join(f"p-{n},Ada,1.00,EUR\n" for n in range(3))
+    with pytest.raises(NonRetryable) as refused:
+        parse_csv((HEADER + rows).encode(), Limits(max_rows=2))
+    assert refused.value.error_code == "CSV_TOO_MANY_ROWS"
+    assert len(parse_csv((HEADER + rows).encode(), Limits(max_rows=3)).payments) == 3
+
+
+def test_an_over_long_cell_makes_its_row_invalid_and_is_not_carried_whole() -> None:
+    limits = Limits(max_cell=50)
+    long_name = "A" * 5_000
+    parsed = parse_csv(f"{HEADER}p-1,{long_name},1.00,EUR\np-2,Bob,2.00,EUR\n".encode(), limits)
+    [bad] = parsed.rejected
+    assert bad.reason == "Recipient is longer than 50 characters"
+    assert len(bad.raw) <= 53 and [p.payment_id for p in parsed.payments] == ["p-2"]
+
+
+def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TPF_CSV_MAX_ROWS", "7")
+    monkeypatch.setenv("TPF_CSV_MAX_CELL", "99")
+    assert (Limits().max_rows, Limits().max_cell) == (7, 99)
