@@ -102,7 +102,7 @@ def queue_is_empty(stack: TestStack, name: str) -> bool:
     return all(int(v) == 0 for v in counts.values())
 
 
-async def test_uploads_become_one_submission_per_object_version(stack: TestStack) -> None:
+async def test_uploads_become_one_submission_per_uploaded_content(stack: TestStack) -> None:
     s3 = sync_client(stack.settings, "s3", endpoints=stack.endpoints)
     bucket = stack.settings.resource("inbox")
     # The "/" matters: moto's server URL-encodes it in notifications, S3 and LocalStack don't.
@@ -162,7 +162,10 @@ async def test_uploads_become_one_submission_per_object_version(stack: TestStack
     mine = ours()
     assert Counter(o.key for o in mine) == {unicode_key: 1, same: 2, changed: 2}
     assert {o.bucket for o in mine} == {bucket}
-    assert all(o.version_id is None for o in mine)  # the inbox is not versioned
+    # The inbox keeps versions. LocalStack's notices name them, moto's do not; either way an
+    # identical re-upload (same ETag, another version) is one submission key, below.
+    if stack.substrate == "localstack":
+        assert all(o.version_id for o in mine)
     by_key = {k: [o for o in mine if o.key == k] for k in (unicode_key, same, changed)}
 
     (upload,) = by_key[unicode_key]
