@@ -102,11 +102,12 @@ async def test_a_command_for_another_release_is_refused_over_http(
 
 async def refuses_connections(endpoint: str) -> bool:
     """A stopping server either refuses the connection or, when it had already accepted it
-    as the listener closed, hangs up without answering: both mean no new call runs."""
+    as the listener closed, hangs up without answering (seen as a protocol error or a reset
+    while reading): all mean no new call runs. An answer means it still serves."""
     try:
         async with httpx.AsyncClient() as http:
             await http.get(endpoint + "/q/health/live")
-    except (httpx.ConnectError, httpx.RemoteProtocolError):
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
         return True
     return False
 

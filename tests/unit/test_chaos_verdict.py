@@ -45,7 +45,7 @@ def healthy(**overrides: Any) -> Evidence:
 
 
 def test_a_clean_run_has_no_violations_and_counts_recovery() -> None:
-    verdict = judge(healthy(), kills=3, freezes_in_flight=1)
+    verdict = judge(healthy(), kills_in_flight=3, freezes_in_flight=1)
     assert verdict.violations == []
     assert verdict.figures["duplicate_invocations"] == 1
     assert verdict.figures["late_results_rejected"] == 1
@@ -72,7 +72,7 @@ def test_a_clean_run_has_no_violations_and_counts_recovery() -> None:
     ],
 )
 def test_each_violation_is_reported(evidence: Evidence, violation: str) -> None:
-    verdict = judge(evidence, kills=0, freezes_in_flight=0)
+    verdict = judge(evidence, kills_in_flight=0, freezes_in_flight=0)
     assert any(violation in v for v in verdict.violations), verdict.violations
 
 
@@ -81,7 +81,7 @@ def test_kills_without_any_recovery_mean_the_run_proved_nothing() -> None:
         invocations=[invocation(0), invocation(1, tk="e:1:1"), invocation(2, tk="e:1:1")],
         coordinator_log_lines=[],
     )
-    assert judge(quiet, kills=0, freezes_in_flight=0).violations == []
-    [violation] = judge(quiet, kills=2, freezes_in_flight=0).violations
-    assert "recovery untested" in violation
-    assert "no late result" in judge(quiet, kills=0, freezes_in_flight=1).violations[0]
+    assert judge(quiet, kills_in_flight=0, freezes_in_flight=0).violations == []
+    [violation] = judge(quiet, kills_in_flight=2, freezes_in_flight=0).violations
+    assert "taken over" in violation
+    assert "no late result" in judge(quiet, kills_in_flight=0, freezes_in_flight=1).violations[0]

@@ -125,7 +125,7 @@ def run(options: Options) -> dict[str, Any]:
             effects=read_jsonl((workdir / "effects").glob("*")),
             coordinator_log_lines=_coordinator_logs(workdir / "fleet"),
         ),
-        kills=tally.kills,
+        kills_in_flight=tally.kills_in_flight,
         freezes_in_flight=tally.freezes_in_flight,
     )
     verdict.require(
@@ -283,6 +283,7 @@ def summary(
         **verdict.figures,
         "kills": tally.kills,
         "freezes": tally.freezes,
+        "kills_in_flight": tally.kills_in_flight,
         "freezes_in_flight": tally.freezes_in_flight,
         "duplicates_injected": tally.duplicates,
         "wall_seconds": round(wall_s, 1),

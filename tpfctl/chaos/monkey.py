@@ -23,6 +23,8 @@ from tpfctl.fleet import Fleet, Member
 @dataclass
 class Tally:
     kills: int = 0
+    kills_in_flight: int = 0
+    """Kills of a worker that was running a long step: its transition must be taken over."""
     freezes: int = 0
     freezes_in_flight: int = 0
     """Freezes of a worker that was running a long step: its result must come back late."""
@@ -56,13 +58,20 @@ class Monkey:
         self._frozen_mid_step: set[int] = set()
 
     def kill(self) -> bool:
-        """SIGKILL a random live member; False when none is alive right now."""
+        """SIGKILL a random live member, half the time a worker mid-step when one is (so
+        every run tests a takeover); False when none is alive right now."""
         with self._lock:
             alive = [m for m in self.fleet.members if m.alive]
             if not alive:
                 return False
-            victim = self.rng.choice(alive)
+            busy = self._running_long_steps()
+            busy_workers = [m for m in alive if m.role == "worker" and m.process.pid in busy]  # type: ignore[union-attr]
+            victim = self.rng.choice(
+                busy_workers if busy_workers and self.rng.random() < 0.5 else alive
+            )
             assert victim.process is not None
+            if victim.role == "worker" and victim.process.pid in busy:
+                self.tally.add("kills_in_flight")
             self.fleet.kill(victim)  # held: the fleet's supervisor leaves the restart to us
             self._frozen.pop(victim.process.pid, None)
             self._frozen_mid_step.discard(victim.process.pid)

@@ -59,7 +59,7 @@ def read_jsonl(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return entries
 
 
-def judge(evidence: Evidence, *, kills: int, freezes_in_flight: int) -> Verdict:
+def judge(evidence: Evidence, *, kills_in_flight: int, freezes_in_flight: int) -> Verdict:
     verdict = Verdict()
     planned, statuses = evidence.planned, evidence.statuses
 
@@ -113,8 +113,8 @@ def judge(evidence: Evidence, *, kills: int, freezes_in_flight: int) -> Verdict:
     verdict.require(not missing, f"succeeded without its effect: {missing[:5]}")
     verdict.require(not leftover, f"deadline or key left on a settled record: {leftover[:5]}")
     verdict.require(
-        kills == 0 or duplicate_invocations + actions["timeout"] > 0,
-        "processes were killed but nothing was redelivered or taken over: recovery untested",
+        kills_in_flight == 0 or duplicate_invocations + actions["timeout"] > 0,
+        "workers were killed mid-step but nothing was redelivered or taken over",
     )
     verdict.require(
         freezes_in_flight == 0 or actions["reject-result"] > 0,
