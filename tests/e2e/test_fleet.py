@@ -285,7 +285,7 @@ def test_a_decision_for_another_order_fails_and_a_redrive_fails_it_again(
     execution_id = submit(api, RESTAURANT, restaurant_order()).json()["executionId"]
 
     interaction = pending_of(api, execution_id)
-    wrong = {"accepted": {"orderId": str(uuid.uuid4())}}
+    wrong = {"accepted": {"orderId": str(uuid.uuid4()), "decidedAt": "2026-12-01T12:00:00Z"}}
     answered = api.post(
         "/interactions/complete",
         json={
