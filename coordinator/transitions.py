@@ -8,7 +8,7 @@ COMPLETED transition and dispatching the next one is a single conditional write.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Protocol
 
@@ -18,15 +18,30 @@ from coordinator.identities import await_unit_id
 from coordinator.retries import decide
 from coordinator.store import ExecutionStore
 from tpf import metrics
+from tpf.contract import ContractRetry
 from tpf.errors import InvalidInput, StaleRecord
 from tpf.payloads import PayloadRef, PayloadStore
 from tpf.records import ExecutionRecord, Status
 from tpf.registry import Registry
+from tpf.settings import RetryOverride
 from tpf.wire import Failure, Payload, Suspension, TransitionResult
 
 log = logging.getLogger("tpf.coordinator")
 
 IN_FLIGHT = frozenset({Status.RUNNING, Status.WAIT_RETRY})
+
+
+def overridden(policy: ContractRetry, override: RetryOverride | None) -> ContractRetry:
+    """The step's retry policy with what configuration imposes (TPF's ``max-retries`` counts
+    retries after the first attempt; its ``retry-delay`` is the first backoff)."""
+    if override is None:
+        return policy
+    changes: dict[str, int] = {}
+    if override.max_retries is not None:
+        changes["max_attempts"] = override.max_retries + 1
+    if override.retry_delay is not None:
+        changes["base_delay_ms"] = int(override.retry_delay.total_seconds() * 1000)
+    return policy.model_copy(update=changes)
 
 
 class AwaitOpener(Protocol):
@@ -48,11 +63,13 @@ class TransitionCommitter:
         dead_letters: DeadLetterPublisher,
         await_grace: timedelta,
         open_await: AwaitOpener | None = None,
+        retry_override: Callable[[str], RetryOverride | None] = lambda pipeline_id: None,
     ) -> None:
         self.store, self.registry, self.payloads = store, registry, payloads
         self.dispatcher, self.dead_letters = dispatcher, dead_letters
         self.await_grace_ms = int(await_grace.total_seconds() * 1000)
         self.open_await = open_await
+        self.retry_override = retry_override
 
     async def commit(self, result: TransitionResult, *, now_ms: int) -> ExecutionRecord | None:
         """Apply a worker's result; ``None`` when it was late, duplicate or unknown."""
@@ -115,7 +132,7 @@ class TransitionCommitter:
         step = contract.steps[min(failure.step_index or record.step_index, len(contract.steps) - 1)]
         retry_after = timedelta(milliseconds=failure.retry_after_ms or 0) or None
         decision = decide(
-            step.retry,
+            overridden(step.retry, self.retry_override(record.pipeline_id)),
             failures=record.retries_used + 1,
             retryable=failure.retryable,
             retry_after=retry_after,

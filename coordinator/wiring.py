@@ -112,6 +112,7 @@ def assemble(
         dead_letters=dead_letter_publisher,
         await_grace=timings.await_stall,
         open_await=await_service.open,
+        retry_override=settings.retry_override,
     )
 
     async def commit(result: TransitionResult, at_ms: int) -> object:
@@ -119,7 +120,11 @@ def assemble(
 
     dispatcher.rest = RestDispatch(
         workers=workers,
-        client=RestWorkerClient(signer, InvocationRuntime(role="coordinator")),
+        client=RestWorkerClient(
+            signer,
+            InvocationRuntime(role="coordinator"),
+            timeout_s=settings.worker_request_timeout.total_seconds(),
+        ),
         commit=commit,
     )
     service = ExecutionService(

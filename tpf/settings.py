@@ -6,11 +6,21 @@ where waiting out a 30 s visibility timeout would make recovery tests slow.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Substrate = Literal["embedded", "localstack", "aws"]
@@ -76,6 +86,18 @@ def _aws(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
+_DEFAULT_KEY = "env:TPF_SIGNING_SECRET"
+
+
+class RetryOverride(BaseModel):
+    """Retry settings a deployment imposes on a pipeline, in TPF's terms."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    retry_delay: timedelta | None = Field(default=None, ge=timedelta(0))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TPF_", extra="ignore", populate_by_name=True)
 
@@ -88,14 +110,17 @@ class Settings(BaseSettings):
     state_dir: Path = Path.home() / ".tpf"
     """Where `tpf up` records the endpoint and tokens of the stack it owns."""
 
-    signing_key: str = "env:TPF_SIGNING_SECRET"
+    signing_key: str = _DEFAULT_KEY
     """Secret reference (``env:NAME`` or ``file:PATH``) of the HMAC key for commands and results."""
     signing_key_previous: str | None = None
     """The key being rotated out; still accepted when verifying."""
     control_plane_token: SecretStr | None = None
     admin_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
-    api_port: int = 8081
+    api_port: int = Field(
+        default=8081,
+        validation_alias=AliasChoices("TPF_API_PORT", "TPF_COORDINATOR_PORT", "api_port"),
+    )
     tenant_submit_rate: float = Field(default=1000.0, ge=0)
     """Submissions per second one tenant may make on one replica (429 beyond); 0 turns it off."""
     tenant_submit_burst: int = Field(default=2000, ge=1)
@@ -117,7 +142,14 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """A worker serves its metrics on ``http://<api_host>:<port>/q/metrics`` (the coordinator
     serves them on its API port)."""
-    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    worker_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        validation_alias=AliasChoices(
+            "TPF_WORKER_CONCURRENCY", "TPF_PIPELINE_MAX_CONCURRENCY", "worker_concurrency"
+        ),
+    )
     """Transitions one worker process runs at once."""
     shutdown_grace_s: float | None = Field(default=None, ge=0, le=900)
     """Seconds a stopping process gets to finish in-flight work; the profile's when unset."""
@@ -131,6 +163,17 @@ class Settings(BaseSettings):
     """Await requests of one tenant out at once, across all its units."""
     history: bool = True
     """Append every state change to the history table (1 WRU each); operator actions always are."""
+    orchestrator_max_retries: int | None = Field(default=None, ge=0, le=100)
+    """TPF's name: retries after the first failed attempt, for every pipeline (its own policy
+    when unset); ``pipeline_retries`` overrides it per pipeline."""
+    orchestrator_retry_delay: timedelta | None = Field(default=None, ge=timedelta(0))
+    """TPF's name: the first retry's backoff (ISO-8601, ``PT1S``), doubling after."""
+    pipeline_retries: dict[str, RetryOverride] = Field(default_factory=dict)
+    """Per pipeline id, ``{"maxRetries": 0, "retryDelay": "PT1S"}`` (JSON)."""
+    worker_request_timeout: timedelta = Field(
+        default=timedelta(seconds=30), gt=timedelta(0), le=timedelta(minutes=15)
+    )
+    """TPF's name: how long the coordinator waits for a REST worker's answer."""
     provider_auth: Literal["enforce", "warn"] = "enforce"
     """Completions on the provider lane (the await-completions queue) must echo their request's
     signed resume token: ``enforce`` refuses one without, ``warn`` records it and logs (for a
@@ -151,6 +194,25 @@ class Settings(BaseSettings):
         default=None, validation_alias=_aws("AWS_ENDPOINT_URL_SQS")
     )
     endpoint_url_s3: str | None = Field(default=None, validation_alias=_aws("AWS_ENDPOINT_URL_S3"))
+
+    @model_validator(mode="after")
+    def _tpf_worker_secret(self) -> Settings:
+        """TPF's scripts give the HMAC key as ``TPF_WORKER_SECRET``: used when ours is unset."""
+        unset = "TPF_SIGNING_SECRET" not in os.environ and "TPF_SIGNING_KEY" not in os.environ
+        if unset and self.signing_key == _DEFAULT_KEY and os.environ.get("TPF_WORKER_SECRET"):
+            object.__setattr__(self, "signing_key", "env:TPF_WORKER_SECRET")
+        return self
+
+    def retry_override(self, pipeline_id: str) -> RetryOverride | None:
+        """What configuration imposes on ``pipeline_id``'s retries, or None."""
+        own = self.pipeline_retries.get(pipeline_id)
+        if own is not None:
+            return own
+        if self.orchestrator_max_retries is None and self.orchestrator_retry_delay is None:
+            return None
+        return RetryOverride(
+            max_retries=self.orchestrator_max_retries, retry_delay=self.orchestrator_retry_delay
+        )
 
     @property
     def timings(self) -> Timings:
