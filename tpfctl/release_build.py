@@ -61,7 +61,7 @@ def build_release(pipeline_reference: str, version: str, out_dir: Path) -> tuple
     if not re.match(RELEASE_VERSION, version) or version in RESERVED_VERSIONS:
         raise InvalidRelease(
             f"release version {version!r} must be 1..64 letters, digits and ._+- "
-            "starting with a letter or digit"
+            "starting with a letter or digit, or a contract version (sha256:<64 hex>)"
         )
     module_name, _, attribute = pipeline_reference.partition(":")
     pipeline = load_pipeline(pipeline_reference)
