@@ -9,9 +9,12 @@
     POST /tpf/admin/tenants/{t}/pipelines/{p}/releases/{v}/activate    record; 404
     GET  /tpf/admin/tenants/{t}/pipelines/{p}/activations              events, newest first (ours)
 
-Releases belong to a pipeline, not a tenant: the tenant in the path is accepted (TPF clients send
-one) and ignored. ``register`` takes TPF's ``{releaseDescriptorPath}``, a descriptor file on the
-coordinator's filesystem, or the descriptor itself as the body. A bad descriptor, a pipeline id
+Releases belong to a pipeline, for every tenant; activations belong to the tenant in the path,
+and those of tenant ``default`` serve every tenant without its own (``tpf.registry``). The
+active release, the list's active mark and the activations are the path tenant's.
+
+``register`` takes TPF's ``{releaseDescriptorPath}``, a descriptor file on the coordinator's
+filesystem, or the descriptor itself as the body. A bad descriptor, a pipeline id
 other than the path's, an unreadable artifact or a digest that does not match is 400 with the
 JSON pointer of the field; the same version with other content is 409 ``RELEASE_EXISTS``.
 """
@@ -89,14 +92,14 @@ def releases_router(
 
     @router.get(PIPELINE + "/releases")
     async def releases(tenant_id: str, pipeline_id: str) -> list[dict[str, Any]]:
-        records = await registry.releases(pipeline_id)
+        records = await registry.releases(pipeline_id, tenant_id)
         if not records and not await registry.known_pipeline(pipeline_id):
             raise NotFound(f"unknown pipeline {pipeline_id!r}")
         return [release_body(r, active=r.activated_at_epoch_ms is not None) for r in records]
 
     @router.get(PIPELINE + "/releases/active")
     async def active(tenant_id: str, pipeline_id: str) -> dict[str, Any]:
-        record = await registry.active_release(pipeline_id)
+        record = await registry.active_release(pipeline_id, tenant_id)
         if record is None:
             raise NotFound(f"pipeline {pipeline_id!r} has no active release")
         return release_body(record)
@@ -110,12 +113,15 @@ def releases_router(
         record = await registry.release(pipeline_id, release_version)
         if on_activate is not None:
             await on_activate(record)
-        activated = await registry.activate(pipeline_id, release_version, now_ms=now_ms())
+        activated = await registry.activate(
+            pipeline_id, release_version, now_ms=now_ms(), tenant_id=tenant_id
+        )
         return release_body(activated)
 
     @router.get(PIPELINE + "/activations")
     async def activations(tenant_id: str, pipeline_id: str) -> list[dict[str, Any]]:
-        return [activation_body(a) for a in await registry.activations(pipeline_id)]
+        found = await registry.activations(pipeline_id, tenant_id=tenant_id)
+        return [activation_body(a) for a in found]
 
     return router
 

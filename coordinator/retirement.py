@@ -29,11 +29,10 @@ class ReleaseRetirement:
     async def retire(self, pipeline_id: str, release_version: str) -> None:
         """Delete the release's queue; ``NotFound`` or ``Conflict`` while it may be needed."""
         await self.registry.release(pipeline_id, release_version)
-        active = await self.registry.active_release(pipeline_id)
-        if active is not None and active.release_version == release_version:
+        if release_version in await self.registry.active_anywhere(pipeline_id):
             raise Conflict(
-                f"release {release_version} is the active release of {pipeline_id!r}: "
-                "activate another one first",
+                f"release {release_version} is an active release of {pipeline_id!r} (by "
+                "default or for a tenant): activate another one first",
                 code="RELEASE_ACTIVE",
             )
         pinned = await self.pinned(pipeline_id, release_version)

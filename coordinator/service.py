@@ -87,7 +87,7 @@ class ExecutionService:
             raise InvalidInput(
                 f"idempotencyKey is longer than {MAX_KEY}", pointer="/idempotencyKey"
             )
-        release = await self.registry.active_release(pipeline_id)
+        release = await self.registry.active_release(pipeline_id, tenant_id)
         if release is None:
             if await self.registry.known_pipeline(pipeline_id):
                 raise NoActiveRelease(f"pipeline {pipeline_id!r} has no active release")

@@ -76,6 +76,25 @@ async def test_the_newest_activation_is_the_active_release(registry: Registry) -
     assert (await registry.active_release(p.id)).release_version == "1.0.0"  # type: ignore[union-attr]
 
 
+async def test_a_tenants_own_activation_overrides_the_default_for_it_alone(
+    registry: Registry,
+) -> None:
+    p = pipeline()
+    contract = await register_pipeline(registry, p, "1.0.0", now_ms=1)
+    await registry.register_release(release_for(contract, "2.0.0", now_ms=2))
+    await registry.activate(p.id, "2.0.0", now_ms=3, tenant_id="acme")
+    fresh = Registry(registry.table, active_ttl_s=0)  # another replica: nothing cached
+
+    async def active(tenant: str | None) -> str:
+        found = await fresh.active_release(p.id, tenant)
+        assert found is not None
+        return found.release_version
+
+    assert [await active(t) for t in (None, "acme", "globex")] == ["1.0.0", "2.0.0", "1.0.0"]
+    assert [a.tenant_id for a in await fresh.activations(p.id, tenant_id="acme")] == ["acme"]
+    assert await fresh.active_anywhere(p.id) == {"1.0.0", "2.0.0"}
+
+
 async def test_a_release_version_is_immutable(registry: Registry) -> None:
     p = pipeline()
     contract = await register_pipeline(registry, p, "1.0.0", now_ms=1)

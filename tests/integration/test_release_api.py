@@ -37,7 +37,7 @@ class Activations:
         self.refuse = False
 
     async def __call__(self, record: ReleaseRecord) -> None:
-        active = await self.coordinator.registry.active_release(record.pipeline_id)
+        active = await self.coordinator.registry.active_release(record.pipeline_id, "acme")
         self.calls.append((record.release_version, active.release_version if active else None))
         if self.refuse:
             raise Conflict("the release queue cannot be created", code="RELEASE_NOT_READY")

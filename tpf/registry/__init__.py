@@ -5,11 +5,17 @@ Items share one table, keyed by pipeline::
 
     pk = pipeline#<pipelineId>   sk = contract#<contractVersion>      immutable contract JSON
                                  sk = release#<releaseVersion>        immutable release record
-                                 sk = activation#<epochMs>#<release>  append-only activations
+                                 sk = activation#<epochMs>#<release>  the default activations
+          sk = tenant#<tenantId>#activation#<epochMs>#<release>       one tenant's activations
 
-The active release is the newest activation. Contracts and releases never change once written,
-so they are cached for the life of the process. Every read is a GetItem or a Query on the
-pipeline's partition; nothing scans.
+A tenant's active release is its own newest activation, else the newest default one: the
+default serves every tenant that activated nothing (TPF's clients submit for tenants that never
+registered a release), and a tenant's own activation overrides it for that tenant alone.
+Activating for tenant ``default`` is activating the default. Releases are per pipeline for
+every tenant (a version names the same code everywhere), and so are their work queues.
+
+Contracts and releases never change once written, so they are cached for the life of the
+process. Every read is a GetItem or a Query on the pipeline's partition; nothing scans.
 
 A release registered from a descriptor (:meth:`Registry.register_descriptor`) has its primary
 artifact's digest checked once, there, by reading the artifact through an
@@ -30,6 +36,8 @@ from tpf.errors import AlreadyExists, NotFound
 from tpf.pipeline import Pipeline
 from tpf.registry.port import RegistryTable
 from tpf.releases import InvalidRelease, ReleaseArtifact, ReleaseDescriptor
+
+DEFAULT_TENANT = "default"
 
 
 class ReleaseRecord(BaseModel):
@@ -80,19 +88,31 @@ class Activation(BaseModel):
     release_version: str
     activated_at_epoch_ms: int
 
+    tenant_id: str = DEFAULT_TENANT
+    """``default``: the activation every tenant without one of its own follows."""
+
     @classmethod
     def from_item(cls, pipeline_id: str, item: dict[str, Any]) -> Activation:
-        # sk = activation#<epochMs, 15 digits>#<releaseVersion>; the version is also an attribute
-        _, at, version = item["sk"].split("#", 2)
+        # sk = [tenant#<tenantId>#]activation#<epochMs, 15 digits>#<releaseVersion>
+        tenant, _, rest = item["sk"].rpartition("activation#")
+        at, _, version = rest.partition("#")
         return cls(
             pipeline_id=pipeline_id,
             release_version=item.get("release", version),
             activated_at_epoch_ms=int(at),
+            tenant_id=tenant.removeprefix("tenant#").removesuffix("#") or DEFAULT_TENANT,
         )
 
 
 def _pk(pipeline_id: str) -> str:
     return f"pipeline#{pipeline_id}"
+
+
+def _activations(tenant_id: str | None) -> str:
+    """The sort-key prefix of the activations of ``tenant_id`` (None: the default's)."""
+    if tenant_id is None or tenant_id == DEFAULT_TENANT:
+        return "activation#"
+    return f"tenant#{tenant_id}#activation#"
 
 
 class Registry:
@@ -103,7 +123,7 @@ class Registry:
         on every replica within this time."""
         self._contracts: dict[tuple[str, str], Contract] = {}
         self._releases: dict[tuple[str, str], ReleaseRecord] = {}
-        self._active: dict[str, tuple[float, ReleaseRecord | None]] = {}
+        self._active: dict[tuple[str, str | None], tuple[float, ReleaseRecord | None]] = {}
 
     async def put_contract(self, contract: Contract) -> None:
         """Idempotent: the version is the hash of the content."""
@@ -201,50 +221,66 @@ class Registry:
         return self._releases[key]
 
     async def activate(
-        self, pipeline_id: str, release_version: str, *, now_ms: int
+        self, pipeline_id: str, release_version: str, *, now_ms: int, tenant_id: str | None = None
     ) -> ReleaseRecord:
+        """Activate for ``tenant_id`` alone, or (None, ``default``) for every tenant without an
+        activation of its own."""
         release = await self.release(pipeline_id, release_version)
-        sk = f"activation#{now_ms:015d}#{release_version}"
+        sk = f"{_activations(tenant_id)}{now_ms:015d}#{release_version}"
         await self.table.put_new(_pk(pipeline_id), sk, {"release": release_version})
-        self._active.pop(pipeline_id, None)
+        for key in [k for k in self._active if k[0] == pipeline_id]:
+            del self._active[key]
         return release.model_copy(update={"activated_at_epoch_ms": now_ms})
 
-    async def active_release(self, pipeline_id: str) -> ReleaseRecord | None:
-        cached = self._active.get(pipeline_id)
+    async def active_release(
+        self, pipeline_id: str, tenant_id: str | None = None
+    ) -> ReleaseRecord | None:
+        """The release ``tenant_id``'s submissions pin: its own, else the default."""
+        key = (pipeline_id, None if tenant_id == DEFAULT_TENANT else tenant_id)
+        cached = self._active.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.active_ttl_s:
             return cached[1]
-        active = await self._newest_activation(pipeline_id)
-        self._active[pipeline_id] = (time.monotonic(), active)
+        newest = await self.activations(pipeline_id, limit=1, tenant_id=key[1])
+        if not newest and key[1] is not None:
+            newest = await self.activations(pipeline_id, limit=1)
+        active = None
+        if newest:
+            release = await self.release(pipeline_id, newest[0].release_version)
+            active = release.model_copy(
+                update={"activated_at_epoch_ms": newest[0].activated_at_epoch_ms}
+            )
+        self._active[key] = (time.monotonic(), active)
         return active
 
-    async def _newest_activation(self, pipeline_id: str) -> ReleaseRecord | None:
-        newest = await self.activations(pipeline_id, limit=1)
-        if not newest:
-            return None
-        release = await self.release(pipeline_id, newest[0].release_version)
-        return release.model_copy(update={"activated_at_epoch_ms": newest[0].activated_at_epoch_ms})
-
-    async def activations(self, pipeline_id: str, *, limit: int = 100) -> list[Activation]:
-        """Activation events, newest first."""
-        items = await self.table.newest(_pk(pipeline_id), "activation#", limit)
+    async def activations(
+        self, pipeline_id: str, *, limit: int = 100, tenant_id: str | None = None
+    ) -> list[Activation]:
+        """Activation events of ``tenant_id`` (None: the default ones), newest first."""
+        items = await self.table.newest(_pk(pipeline_id), _activations(tenant_id), limit)
         return [Activation.from_item(pipeline_id, item) for item in items]
 
-    async def releases(self, pipeline_id: str) -> list[ReleaseRecord]:
-        """Every release of the pipeline, newest registration first; the active one carries
-        ``activated_at_epoch_ms`` (when it was last activated)."""
+    async def active_anywhere(self, pipeline_id: str) -> set[str]:
+        """The release versions active for some tenant, or by default (a Query of the
+        pipeline's activations: for admin actions such as retirement, not for submissions)."""
+        active = {a.release_version for a in await self.activations(pipeline_id, limit=1)}
+        newest: dict[str, Activation] = {}
+        for item in await self.table.query(_pk(pipeline_id), "tenant#"):
+            activation = Activation.from_item(pipeline_id, item)
+            seen = newest.get(activation.tenant_id)
+            if seen is None or activation.activated_at_epoch_ms > seen.activated_at_epoch_ms:
+                newest[activation.tenant_id] = activation
+        return active | {a.release_version for a in newest.values()}
+
+    async def releases(self, pipeline_id: str, tenant_id: str | None = None) -> list[ReleaseRecord]:
+        """Every release of the pipeline, newest registration first; the one active for
+        ``tenant_id`` carries ``activated_at_epoch_ms`` (when it was last activated)."""
         items = await self.table.query(_pk(pipeline_id), "release#")
         records = [ReleaseRecord.model_validate_json(item["doc"]) for item in items]
         records.sort(key=lambda r: (r.registered_at_epoch_ms, r.release_version), reverse=True)
-        newest = await self.activations(pipeline_id, limit=1)
-        if not newest:
+        active = await self.active_release(pipeline_id, tenant_id)
+        if active is None:
             return records
-        active = newest[0]
-        return [
-            r.model_copy(update={"activated_at_epoch_ms": active.activated_at_epoch_ms})
-            if r.release_version == active.release_version
-            else r
-            for r in records
-        ]
+        return [active if r.release_version == active.release_version else r for r in records]
 
     async def known_pipeline(self, pipeline_id: str) -> bool:
         return bool(await self.table.newest(_pk(pipeline_id), "contract#", 1))
