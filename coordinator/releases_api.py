@@ -47,11 +47,23 @@ class _Object(RootModel[dict[str, Any]]):
     pass
 
 
-def release_body(record: ReleaseRecord, *, active: bool | None = None) -> dict[str, Any]:
+def release_body(
+    record: ReleaseRecord, tenant_id: str, *, active: bool | None = None
+) -> dict[str, Any]:
+    """Ours, with the fields of TPF's ``PipelineReleaseRecord`` a client reads: ``tenantId``,
+    ``status`` (``ACTIVE`` or ``REGISTERED``), ``createdAtEpochMs``, ``updatedAtEpochMs``."""
     body = record.model_dump(mode="json", by_alias=True)
-    if active is not None:
+    if active is None:
+        active = record.activated_at_epoch_ms is not None
+    else:
         body["active"] = active
-    return body
+    return {
+        **body,
+        "tenantId": tenant_id,
+        "status": "ACTIVE" if active else "REGISTERED",
+        "createdAtEpochMs": record.registered_at_epoch_ms,
+        "updatedAtEpochMs": record.activated_at_epoch_ms or record.registered_at_epoch_ms,
+    }
 
 
 def activation_body(activation: Activation) -> dict[str, Any]:
@@ -88,25 +100,31 @@ def releases_router(
             record = await registry.register_descriptor(descriptor, artifacts, now_ms=now_ms())
         except AlreadyExists as exc:
             raise Conflict(str(exc), code="RELEASE_EXISTS") from exc
-        return release_body(record)
+        return release_body(record, tenant_id)
 
     @router.get(PIPELINE + "/releases")
     async def releases(tenant_id: str, pipeline_id: str) -> list[dict[str, Any]]:
         records = await registry.releases(pipeline_id, tenant_id)
         if not records and not await registry.known_pipeline(pipeline_id):
             raise NotFound(f"unknown pipeline {pipeline_id!r}")
-        return [release_body(r, active=r.activated_at_epoch_ms is not None) for r in records]
+        return [
+            release_body(r, tenant_id, active=r.activated_at_epoch_ms is not None) for r in records
+        ]
 
     @router.get(PIPELINE + "/releases/active")
     async def active(tenant_id: str, pipeline_id: str) -> dict[str, Any]:
         record = await registry.active_release(pipeline_id, tenant_id)
         if record is None:
             raise NotFound(f"pipeline {pipeline_id!r} has no active release")
-        return release_body(record)
+        return release_body(record, tenant_id)
 
     @router.get(PIPELINE + "/releases/{release_version}")
     async def release(tenant_id: str, pipeline_id: str, release_version: str) -> dict[str, Any]:
-        return release_body(await registry.release(pipeline_id, release_version))
+        record = await registry.release(pipeline_id, release_version)
+        active = await registry.active_release(pipeline_id, tenant_id)
+        if active is not None and active.release_version == release_version:
+            record = active
+        return release_body(record, tenant_id)
 
     @router.post(PIPELINE + "/releases/{release_version}/activate")
     async def activate(tenant_id: str, pipeline_id: str, release_version: str) -> dict[str, Any]:
@@ -116,7 +134,7 @@ def releases_router(
         activated = await registry.activate(
             pipeline_id, release_version, now_ms=now_ms(), tenant_id=tenant_id
         )
-        return release_body(activated)
+        return release_body(activated, tenant_id)
 
     @router.get(PIPELINE + "/activations")
     async def activations(tenant_id: str, pipeline_id: str) -> list[dict[str, Any]]:

@@ -58,8 +58,16 @@ def test_a_release_is_registered_activated_and_served_by_a_registered_worker(
             contract_version,
             contract_version,
         )
-        ok(http.post(f"{admin}/releases/{contract_version}/activate"))  # no body, as TPF's
-        assert ok(http.get(f"{admin}/releases/active"))["releaseVersion"] == contract_version
+        assert registered["status"] == "REGISTERED" and registered["tenantId"] == tpf.TENANT
+        activated = ok(http.post(f"{admin}/releases/{contract_version}/activate"))  # no body
+        assert activated["status"] == "ACTIVE"
+        active = ok(http.get(f"{admin}/releases/active"))
+        assert (active["releaseVersion"], active["status"]) == (contract_version, "ACTIVE")
+        shown = ok(http.get(f"{admin}/releases/{contract_version}"))
+        assert shown["status"] == "ACTIVE"
+        # Activated for this tenant alone: the default (every other tenant) is unmoved.
+        other = ok(http.get(f"/tpf/admin/tenants/default/pipelines/{tpf.PIPELINE}/releases/active"))
+        assert other["releaseVersion"] == "1.0.0"
 
         body = {
             "workerId": "restaurant-local-worker",

@@ -170,3 +170,14 @@ def wait_for_failure(client: httpx.Client, execution_id: str) -> dict[str, Any]:
             return body  # type: ignore[no-any-return]
         time.sleep(0.2)
     raise AssertionError(f"{execution_id} never failed")
+
+
+@pytest.mark.parametrize("shape", ["MULTI", "RAW"])
+def test_input_shapes_other_than_uni_are_refused_with_the_field_named(
+    client: httpx.Client, shape: str
+) -> None:
+    """A difference (docs/tpf-compatibility.md): a pipeline here takes one input."""
+    body = {**tpf.submit_body("Ada Lovelace", "Cafe TPF"), "inputShape": shape}
+    refused = client.post(control_plane("/executions"), json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["pointer"] == "/inputShape"
