@@ -70,6 +70,12 @@ class ReleaseArtifact(_Wire):
     capabilities: tuple[str, ...] = ()
     entry_point: str | None = None
 
+    @field_validator("uri")
+    @classmethod
+    def _plain_path_is_a_file(cls, uri: str) -> str:
+        """TPF's descriptors name a local artifact by its absolute path, with no scheme."""
+        return Path(uri).as_uri() if uri.startswith("/") else uri
+
 
 class ReleaseDescriptor(_Wire):
     schema_version: Literal[1] = 1

@@ -77,6 +77,7 @@ def build_release(pipeline_reference: str, version: str, out_dir: Path) -> tuple
     }
     entries = {name: path.read_bytes() for name, path in files}
     entries[MANIFEST] = json.dumps(manifest, sort_keys=True, indent=2).encode() + b"\n"
+    entries[TPF_CONTRACT] = tpf_contract(contract)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = release_file_stem(pipeline.id, version)
@@ -124,6 +125,34 @@ def _package_files(module_name: str) -> tuple[str, list[tuple[str, Path]]]:
             files.append(enclosing / "__init__.py")
         enclosing = enclosing.parent
     return package, [(p.relative_to(root).as_posix(), p) for p in files]
+
+
+TPF_CONTRACT = "META-INF/pipeline/pipeline-contract.json"
+"""Where TPF's release tooling reads an artifact's contract (its ``create-release``)."""
+
+
+def tpf_contract(contract: Contract) -> bytes:
+    """The contract as TPF's tooling reads it from an artifact: ``pipelineId``,
+    ``contractVersion`` and the steps by ``authoredName``, with ours whole beside them."""
+    document = {
+        "schemaVersion": 1,
+        "pipelineId": contract.pipeline_id,
+        "contractVersion": contract.version,
+        "steps": [
+            {
+                "index": step.index,
+                "authoredName": step.id,
+                "kind": step.kind.value,
+                "cardinality": step.cardinality.value,
+                "inputTypeId": step.input_type_id,
+                "outputTypeId": step.output_type_id,
+                "awaitTransport": step.await_.transport if step.await_ else None,
+            }
+            for step in contract.steps
+        ],
+        "tpfContract": json.loads(contract.canonical_json()),
+    }
+    return json.dumps(document, sort_keys=True, indent=2).encode() + b"\n"
 
 
 def zip_files(entries: Mapping[str, bytes]) -> bytes:

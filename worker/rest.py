@@ -91,10 +91,21 @@ def worker_app(
     capabilities: Mapping[str, Any] | None = None,
     *,
     clock: Callable[[], int] = epoch_ms,
+    ready: Callable[[], bool] = lambda: True,
 ) -> FastAPI:
-    """The REST worker over ``handler``. ``capabilities`` adds to what the handler describes."""
+    """The REST worker over ``handler``. ``capabilities`` adds to what the handler describes;
+    ``ready`` is false once the worker drains (``/q/health/ready`` then answers 503)."""
     app = FastAPI(title="tpf transition worker", docs_url=None, redoc_url=None, openapi_url=None)
     advertised = describe(handler, capabilities)
+
+    @app.get("/q/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "UP"}
+
+    @app.get("/q/health/ready")
+    async def readiness() -> JSONResponse:
+        up = ready()
+        return JSONResponse({"status": "UP" if up else "DOWN"}, status_code=200 if up else 503)
 
     async def verified_body(request: Request) -> bytes:
         body = await _read_body(request)

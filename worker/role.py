@@ -168,7 +168,7 @@ async def _serve(
         from worker.rest import serve_rest, worker_app
 
         handler = CommandHandler(timings=settings.timings, **common)  # type: ignore[arg-type]
-        app = worker_app(handler, signer, NonceCache())
+        app = worker_app(handler, signer, NonceCache(), ready=lambda: not serving_stop.is_set())
         serving = asyncio.create_task(
             serve_rest(app, settings.api_host, rest_port, serving_stop), name="rest"
         )

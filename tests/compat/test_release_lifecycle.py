@@ -6,6 +6,7 @@ release version (TPF's default: the contract version) and the worker's body are 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,24 @@ def test_a_release_is_registered_activated_and_served_by_a_registered_worker(
         assert [w["workerId"] for w in listed] == ["restaurant-local-worker"]
         drained = ok(http.post(f"{admin}/workers/restaurant-local-worker/drain"))
         assert drained["state"] == "DRAINING"
+
+
+def test_tpfs_release_tooling_reads_our_artifact_and_its_descriptor_registers(
+    fleet: OwnedStack, tmp_path: Path
+) -> None:
+    """``create-release`` on what ``tpf release build`` made, then ``register-activate``."""
+    _, artifact = build_release(RESTAURANT, "7.0.0", tmp_path)
+    descriptor = tpf.create_release(artifact, tpf.PIPELINE, "7.0.0")
+    assert descriptor["artifacts"][0]["stepIds"] == [s.id for s in load_pipeline(RESTAURANT).steps]
+    path = tmp_path / "pipeline-release.json"
+    path.write_text(json.dumps(descriptor, indent=2, sort_keys=True))
+    admin = f"/tpf/admin/tenants/tpf-tooling/pipelines/{tpf.PIPELINE}"
+    headers = {"Authorization": f"Bearer {tpf.TOKEN}"}
+    with httpx.Client(base_url=fleet.api_url, headers=headers, timeout=10) as http:
+        registered = ok(
+            http.post(f"{admin}/releases/register", json={"releaseDescriptorPath": str(path)})
+        )
+        assert registered["releaseVersion"] == "7.0.0"
+        assert registered["primaryArtifactDigest"] == descriptor["artifacts"][0]["digest"]
+        ok(http.post(f"{admin}/releases/7.0.0/activate"))
+        assert ok(http.get(f"{admin}/releases/active"))["releaseVersion"] == "7.0.0"

@@ -6,9 +6,12 @@ written against; a change upstream is a change here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
+import zipfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 UPSTREAM = "The-Pipeline-Framework/pipelineframework@a7f169b"
@@ -109,4 +112,35 @@ def incident(_: str) -> dict[str, Any]:
             "decidedAt": decided_at(),
             "note": "This completion is intentionally invalid for the incident demo.",
         }
+    }
+
+
+def create_release(
+    artifact: Path, pipeline_id: str, release_version: str | None = None
+) -> dict[str, Any]:
+    """DEMO_CLIENT ``create-release``: the descriptor TPF's tooling writes for an artifact,
+    from the contract at ``META-INF/pipeline/pipeline-contract.json`` inside it: kind ``jar``,
+    the artifact's absolute path with no scheme, no contract, the release version defaulting
+    to the contract version."""
+    with (
+        zipfile.ZipFile(artifact) as jar,
+        jar.open("META-INF/pipeline/pipeline-contract.json") as f,
+    ):
+        contract = json.load(f)
+    assert contract.get("pipelineId") == pipeline_id
+    return {
+        "schemaVersion": 1,
+        "pipelineId": pipeline_id,
+        "contractVersion": contract["contractVersion"],
+        "releaseVersion": release_version or contract["contractVersion"],
+        "artifacts": [
+            {
+                "artifactId": "restaurant-approval-monolith",
+                "kind": "jar",
+                "uri": str(artifact.resolve()),
+                "digest": f"sha256:{hashlib.sha256(artifact.read_bytes()).hexdigest()}",
+                "stepIds": [step.get("authoredName") for step in contract.get("steps", [])],
+                "capabilities": ["local-transition-execution", "rest-transition-worker"],
+            }
+        ],
     }

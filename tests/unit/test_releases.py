@@ -29,7 +29,7 @@ from tpf.releases import (
     read_descriptor,
     sha256_digest,
 )
-from tpfctl.release_build import build_release
+from tpfctl.release_build import TPF_CONTRACT, build_release
 
 ROOT = Path(__file__).resolve().parents[2]
 V1 = "examples.greeting.v1:pipeline"
@@ -98,7 +98,7 @@ def test_the_artifact_holds_the_package_sources_with_fixed_times_and_no_bytecode
         "examples/greeting/v1.py",
         "examples/greeting/v2.py",
     } <= set(names)
-    sources = [n for n in names if n != MANIFEST]
+    sources = [n for n in names if n not in (MANIFEST, TPF_CONTRACT)]
     assert all(n.endswith(".py") and "__pycache__" not in n for n in sources)
     assert not any(n.startswith("examples/csv_payments") for n in names)  # a sibling package
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
@@ -164,6 +164,19 @@ def test_a_bad_release_version_is_refused_before_anything_is_built(tmp_path: Pat
 
 
 # -- descriptors --------------------------------------------------------------------------------
+
+
+def test_the_artifact_carries_its_contract_where_tpfs_tooling_reads_it(tmp_path: Path) -> None:
+    _, artifact = build_release(V1, "1.0.0", tmp_path)
+    with zipfile.ZipFile(artifact) as archive:
+        document = json.loads(archive.read(TPF_CONTRACT))
+    contract = Contract.from_pipeline(v1.pipeline)
+    assert (document["pipelineId"], document["contractVersion"]) == (
+        contract.pipeline_id,
+        contract.version,
+    )
+    assert [s["authoredName"] for s in document["steps"]] == [s.id for s in contract.steps]
+    assert Contract.model_validate(document["tpfContract"]).version == contract.version
 
 
 def test_a_descriptor_survives_a_round_trip_through_its_json() -> None:

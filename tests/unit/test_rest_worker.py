@@ -378,3 +378,16 @@ async def test_a_rejected_answer_is_labelled_auth_and_an_unreachable_worker_unav
             with pytest.raises(error):
                 await client.execute(target, COMMAND)
         assert transport_calls(category, target) == before + 1
+
+
+async def test_the_worker_serves_tpfs_health_routes_without_a_signature() -> None:
+    draining = False
+    handler = command_handler(signer=SIGNER, identity=IDENTITY, results=InMemoryQueue("r"))
+    app = worker_app(handler, SIGNER, NonceCache(), ready=lambda: not draining)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ENDPOINT) as http:
+        assert (await http.get("/q/health/live")).json() == {"status": "UP"}
+        assert (await http.get("/q/health/ready")).status_code == 200
+        draining = True
+        down = await http.get("/q/health/ready")
+        assert (down.status_code, down.json()) == (503, {"status": "DOWN"})
+        assert (await http.get("/q/health/live")).status_code == 200
