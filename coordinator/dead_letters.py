@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from coordinator.store import ExecutionStore
+from tpf import metrics
 from tpf.queues import Outgoing, Queue
 from tpf.records import ExecutionRecord, Status
 from tpf.wire import DeadLetter, TerminalReason
@@ -18,6 +20,28 @@ log = logging.getLogger("tpf.coordinator")
 class DeadLetterPublisher:
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
+
+    async def dead_letter_parked(
+        self,
+        store: ExecutionStore,
+        record: ExecutionRecord,
+        *,
+        error_code: str,
+        message: str,
+        now_ms: int,
+    ) -> ExecutionRecord:
+        """End a parked execution in DLQ (a re-drive runs its await step again) and publish it."""
+        ended = await store.fail(
+            record,
+            transition_key=None,
+            status=Status.DLQ,
+            error_code=error_code,
+            message=message,
+            now_ms=now_ms,
+        )
+        metrics.TERMINAL_FAILURES.labels(status=Status.DLQ.value).inc()
+        await self.publish(ended, reason=message, transition_key=None)
+        return ended
 
     async def publish(
         self, record: ExecutionRecord, *, reason: str, transition_key: str | None

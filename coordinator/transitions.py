@@ -209,18 +209,13 @@ class TransitionCommitter:
         try:
             await self.open_await(parked, suspension, resume_step=next_step)
         except InvalidInput as exc:
-            message = f"the requests of {suspension.step_id!r} cannot be opened: {exc}"
-            ended = await self.store.fail(
+            return await self.dead_letters.dead_letter_parked(
+                self.store,
                 parked,
-                transition_key=None,
-                status=Status.DLQ,
                 error_code="AWAIT_REQUEST_INVALID",
-                message=message,
+                message=f"the requests of {suspension.step_id!r} cannot be opened: {exc}",
                 now_ms=parked.updated_at_ms,
             )
-            metrics.TERMINAL_FAILURES.labels(status=Status.DLQ.value).inc()
-            await self.dead_letters.publish(ended, reason=message, transition_key=None)
-            return ended
         return parked
 
     async def _reopen_if_parked_by(self, record: ExecutionRecord, result: TransitionResult) -> None:

@@ -89,17 +89,13 @@ class DeadlineSweeper:
         return True
 
     async def _never_opened(self, record: ExecutionRecord, now: int) -> None:
-        message = "its await unit never opened (the step's result could not be committed)"
-        ended = await self.store.fail(
+        await self.dead_letters.dead_letter_parked(
+            self.store,
             record,
-            transition_key=None,
-            status=Status.DLQ,
             error_code="AWAIT_NOT_OPENED",
-            message=message,
+            message="its await unit never opened (the step's result could not be committed)",
             now_ms=now,
         )
-        metrics.TERMINAL_FAILURES.labels(status=Status.DLQ.value).inc()
-        await self.dead_letters.publish(ended, reason=message, transition_key=None)
         log.warning(
             "parked execution had no await unit; dead-lettered",
             extra={"action": "await-never-opened", "executionId": record.execution_id},

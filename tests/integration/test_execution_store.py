@@ -169,11 +169,9 @@ async def test_commit_and_next_dispatch_are_one_write(execution_store: Execution
     assert await execution_store.get(*record.key) == nxt
 
 
-async def test_an_await_parks_the_execution_until_its_own_unit_completes(
-    execution_store: ExecutionStore,
-) -> None:
-    record = await running(execution_store)
-    parked = await execution_store.park(
+async def park(store: ExecutionStore, record: ExecutionRecord) -> ExecutionRecord:
+    """Park the running ``record`` on ``unit-1`` at step 1, due 5 s from NOW."""
+    return await store.park(
         record,
         transition_key=record.transition_key or "",
         await_unit_id="unit-1",
@@ -182,6 +180,13 @@ async def test_an_await_parks_the_execution_until_its_own_unit_completes(
         now_ms=NOW,
         due_at_ms=NOW + 5_000,
     )
+
+
+async def test_an_await_parks_the_execution_until_its_own_unit_completes(
+    execution_store: ExecutionStore,
+) -> None:
+    record = await running(execution_store)
+    parked = await park(execution_store, record)
     assert parked.status is Status.WAITING_EXTERNAL and parked.due_at_ms == NOW + 5_000
     with pytest.raises(StaleRecord):
         await execution_store.dispatch(parked, now_ms=NOW, deadline_ms=NOW + 1)
@@ -207,15 +212,7 @@ async def test_a_parked_record_is_due_after_its_await_and_can_be_kept_waiting(
     execution_store: ExecutionStore,
 ) -> None:
     record = await running(execution_store)
-    parked = await execution_store.park(
-        record,
-        transition_key=record.transition_key or "",
-        await_unit_id="unit-1",
-        step_index=1,
-        continuation=None,
-        now_ms=NOW,
-        due_at_ms=NOW + 5_000,
-    )
+    parked = await park(execution_store, record)
     shard = due_shard(record.execution_id, 4)  # the fixtures' stores have four shards
 
     def listed(at: int) -> Callable[[], Awaitable[bool]]:

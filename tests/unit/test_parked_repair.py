@@ -84,6 +84,15 @@ async def park_during_an_outage(
     return submitted.record.execution_id, at, refused
 
 
+async def approve_the_pending_order(c: InMemoryCoordinator) -> None:
+    [pending] = await c.awaits.pending("acme")
+    order_id = json.loads(pending.request)["orderId"]
+    await c.awaits.complete(
+        "acme", response=accepted(order_id), interaction_id=pending.interaction_id
+    )
+    await drive(c)
+
+
 async def test_a_parked_execution_is_due_a_grace_after_its_await_deadline(
     c: InMemoryCoordinator,
 ) -> None:
@@ -115,12 +124,7 @@ async def test_an_await_that_never_opened_is_dead_lettered_and_a_redrive_finishe
     c.committer.open_await.on = False  # type: ignore[union-attr]  # the outage is over
     await c.operations.redrive("acme", execution_id, actor="ops", now_ms=now_ms())
     await drive(c)
-    [pending] = await c.awaits.pending("acme")
-    order_id = json.loads(pending.request)["orderId"]
-    await c.awaits.complete(
-        "acme", response=accepted(order_id), interaction_id=pending.interaction_id
-    )
-    await drive(c)
+    await approve_the_pending_order(c)
     assert (await c.service.status("acme", execution_id)).status is Status.SUCCEEDED
 
 
@@ -131,12 +135,7 @@ async def test_a_redelivered_park_result_opens_the_unit_after_an_outage(
     c.committer.open_await.on = False  # type: ignore[union-attr]
     assert refused is not None
     assert await c.committer.commit(refused, now_ms=now_ms()) is None  # stale, but reopened
-    [pending] = await c.awaits.pending("acme")
-    order_id = json.loads(pending.request)["orderId"]
-    await c.awaits.complete(
-        "acme", response=accepted(order_id), interaction_id=pending.interaction_id
-    )
-    await drive(c)
+    await approve_the_pending_order(c)
     assert (await c.service.status("acme", execution_id)).status is Status.SUCCEEDED
 
 
