@@ -176,6 +176,11 @@ class AwaitRequest(Wire):
     deadline_epoch_ms: int
     request_payload: dict[str, Any]
     resume_token: str | None = None
+    input_type: str | None = None
+    output_type: str | None = None
+    transport_metadata: dict[str, Any] = Field(default_factory=dict)
+    """TPF's ``SqsAwaitDispatchEnvelope`` fields: the request's and the answer's type ids, and
+    ``{adapter, requestQueue, dispatchedAtEpochMs}``."""
     signature: Signature | None = None
 
 

@@ -85,6 +85,10 @@ class AwaitUnit:
     """Requests of this unit counted in its tenant's in-flight total."""
     wake_ms: int | None = None
     """When the sweeper looks at it before its deadline (stalled or waiting for admission)."""
+    request_type: str | None = None
+    response_type: str | None = None
+    """Type ids of the step's request and answer, as TPF's providers read them (``inputType``,
+    ``outputType``); absent on units opened before 2026-12."""
 
     @property
     def complete(self) -> bool:
@@ -178,6 +182,10 @@ def unit_to_item(unit: AwaitUnit, shards: int) -> dict[str, Any]:
     }
     if unit.wake_ms is not None:
         item["wk"] = unit.wake_ms
+    if unit.request_type is not None:
+        item["rqt"] = unit.request_type
+    if unit.response_type is not None:
+        item["rst"] = unit.response_type
     if unit.status is UnitStatus.OPEN:
         item["pp"] = f"D#{deadline_shard(unit.unit_id, shards)}"
         item["ps"] = sweep_position(unit)
@@ -208,6 +216,8 @@ def unit_from_item(item: dict[str, Any]) -> AwaitUnit:
         published=int(item.get("pub", 0)),
         accounted=int(item.get("acc", 0)),
         wake_ms=int(item["wk"]) if "wk" in item else None,
+        request_type=str(item["rqt"]) if "rqt" in item else None,
+        response_type=str(item["rst"]) if "rst" in item else None,
     )
 
 

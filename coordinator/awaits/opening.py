@@ -114,6 +114,8 @@ class UnitOpener:
             total=len(interactions),
             deadline_ms=deadline,
             created_at_ms=now,
+            request_type=step.output_type_id,
+            response_type=step.await_.response.type_id if step.await_ else None,
         )
         return unit, interactions
 

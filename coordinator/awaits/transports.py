@@ -13,6 +13,7 @@ import json
 from typing import Protocol
 
 from coordinator.awaits.model import AwaitUnit, Interaction
+from tpf.clock import now_ms
 from tpf.errors import ConfigurationError
 from tpf.queues import Outgoing, Queue
 from tpf.wire import AwaitRequest
@@ -54,6 +55,7 @@ class SqsRequests:
     async def publish(
         self, unit: AwaitUnit, interactions: list[Interaction], tokens: dict[str, str]
     ) -> None:
+        now = now_ms()
         await self.queue.send_many(
             [
                 Outgoing(
@@ -70,6 +72,13 @@ class SqsRequests:
                         deadline_epoch_ms=i.deadline_ms,
                         request_payload=json.loads(i.request),
                         resume_token=tokens.get(i.interaction_id),
+                        input_type=unit.request_type,
+                        output_type=unit.response_type,
+                        transport_metadata={
+                            "adapter": "sqs",
+                            "requestQueue": self.queue.name,
+                            "dispatchedAtEpochMs": now,
+                        },
                     ).to_json()
                 )
                 for i in interactions

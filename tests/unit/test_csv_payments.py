@@ -154,6 +154,11 @@ async def test_every_row_gets_one_output_line_with_the_providers_answer(
     assert [line[0] for line in lines[1:]][-5:] == ["bad", "big", "p3", "", "blk"]
     # One request per valid payment, never more than the unit's admission out at once.
     assert len(provider.requests) == 32
+    # TPF's SqsAwaitDispatchEnvelope fields are there too.
+    first = provider.requests[0]
+    assert first.input_type is not None and first.input_type.endswith("PaymentRecord")
+    assert first.output_type is not None and first.output_type.endswith("ProviderAnswer")
+    assert first.transport_metadata["adapter"] == "sqs" and first.resume_token
     assert provider.most_out <= 5
     assert await c.await_table.tenant_in_flight("acme") == 0
 
