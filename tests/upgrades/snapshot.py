@@ -82,16 +82,23 @@ def capture(out: Path) -> None:
         text = _placeholders(json.dumps(snapshot, indent=1, sort_keys=True), stack)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
-    keep_release_code(Path("examples"), out.parents[1] / "releases" / f"r{out.stem}" / "examples")
+    keep_release_code(Path.cwd(), out.parents[1] / "releases" / f"r{out.stem}")
 
 
-def keep_release_code(source: Path, target: Path) -> None:
-    """The pipeline code of the captured release, which its workers keep running after the
-    upgrade (their contract must match the registered one)."""
-    for module in sorted(source.rglob("*.py")):
-        copy = target / module.relative_to(source)
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        copy.write_bytes(module.read_bytes())
+def keep_release_code(root: Path, target: Path) -> None:
+    """The code of the captured release's pipelines, which their workers keep running after
+    the upgrade (their contract must match the registered one): each pipeline's module, or its
+    package when it is one of a package's modules, and the ``__init__`` files above it."""
+    for reference in PIPELINES:
+        parts = reference.partition(":")[0].split(".")
+        module = root.joinpath(*parts).with_suffix(".py")
+        sources = sorted(module.parent.glob("*.py")) if len(parts) > 2 else [module]
+        inits = [root.joinpath(*parts[:n], "__init__.py") for n in range(1, len(parts))]
+        for source in [*inits, *sources]:
+            if source.exists():
+                copy = target / source.relative_to(root)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                copy.write_bytes(source.read_bytes())
 
 
 def park_an_approval(stack: OwnedStack) -> tuple[str, str]:
