@@ -15,8 +15,10 @@ from typing import Any
 
 from coordinator.awaits.model import (
     ADMISSION_SK,
+    ONCE_SK,
     UNIT_SK,
     AwaitUnit,
+    Claim,
     Interaction,
     InteractionStatus,
     UnitStatus,
@@ -24,6 +26,7 @@ from coordinator.awaits.model import (
     interaction_from_item,
     interaction_sk,
     interaction_to_item,
+    once_pk,
     sweep_position,
     unit_from_item,
     unit_pk,
@@ -313,6 +316,29 @@ class DynamoAwaitTable:
             raise StaleRecord("the unit stayed contended") from exc
         return None
 
+    async def claim(self, claim: Claim, *, now_ms: int) -> Claim | None:
+        # One conditional put; the refusal carries the owner. DynamoDB's TTL deletes an ended
+        # claim late, so the condition also accepts one whose period is over.
+        try:
+            with conditions():
+                await self.client.put_item(
+                    TableName=self.table_name,
+                    Item=serialize(claim_to_item(claim)),
+                    ConditionExpression="attribute_not_exists(pk) OR ex = :me OR untl < :now",
+                    ExpressionAttributeValues=serialize(
+                        {":me": claim.execution_id, ":now": now_ms}
+                    ),
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed as refused:
+            # A store that does not return the refusing item is asked for it.
+            owner = refused.item or await self.items.get(claim_key(claim))
+            if owner is None:
+                return await self.claim(claim, now_ms=now_ms)  # it ended meanwhile
+            return owner_of(claim, owner)
+        return None
+
 
 def unit_update(
     table_name: str,
@@ -363,3 +389,31 @@ def completion(table_name: str, interaction: Interaction) -> dict[str, Any]:
             "ExpressionAttributeValues": serialize({":pending": "PENDING"}),
         }
     }
+
+
+def claim_key(claim: Claim) -> dict[str, str]:
+    return {"pk": once_pk(claim.tenant_id, claim.step_id, claim.key), "sk": ONCE_SK}
+
+
+def claim_to_item(claim: Claim) -> dict[str, Any]:
+    return {
+        **claim_key(claim),
+        "ex": claim.execution_id,
+        "u": claim.unit_id,
+        "n": claim.item_index,
+        "ca": claim.claimed_at_ms,
+        "untl": claim.until_ms,
+        "ttl": claim.until_ms // 1000,
+    }
+
+
+def owner_of(asked: Claim, item: dict[str, Any]) -> Claim:
+    """The claim stored for ``asked``'s key."""
+    return replace(
+        asked,
+        execution_id=str(item["ex"]),
+        unit_id=str(item["u"]),
+        item_index=int(item["n"]),
+        claimed_at_ms=int(item["ca"]),
+        until_ms=int(item["untl"]),
+    )

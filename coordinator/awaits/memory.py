@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from coordinator.awaits.model import (
     AwaitUnit,
+    Claim,
     Interaction,
     InteractionStatus,
     UnitStatus,
@@ -23,6 +24,7 @@ class InMemoryAwaitTable:
         self.units: dict[tuple[str, str], AwaitUnit] = {}
         self.items: dict[Key, Interaction] = {}
         self.in_flight: dict[str, int] = {}
+        self.claims: dict[tuple[str, str, str], Claim] = {}
         self.lock = asyncio.Lock()
 
     async def create(self, unit: AwaitUnit, interactions: list[Interaction]) -> bool:
@@ -136,3 +138,12 @@ class InMemoryAwaitTable:
         ]
         found.sort(key=lambda u: u.look_at_ms)
         return [(u.tenant_id, u.unit_id) for u in found[:limit]]
+
+    async def claim(self, claim: Claim, *, now_ms: int) -> Claim | None:
+        async with self.lock:
+            key = (claim.tenant_id, claim.step_id, claim.key)
+            owner = self.claims.get(key)
+            if owner is None or owner.execution_id == claim.execution_id or owner.until_ms < now_ms:
+                self.claims[key] = claim
+                return None
+            return owner

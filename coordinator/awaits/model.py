@@ -7,6 +7,7 @@ partition, so a unit's interactions are one Query::
     pk = <tenant>#<unitId>   sk = "U"            the unit: deadline, total, done counter
                              sk = "I#000042"     interaction 42: request, then response
     pk = <tenant>#~admission sk = "A"            the tenant's await requests in flight
+    pk = <tenant>#~once#<step>#<key> sk = "O"    who sent an exclusive await's key first
 
 Two sparse entries of the ``pending`` index make the hot lookups Query-only: an open unit
 carries ``pp = D#<shard>`` ordered by the time the sweeper should look at it (its deadline, or
@@ -55,6 +56,27 @@ def admission_pk(tenant_id: str) -> str:
     return f"{tenant_id}#~admission"  # "~" is not in a unit id
 
 
+ONCE_SK = "O"
+
+
+def once_pk(tenant_id: str, step_id: str, key: str) -> str:
+    return f"{tenant_id}#~once#{step_id}#{key}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An exclusive await's key, owned by the execution that sent it first, until ``until_ms``."""
+
+    tenant_id: str
+    step_id: str
+    key: str
+    execution_id: str
+    unit_id: str
+    item_index: int
+    claimed_at_ms: int
+    until_ms: int
+
+
 def interaction_sk(item_index: int) -> str:
     return f"I#{item_index:06d}"
 
@@ -89,6 +111,9 @@ class AwaitUnit:
     response_type: str | None = None
     """Type ids of the step's request and answer, as TPF's providers read them (``inputType``,
     ``outputType``); absent on units opened before 2026-12."""
+    exclusive_ms: int | None = None
+    """How long the first sender of a key owns it (the step's ``exclusive``); None: not
+    exclusive. Absent on units opened before 2026-12, which claim nothing."""
 
     @property
     def complete(self) -> bool:
@@ -126,6 +151,8 @@ class Interaction:
     completed_at_ms: int | None = None
     inbox: bool = True
     """Listed in the tenant's pending interactions (the human inbox); not for provider queues."""
+    duplicate_of: str | None = None
+    """JSON of the ``Owner`` when the coordinator answered it as a duplicate, never sending it."""
 
     @property
     def interaction_id(self) -> str:
@@ -186,6 +213,8 @@ def unit_to_item(unit: AwaitUnit, shards: int) -> dict[str, Any]:
         item["rqt"] = unit.request_type
     if unit.response_type is not None:
         item["rst"] = unit.response_type
+    if unit.exclusive_ms is not None:
+        item["xm"] = unit.exclusive_ms
     if unit.status is UnitStatus.OPEN:
         item["pp"] = f"D#{deadline_shard(unit.unit_id, shards)}"
         item["ps"] = sweep_position(unit)
@@ -218,6 +247,7 @@ def unit_from_item(item: dict[str, Any]) -> AwaitUnit:
         wake_ms=int(item["wk"]) if "wk" in item else None,
         request_type=str(item["rqt"]) if "rqt" in item else None,
         response_type=str(item["rst"]) if "rst" in item else None,
+        exclusive_ms=int(item["xm"]) if "xm" in item else None,
     )
 
 
@@ -242,6 +272,7 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
         "rk": i.completion_key,
         "by": i.actor,
         "at": i.completed_at_ms,
+        "dup": i.duplicate_of,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     if not i.inbox:
@@ -274,4 +305,5 @@ def interaction_from_item(item: dict[str, Any]) -> Interaction:
         actor=item.get("by"),
         completed_at_ms=int(at) if at is not None else None,
         inbox=bool(item.get("ib", True)),
+        duplicate_of=item.get("dup"),
     )

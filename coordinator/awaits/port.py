@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
+from coordinator.awaits.model import AwaitUnit, Claim, Interaction, UnitStatus
 
 Key = tuple[str, str, int]
 """(tenant, unit id, item index) of an interaction."""
@@ -70,6 +70,10 @@ class AwaitTable(Protocol):
 
     async def expire(self, interactions: list[Interaction]) -> None:
         """PENDING→TIMED_OUT (out of the inbox)."""
+
+    async def claim(self, claim: Claim, *, now_ms: int) -> Claim | None:
+        """Make ``claim``'s execution own its key; None when it does (the key was free, its
+        ownership had ended, or it was already this execution's), else the owner's claim."""
 
     async def overdue(self, shard: str, *, now_ms: int, limit: int) -> list[tuple[str, str]]:
         """(tenant, unit id) of open units due a look: deadline passed or wake time reached."""

@@ -69,6 +69,9 @@ class AwaitService:
         shards: int = 4,
     ) -> None:
         self.table, self.transports = table, transports
+        self.resumer = Resumer(
+            table=table, store=store, registry=registry, payloads=payloads, dispatcher=dispatcher
+        )
         self.admitter = Admitter(
             table=table,
             transports=transports,
@@ -76,9 +79,7 @@ class AwaitService:
             timings=timings,
             limits=admission or Admission(),
             answers=answers,
-        )
-        self.resumer = Resumer(
-            table=table, store=store, registry=registry, payloads=payloads, dispatcher=dispatcher
+            resumer=self.resumer,
         )
         self.opener = UnitOpener(
             table=table,

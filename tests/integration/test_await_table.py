@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from coordinator.awaits import AwaitTable, DynamoAwaitTable, InMemoryAwaitTable
-from coordinator.awaits.model import AwaitUnit, Interaction, InteractionStatus, UnitStatus
+from coordinator.awaits.model import AwaitUnit, Claim, Interaction, InteractionStatus, UnitStatus
 from tests.substrates import TestStack
 from tpf.accounting import LEDGER
 from tpf.errors import StaleRecord
@@ -177,3 +177,40 @@ async def test_a_second_opener_never_turns_an_answered_interaction_back_to_pendi
 
 async def _never_found(tenant_id: str, unit_id: str) -> AwaitUnit | None:
     return None
+
+
+def claim(execution_id: str, *, at: int, until: int) -> Claim:
+    return Claim(
+        tenant_id=TENANT,
+        step_id="ask",
+        key="acme:p-1",
+        execution_id=execution_id,
+        unit_id=f"u-{execution_id}",
+        item_index=3,
+        claimed_at_ms=at,
+        until_ms=until,
+    )
+
+
+async def test_a_key_is_owned_by_its_first_sender_until_its_period_ends(table: AwaitTable) -> None:
+    first = claim("e-first", at=1_000, until=5_000)
+    assert await table.claim(first, now_ms=1_000) is None
+    assert await table.claim(replace(first, unit_id="u-redriven"), now_ms=2_000) is None
+    owner = await table.claim(claim("e-later", at=3_000, until=9_000), now_ms=3_000)
+    assert owner is not None
+    assert (owner.execution_id, owner.unit_id, owner.item_index) == ("e-first", "u-redriven", 3)
+    # Once the period is over (even before TTL deletes the item) the key is free again.
+    assert await table.claim(claim("e-later", at=6_000, until=9_000), now_ms=6_000) is None
+    owner = await table.claim(claim("e-first", at=7_000, until=11_000), now_ms=7_000)
+    assert owner is not None and owner.execution_id == "e-later"
+
+
+async def test_an_interaction_answered_as_a_duplicate_keeps_its_owner(table: AwaitTable) -> None:
+    of = unit("u-dup", 1)
+    await table.create(of, interactions(of))
+    (pending,) = interactions(of)
+    duplicate = replace(answered(pending), response="null", duplicate_of='{"executionId":"e-1"}')
+    assert await table.record([duplicate])
+    stored = await table.get_interaction(TENANT, "u-dup", 0)
+    assert stored is not None and stored.duplicate_of == '{"executionId":"e-1"}'
+    assert stored.status is InteractionStatus.COMPLETED
