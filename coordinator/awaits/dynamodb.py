@@ -19,6 +19,7 @@ from coordinator.awaits.model import (
     UNIT_SK,
     AwaitUnit,
     Claim,
+    Inbox,
     Interaction,
     InteractionStatus,
     UnitStatus,
@@ -114,14 +115,43 @@ class DynamoAwaitTable:
         )
         return [interaction_from_item(i) for i in items]
 
-    async def pending(self, tenant_id: str, *, limit: int) -> list[Interaction]:
+    async def pending(self, tenant_id: str, *, limit: int, where: Inbox) -> list[Interaction]:
+        # The most selective key first; the other filters are the Query's, evaluated on the
+        # index, so its pages hold only what is returned.
+        filters = {"dl >= :now": {":now": {"N": str(where.not_before_ms)}}}
+        if where.step_id is not None:
+            filters["sid = :sid"] = {":sid": {"S": where.step_id}}
+        if where.assignee is not None:
+            index, key = "pending-assignee", "pa = :key"
+            value = f"{tenant_id}#{where.assignee}"
+            if where.group is not None:
+                filters["pg = :pg"] = {":pg": {"S": f"{tenant_id}#{where.group}"}}
+        elif where.group is not None:
+            index, key, value = "pending-group", "pg = :key", f"{tenant_id}#{where.group}"
+        else:
+            index, key, value = "pending", "pp = :key", f"T#{tenant_id}"
+        values: dict[str, Any] = {":key": {"S": value}}
+        for bound in filters.values():
+            values.update(bound)
         items = await self.items.query(
-            IndexName="pending",
-            KeyConditionExpression="pp = :pp",
-            ExpressionAttributeValues={":pp": {"S": f"T#{tenant_id}"}},
+            IndexName=index,
+            KeyConditionExpression=key,
+            FilterExpression=" AND ".join(filters),
+            ExpressionAttributeValues=values,
             limit=limit,
         )
+        if index != "pending":  # projected narrowly: read the page's interactions
+            items = await self._still_pending([(i["pk"], i["sk"]) for i in items])
         return [interaction_from_item(i) for i in items]
+
+    async def _still_pending(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The items of ``keys`` in their order, read consistently, without the settled."""
+        read: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(keys), BATCH_GET):
+            wanted = [{"pk": pk, "sk": sk} for pk, sk in keys[start : start + BATCH_GET]]
+            read.update({(i["pk"], i["sk"]): i for i in await self.items.get_many(wanted)})
+        found = [read[k] for k in keys if k in read]
+        return [i for i in found if i["st"] == InteractionStatus.PENDING.value]
 
     async def tenant_in_flight(self, tenant_id: str) -> int:
         item = await self.items.get({"pk": admission_pk(tenant_id), "sk": ADMISSION_SK})
@@ -214,7 +244,7 @@ class DynamoAwaitTable:
                     await self.client.update_item(
                         TableName=self.table_name,
                         Key=serialize(key),
-                        UpdateExpression="SET #st = :out REMOVE pp, ps",
+                        UpdateExpression="SET #st = :out REMOVE pp, ps, pa, pg",
                         ConditionExpression="#st = :pending",
                         ExpressionAttributeNames={"#st": "st"},
                         ExpressionAttributeValues=serialize(
@@ -315,6 +345,36 @@ class DynamoAwaitTable:
         except StillContended as exc:
             raise StaleRecord("the unit stayed contended") from exc
         return None
+
+    async def reindex(self, interactions: Sequence[Interaction]) -> int:
+        changed = 0
+        for i in interactions:
+            item = interaction_to_item(i)
+            keys = {k: v for k, v in item.items() if k in ("pa", "pg")}
+            if not keys:  # it names neither, or it is no longer waiting in the inbox
+                continue
+            try:
+                with conditions():
+                    await self.client.update_item(
+                        TableName=self.table_name,
+                        Key=serialize(
+                            {
+                                "pk": unit_pk(i.tenant_id, i.unit_id),
+                                "sk": interaction_sk(i.item_index),
+                            }
+                        ),
+                        UpdateExpression="SET " + ", ".join(f"{k} = :{k}" for k in keys),
+                        ConditionExpression="#st = :pending",
+                        ExpressionAttributeNames={"#st": "st"},
+                        ExpressionAttributeValues=serialize(
+                            {":pending": "PENDING", **{f":{k}": v for k, v in keys.items()}}
+                        ),
+                        ReturnConsumedCapacity="INDEXES",
+                    )
+            except ConditionFailed:
+                continue  # answered or timed out meanwhile: out of the inbox anyway
+            changed += 1
+        return changed
 
     async def claim(self, claim: Claim, *, now_ms: int) -> Claim | None:
         # One conditional put; the refusal carries the owner. DynamoDB's TTL deletes an ended

@@ -9,6 +9,7 @@ from dataclasses import replace
 from coordinator.awaits.model import (
     AwaitUnit,
     Claim,
+    Inbox,
     Interaction,
     InteractionStatus,
     UnitStatus,
@@ -60,11 +61,14 @@ class InMemoryAwaitTable:
         ]
         return sorted(found, key=lambda i: i.item_index)
 
-    async def pending(self, tenant_id: str, *, limit: int) -> list[Interaction]:
+    async def pending(self, tenant_id: str, *, limit: int, where: Inbox) -> list[Interaction]:
         found = [
             i
             for i in self.items.values()
-            if i.tenant_id == tenant_id and i.status is InteractionStatus.PENDING and i.inbox
+            if i.tenant_id == tenant_id
+            and i.status is InteractionStatus.PENDING
+            and i.inbox
+            and where.wants(i)
         ]
         return sorted(found, key=lambda i: (i.created_at_ms, i.interaction_id))[:limit]
 
@@ -138,6 +142,9 @@ class InMemoryAwaitTable:
         ]
         found.sort(key=lambda u: u.look_at_ms)
         return [(u.tenant_id, u.unit_id) for u in found[:limit]]
+
+    async def reindex(self, interactions: Sequence[Interaction]) -> int:
+        return 0  # listings read the requests themselves
 
     async def claim(self, claim: Claim, *, now_ms: int) -> Claim | None:
         async with self.lock:

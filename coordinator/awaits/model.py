@@ -12,8 +12,12 @@ partition, so a unit's interactions are one Query::
 Two sparse entries of the ``pending`` index make the hot lookups Query-only: an open unit
 carries ``pp = D#<shard>`` ordered by the time the sweeper should look at it (its deadline, or
 earlier while admission has work to check), and a waiting interaction of the human inbox carries
-``pp = T#<tenant>`` ordered by creation. Completing or timing out removes them. The
-``correlation`` index maps ``cid`` to the interaction's key.
+``pp = T#<tenant>`` ordered by creation. A waiting interaction whose request names an
+``assignee`` or a ``group`` (TPF's inbox filters) also carries ``pa = <tenant>#<assignee>`` and
+``pg = <tenant>#<group>``, keys of the sparse ``pending-assignee`` and ``pending-group`` indexes,
+so a filtered inbox is one Query too; requests without them cost those indexes nothing.
+Completing or timing out removes them all. The ``correlation`` index maps ``cid`` to the
+interaction's key.
 
 Admission (REFERENCE section 3): a unit publishes its requests in item order; ``published`` is
 the cursor (items below it were sent), so ``published - done`` are out at once. ``accounted`` is
@@ -24,6 +28,7 @@ and when the unit closes, so completions never touch the tenant's item.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -75,6 +80,47 @@ class Claim:
     item_index: int
     claimed_at_ms: int
     until_ms: int
+
+
+MAX_ASSIGNMENT = 256
+"""Characters of an assignee or group that is indexed; a longer one is listed, not filterable
+(an index key holds 2 KB, and a request must never fail to open for a name)."""
+
+
+def assignment(request: str) -> tuple[str | None, str | None]:
+    """The request's ``assignee`` and ``group``: string fields of those names, when indexable."""
+    try:
+        fields = json.loads(request)
+    except ValueError:
+        return None, None
+    if not isinstance(fields, dict):
+        return None, None
+
+    def name(value: Any) -> str | None:
+        ok = isinstance(value, str) and 0 < len(value) <= MAX_ASSIGNMENT
+        return value if ok else None
+
+    return name(fields.get("assignee")), name(fields.get("group"))
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """Which waiting interactions a listing wants: all of them, or by step, assignee, group."""
+
+    not_before_ms: int
+    """Their deadline is at or after this (a passed one is about to time out)."""
+    step_id: str | None = None
+    assignee: str | None = None
+    group: str | None = None
+
+    def wants(self, i: Interaction) -> bool:
+        assignee, group = assignment(i.request)
+        return (
+            i.deadline_ms >= self.not_before_ms
+            and (self.step_id is None or i.step_id == self.step_id)
+            and (self.assignee is None or assignee == self.assignee)
+            and (self.group is None or group == self.group)
+        )
 
 
 def interaction_sk(item_index: int) -> str:
@@ -280,6 +326,11 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
     elif i.status is InteractionStatus.PENDING:
         item["pp"] = f"T#{i.tenant_id}"
         item["ps"] = f"{i.created_at_ms:013d}#{i.interaction_id}"
+        assignee, group = assignment(i.request)
+        if assignee is not None:
+            item["pa"] = f"{i.tenant_id}#{assignee}"
+        if group is not None:
+            item["pg"] = f"{i.tenant_id}#{group}"
     return item
 
 
