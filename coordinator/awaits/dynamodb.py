@@ -72,6 +72,18 @@ class DynamoAwaitTable:
         item = await self.items.get(key)
         return interaction_from_item(item) if item else None
 
+    async def get_units(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AwaitUnit]:
+        unique = list(dict.fromkeys(keys))
+        found: dict[tuple[str, str], AwaitUnit] = {}
+        for start in range(0, len(unique), BATCH_GET):
+            wanted = [
+                {"pk": unit_pk(t, u), "sk": UNIT_SK} for t, u in unique[start : start + BATCH_GET]
+            ]
+            for item in await self.items.get_many(wanted):
+                unit = unit_from_item(item)
+                found[(unit.tenant_id, unit.unit_id)] = unit
+        return found
+
     async def get_interactions(self, keys: Sequence[Key]) -> dict[Key, Interaction]:
         unique = list(dict.fromkeys(keys))
         found: dict[Key, Interaction] = {}

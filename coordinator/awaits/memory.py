@@ -40,6 +40,9 @@ class InMemoryAwaitTable:
     async def get_unit(self, tenant_id: str, unit_id: str) -> AwaitUnit | None:
         return self.units.get((tenant_id, unit_id))
 
+    async def get_units(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AwaitUnit]:
+        return {k: self.units[k] for k in keys if k in self.units}
+
     async def get_interaction(
         self, tenant_id: str, unit_id: str, item_index: int
     ) -> Interaction | None:

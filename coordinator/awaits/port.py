@@ -27,6 +27,9 @@ class AwaitTable(Protocol):
 
     async def get_unit(self, tenant_id: str, unit_id: str) -> AwaitUnit | None: ...
 
+    async def get_units(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AwaitUnit]:
+        """The units of (tenant, unit id) ``keys`` that exist."""
+
     async def get_interaction(
         self, tenant_id: str, unit_id: str, item_index: int
     ) -> Interaction | None: ...

@@ -154,6 +154,12 @@ class AwaitService:
         where = Inbox(not_before_ms=now_ms(), step_id=step_id, assignee=assignee, group=group)
         return await self.table.pending(tenant_id, limit=limit, where=where)
 
+    async def response_types(self, interactions: Sequence[Interaction]) -> dict[str, str | None]:
+        """Unit id → the type id of the answer its interactions wait for (TPF's ``outputType``);
+        None for units opened before 2026-12, which did not store it."""
+        units = await self.table.get_units([(i.tenant_id, i.unit_id) for i in interactions])
+        return {unit_id: unit.response_type for (_, unit_id), unit in units.items()}
+
     async def run(self, stop: asyncio.Event) -> None:
         """The await sweeper's loop (on every replica: each action is conditional)."""
         await self.deadlines.run(stop)
