@@ -95,7 +95,7 @@ class ContractAwait(_Wire):
         # keep their version.
         document: dict[str, Any] = handler(self)
         for name in ("exclusive_ms", "exclusiveMs"):
-            if document.get(name, 0) is None:
+            if name in document and document[name] is None:
                 del document[name]
         return document
 

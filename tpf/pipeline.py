@@ -24,6 +24,7 @@ an await step, and ``COMPLETED`` otherwise.
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import sys
 import typing
@@ -187,9 +188,23 @@ async def call_step(spec: StepSpec, value: Any, ctx: StepContext) -> Any:
     return result
 
 
+ITEM_STREAMS = (
+    collections.abc.Iterable,
+    collections.abc.Iterator,
+    collections.abc.AsyncIterable,
+    collections.abc.AsyncIterator,
+)
+"""Besides ``list``, how an expand step may return its items and a collect step take them.
+A stream is paged through the framework, so no process holds a long expansion at once."""
+
+
 def type_id(tp: Any) -> str:
-    """A stable label for a model type: ``module.qualname``, with type arguments spelled out."""
-    if typing.get_origin(tp) is list:
+    """A stable label for a model type: ``module.qualname``, with type arguments spelled out.
+
+    A stream of items is labelled ``list[...]`` like a list: the wire holds the same items,
+    whichever way a step produces or consumes them.
+    """
+    if typing.get_origin(tp) is list or typing.get_origin(tp) in ITEM_STREAMS:
         return f"list[{type_id(typing.get_args(tp)[0])}]"
     meta = getattr(tp, "__pydantic_generic_metadata__", None)
     if meta and meta["origin"] is not None:
@@ -320,7 +335,7 @@ class Pipeline:
         if kind is StepKind.COLLECT:
             if self._expansion is None:
                 raise ContractError(f"{where}: collect without an open expansion")
-            expected = GenericAlias(list, (self._current,))
+            expected = GenericAlias(list, (self._current,))  # or a stream of them: same label
         elif not _is_model(in_type):
             raise ContractError(f"{where}: input must be a pydantic model, got {in_type!r}")
         # Pydantic caches generic parametrizations weakly, so Awaited[A, B] may be rebuilt:
@@ -336,7 +351,10 @@ class Pipeline:
                     f"{where}: nested expansion (step {self._expansion.id!r} is still open)"
                 )
             if _list_item(out_type) is None:
-                raise ContractError(f"{where}: an expand step must return list[Model]")
+                raise ContractError(
+                    f"{where}: an expand step must return list[Model] or a stream of them "
+                    "(Iterable, Iterator, AsyncIterable or AsyncIterator)"
+                )
         elif not _is_model(out_type):
             raise ContractError(f"{where}: output must be a pydantic model, got {out_type!r}")
 
@@ -386,8 +404,9 @@ def _is_model(tp: Any) -> bool:
 
 
 def _list_item(tp: Any) -> Any | None:
-    """The model ``M`` of ``list[M]``, else None."""
-    args = typing.get_args(tp) if typing.get_origin(tp) is list else ()
+    """The model ``M`` of ``list[M]`` or of a stream of ``M`` (``ITEM_STREAMS``), else None."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp) if origin is list or origin in ITEM_STREAMS else ()
     return args[0] if len(args) == 1 and _is_model(args[0]) else None
 
 

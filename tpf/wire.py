@@ -122,7 +122,11 @@ class Suspension(Wire):
     transport: str
     timeout_ms: int
     requests: Payload
-    """A JSON list of request payloads (one per item when itemized); by claim check if large."""
+    """A JSON list of request payloads (one per item when itemized); by claim check if large,
+    or the index of its pages (``tpf.pages``) when long."""
+    reads_pages: bool = False
+    """The worker reads a long list of answers as pages; a worker before pages existed does
+    not say so, and gets one list."""
     continuation: Payload | None = None
     """State to carry past the await (the request itself when omitted)."""
 

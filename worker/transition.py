@@ -31,7 +31,6 @@ A StepFailure's category is its ``category`` attribute if set, else its ``__caus
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,21 +49,21 @@ from tpf.wire import (
     TransitionResult,
     WorkerIdentity,
 )
-from worker.values import InputRejected, cap, load_input, output_type_id, to_payload
+from worker.items import StepError, expanded, mapped, takes_stream, values
+from worker.values import (
+    InputRejected,
+    cap,
+    load_input,
+    output_type_id,
+    to_items_payload,
+    to_payload,
+)
 
 ITEM_CONCURRENCY = 16
 """Items of one per-item step run at once; bounds fan-out against downstream services."""
 _MS = timedelta(milliseconds=1)
 
 Outcome = Literal["COMPLETED", "WAITING_EXTERNAL", "FAILED"]
-
-
-class _ItemError(Exception):
-    """Tags the failing item of a per-item step so the failure message can name it."""
-
-    def __init__(self, item_index: int, error: Exception) -> None:
-        super().__init__(str(error))
-        self.item_index, self.error = item_index, error
 
 
 @dataclass(frozen=True)
@@ -131,22 +130,34 @@ async def _advance(
     for index in range(start, stop):
         try:
             value = await _run_step(pipeline.step(index), value, command, runtime)
+        except StepError as exc:
+            return _Reached("FAILED", failure=failure_of(exc, step_index=exc.step_index))
+        except InputRejected:
+            raise
         except Exception as exc:
             return _Reached("FAILED", failure=failure_of(exc, step_index=index))
     last = pipeline.step(stop - 1)
     try:
         if last.kind is StepKind.AWAIT and last.await_policy is not None:
-            requests = value if last.per_item else [value]
             list_id = f"list[{type_id(last.output_type)}]"
+            requests = value if last.per_item else [value]
             suspension = Suspension(
                 step_id=last.id,
                 step_index=last.index,
                 transport=last.await_policy.transport,
                 timeout_ms=last.await_policy.timeout // _MS,
-                requests=await to_payload(payloads, command, list_id, requests),
+                requests=await to_items_payload(payloads, command, list_id, requests),
+                reads_pages=True,
             )
             return _Reached("WAITING_EXTERNAL", next_step_index=stop, suspension=suspension)
-        output = await to_payload(payloads, command, output_type_id(last), value)
+        if last.per_item or last.kind is StepKind.EXPAND:  # a checkpoint in an expansion
+            output = await to_items_payload(payloads, command, output_type_id(last), value)
+        else:
+            output = await to_payload(payloads, command, output_type_id(last), value)
+    except StepError as exc:  # met while the items were drawn
+        return _Reached("FAILED", failure=failure_of(exc, step_index=exc.step_index))
+    except InputRejected:
+        raise
     except Exception as exc:  # the claim check could not be stored
         failure = failure_of(exc, step_index=None, error_code="OUTPUT_UNSTORED")
         return _Reached("FAILED", failure=failure)
@@ -172,24 +183,20 @@ def _range_problem(pipeline: Pipeline, start: int, stop: int) -> str | None:
 async def _run_step(
     spec: StepSpec, value: Any, command: TransitionCommand, runtime: InvocationRuntime
 ) -> Any:
-    if not spec.per_item:
-        return await runtime.invoke_step(spec, value, _context(spec, command))
-    limit = asyncio.Semaphore(ITEM_CONCURRENCY)
+    """The value after ``spec``; items stay a lazy stream (:mod:`worker.items`)."""
+    if spec.per_item:
 
-    async def one(item_index: int, item: Any) -> Any:
-        async with limit:
-            try:
-                return await runtime.invoke_step(spec, item, _context(spec, command, item_index))
-            except Exception as exc:
-                raise _ItemError(item_index, exc) from exc
+        async def one(item_index: int, item: Any) -> Any:
+            return await runtime.invoke_step(spec, item, _context(spec, command, item_index))
 
-    # A TaskGroup cancels the other items once one fails: the transition fails as a whole.
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(i, item)) for i, item in enumerate(value)]
-    except BaseExceptionGroup as group:
-        raise group.exceptions[0] from None
-    return [task.result() for task in tasks]
+        return mapped(spec, value, one, ITEM_CONCURRENCY)
+    if spec.kind is StepKind.COLLECT:
+        items = values(value) if takes_stream(spec) else [v async for _, v in value]
+        return await runtime.invoke_step(spec, items, _context(spec, command))
+    result = await runtime.invoke_step(spec, value, _context(spec, command))
+    if spec.kind is StepKind.EXPAND:
+        return expanded(spec, result)
+    return result
 
 
 def _context(spec: StepSpec, command: TransitionCommand, item: int | None = None) -> StepContext:
@@ -218,8 +225,10 @@ def failure_of(
 ) -> Failure:
     """The Failure a step's exception reports; see the module docstring for the choices."""
     prefix = ""
-    if isinstance(exc, _ItemError):
-        prefix, exc = f"item {exc.item_index}: ", exc.error
+    if isinstance(exc, StepError):
+        if exc.item_index is not None:
+            prefix = f"item {exc.item_index}: "
+        exc = exc.error
     category = categorize_failure(exc)
     if isinstance(exc, StepFailure):
         return Failure(

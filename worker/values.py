@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import json
+import typing
+from collections.abc import AsyncIterator
 from types import GenericAlias
 from typing import Any
 
@@ -32,10 +34,12 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tpf.codec import decode_value
 from tpf.errors import InvalidInput
+from tpf.pages import PageWriter, is_paged, pages_of
 from tpf.payloads import PayloadCorrupt, PayloadMissing, PayloadRef, PayloadStore
-from tpf.pipeline import StepSpec, type_id
+from tpf.pipeline import StepKind, StepSpec, type_id
 from tpf.runtime import categorize_failure
 from tpf.wire import TRANSITION_ENCODING, Failure, Payload, PayloadRefWire, TransitionCommand
+from worker.items import Item
 
 MESSAGE_INLINE_LIMIT = 32 * 1024
 """Largest payload (as escaped inside the message) sent inline; larger goes by claim check."""
@@ -58,24 +62,51 @@ def cap(message: str) -> str:
     )
 
 
+def _rejection(
+    spec: StepSpec, code: str, message: str, exc: Exception | None, *, retryable: bool
+) -> InputRejected:
+    category = categorize_failure(exc) if exc is not None else "malformed"
+    failure = Failure(
+        category=category,
+        error_code=code,
+        message=cap(message),
+        retryable=retryable,
+        step_index=spec.index,
+    )
+    return InputRejected(failure)
+
+
+def _rejected(spec: StepSpec, exc: Exception) -> InputRejected:
+    """The input of ``spec`` could not be loaded because of ``exc``: why, and whether to retry."""
+    if isinstance(exc, PayloadMissing):
+        # Retryable: an eventually consistent read can miss a payload written just before.
+        return _rejection(spec, "PAYLOAD_MISSING", str(exc), exc, retryable=True)
+    if isinstance(exc, PayloadCorrupt):
+        return _rejection(spec, "PAYLOAD_CORRUPT", str(exc), exc, retryable=False)
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = "/".join(str(p) for p in first["loc"])
+        message = f"input of step {spec.id!r} at /{where}: {first['msg']}"
+        return _rejection(spec, "MALFORMED_INPUT", message, exc, retryable=False)
+    if isinstance(exc, (InvalidInput, UnicodeDecodeError, ValueError)):
+        message = f"input of step {spec.id!r}: {exc}"
+        return _rejection(spec, "MALFORMED_INPUT", message, exc, retryable=False)
+    # The payload store is down or slow: worth another attempt.
+    message = f"{type(exc).__name__}: {exc}"
+    return _rejection(spec, "INPUT_UNAVAILABLE", message, exc, retryable=True)
+
+
 async def load_input(spec: StepSpec, command: TransitionCommand, payloads: PayloadStore) -> Any:
-    """The validated value step ``spec`` starts from, or :class:`InputRejected`."""
+    """The validated value step ``spec`` starts from, or :class:`InputRejected`.
+
+    Items (the input of a per-item or collect step) come as a stream of ``(index, item)``
+    read page by page (``tpf.pages``); an item that does not validate rejects the input when
+    it is reached.
+    """
     source = command.input
-
-    def reject(code: str, message: str, exc: Exception | None, *, retryable: bool) -> InputRejected:
-        category = categorize_failure(exc) if exc is not None else "malformed"
-        failure = Failure(
-            category=category,
-            error_code=code,
-            message=cap(message),
-            retryable=retryable,
-            step_index=spec.index,
-        )
-        return InputRejected(failure)
-
     if source.payload_encoding not in _ENCODINGS:
         message = f"unsupported payloadEncoding {source.payload_encoding!r}"
-        raise reject("MALFORMED_INPUT", message, None, retryable=False)
+        raise _rejection(spec, "MALFORMED_INPUT", message, None, retryable=False)
     try:
         if source.payload_ref is not None:
             ref = PayloadRef(tier=source.payload_ref.tier, digest=source.payload_ref.digest)
@@ -86,23 +117,35 @@ async def load_input(spec: StepSpec, command: TransitionCommand, payloads: Paylo
             raise InvalidInput("the input has neither payload nor payloadRef")
         # decode_value also unwraps TPF's java.util.Map / java.util.List envelopes.
         data = decode_value(source.payload_type_id, text)
+        if spec.per_item or spec.kind is StepKind.COLLECT:
+            if not isinstance(data, list) and not is_paged(data):
+                raise InvalidInput("expected a list of items")
+            return _items(spec, command, payloads, data)
         return _adapter(input_type(spec)).validate_python(data)
-    except PayloadMissing as exc:
-        # Retryable: an eventually consistent read can miss a payload written just before.
-        raise reject("PAYLOAD_MISSING", str(exc), exc, retryable=True) from exc
-    except PayloadCorrupt as exc:
-        raise reject("PAYLOAD_CORRUPT", str(exc), exc, retryable=False) from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "/".join(str(p) for p in first["loc"])
-        message = f"input of step {spec.id!r} at /{where}: {first['msg']}"
-        raise reject("MALFORMED_INPUT", message, exc, retryable=False) from exc
-    except (InvalidInput, UnicodeDecodeError) as exc:
-        message = f"input of step {spec.id!r}: {exc}"
-        raise reject("MALFORMED_INPUT", message, exc, retryable=False) from exc
-    except Exception as exc:  # the payload store is down or slow: worth another attempt
-        message = f"{type(exc).__name__}: {exc}"
-        raise reject("INPUT_UNAVAILABLE", message, exc, retryable=True) from exc
+    except Exception as exc:
+        raise _rejected(spec, exc) from exc
+
+
+async def _items(
+    spec: StepSpec, command: TransitionCommand, payloads: PayloadStore, document: Any
+) -> AsyncIterator[Item]:
+    adapter = _adapter(item_type(spec))
+    index = 0
+    pages = pages_of(payloads, command.tenant_id, command.execution_id, document)
+    try:
+        async for page in pages:
+            for data in page:
+                yield index, adapter.validate_python(data)
+                index += 1
+    except Exception as exc:
+        raise _rejected(spec, exc) from exc
+
+
+def item_type(spec: StepSpec) -> Any:
+    """The model of one item of a per-item or collect step's input."""
+    if spec.per_item:
+        return spec.input_type
+    return typing.get_args(spec.input_type)[0]
 
 
 def input_type(spec: StepSpec) -> Any:
@@ -119,6 +162,21 @@ def output_type_id(spec: StepSpec) -> str:
 @functools.lru_cache(maxsize=512)
 def _adapter(tp: Any) -> TypeAdapter[Any]:
     return TypeAdapter(tp)
+
+
+async def to_items_payload(
+    payloads: PayloadStore, command: TransitionCommand, payload_type_id: str, items: Any
+) -> Payload:
+    """A list or stream of items as a payload: the list when it fits a page, else the index of
+    its pages. A :class:`worker.items.StepError` met while drawing the items propagates."""
+    writer = PageWriter(payloads, command.tenant_id, command.execution_id)
+    if isinstance(items, list):
+        for value in items:
+            await writer.add(to_json(value))
+    else:
+        async for _, value in items:
+            await writer.add(to_json(value))
+    return await to_payload(payloads, command, payload_type_id, await writer.finish())
 
 
 def to_json(value: Any) -> Any:

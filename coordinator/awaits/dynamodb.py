@@ -196,6 +196,20 @@ class DynamoAwaitTable:
         """
         if await self.get_unit(unit.tenant_id, unit.unit_id) is not None:
             return False
+        await self.add_interactions(interactions)
+        try:
+            with conditions():
+                await self.client.put_item(
+                    TableName=self.table_name,
+                    Item=serialize(unit_to_item(unit, self.shards)),
+                    ConditionExpression="attribute_not_exists(pk)",
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    async def add_interactions(self, interactions: Sequence[Interaction]) -> None:
         limit = asyncio.Semaphore(PUT_CONCURRENCY)
 
         async def put_if_absent(interaction: Interaction) -> None:
@@ -212,17 +226,6 @@ class DynamoAwaitTable:
                     pass  # another opener wrote it first: theirs stands, answered or not
 
         await asyncio.gather(*(put_if_absent(i) for i in interactions))
-        try:
-            with conditions():
-                await self.client.put_item(
-                    TableName=self.table_name,
-                    Item=serialize(unit_to_item(unit, self.shards)),
-                    ConditionExpression="attribute_not_exists(pk)",
-                    ReturnConsumedCapacity="INDEXES",
-                )
-        except ConditionFailed:
-            return False
-        return True
 
     async def close_unit(
         self, tenant_id: str, unit_id: str, status: UnitStatus

@@ -37,6 +37,11 @@ class InMemoryAwaitTable:
             self.units[(unit.tenant_id, unit.unit_id)] = unit
             return True
 
+    async def add_interactions(self, interactions: Sequence[Interaction]) -> None:
+        async with self.lock:
+            for i in interactions:
+                self.items.setdefault(key_of(i), i)
+
     async def get_unit(self, tenant_id: str, unit_id: str) -> AwaitUnit | None:
         return self.units.get((tenant_id, unit_id))
 

@@ -160,6 +160,9 @@ class AwaitUnit:
     exclusive_ms: int | None = None
     """How long the first sender of a key owns it (the step's ``exclusive``); None: not
     exclusive. Absent on units opened before 2026-12, which claim nothing."""
+    paged: bool = False
+    """Its answers go to the step after it as pages when many (its worker said it reads them);
+    absent on units opened before 2026-12, whose answers go as one list."""
 
     @property
     def complete(self) -> bool:
@@ -261,6 +264,8 @@ def unit_to_item(unit: AwaitUnit, shards: int) -> dict[str, Any]:
         item["rst"] = unit.response_type
     if unit.exclusive_ms is not None:
         item["xm"] = unit.exclusive_ms
+    if unit.paged:
+        item["pgd"] = True
     if unit.status is UnitStatus.OPEN:
         item["pp"] = f"D#{deadline_shard(unit.unit_id, shards)}"
         item["ps"] = sweep_position(unit)
@@ -294,6 +299,7 @@ def unit_from_item(item: dict[str, Any]) -> AwaitUnit:
         request_type=str(item["rqt"]) if "rqt" in item else None,
         response_type=str(item["rst"]) if "rst" in item else None,
         exclusive_ms=int(item["xm"]) if "xm" in item else None,
+        paged=bool(item.get("pgd", False)),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from coordinator.awaits.admission import Admitter
@@ -14,6 +14,7 @@ from coordinator.awaits.resuming import Resumer
 from coordinator.identities import correlation_id
 from tpf.clock import now_ms
 from tpf.errors import InvalidInput
+from tpf.pages import is_paged, pages_of
 from tpf.payloads import PayloadRef, PayloadStore
 from tpf.records import ExecutionRecord
 from tpf.registry import Registry
@@ -49,8 +50,8 @@ class UnitOpener:
         unit_id, now = record.await_unit_id, now_ms()
         existing = await self.table.get_unit(record.tenant_id, unit_id)
         if existing is None:
-            unit, interactions = await self._build(record, suspension, resume_step, now)
-            await self.table.create(unit, interactions)
+            unit = await self._store(record, suspension, resume_step, now)
+            await self.table.create(unit, [])
             existing = await self.table.get_unit(unit.tenant_id, unit_id)
         if existing is None or existing.status is not UnitStatus.OPEN:
             return
@@ -69,43 +70,47 @@ class UnitOpener:
             },
         )
 
-    async def _build(
+    async def _store(
         self, record: ExecutionRecord, suspension: Suspension, resume_step: int, now: int
-    ) -> tuple[AwaitUnit, list[Interaction]]:
+    ) -> AwaitUnit:
+        """Store the interactions, a page of requests at a time; the unit to create last."""
         assert record.await_unit_id is not None
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)
         step = contract.step(suspension.step_id)
         fields = step.await_.idempotency_fields if step.await_ else ()
         exclusive_ms = step.await_.exclusive_ms if step.await_ else None
-        requests = await self._requests(record, suspension.requests)
         deadline = now + suspension.timeout_ms
         inbox = not self.admitter.bounded(suspension.transport)
-        interactions = []
-        for item, request in enumerate(requests):
-            key = _interaction_key(record, suspension.step_id, request, fields, item)
-            if exclusive_ms:  # one key across executions: the provider's must name the tenant
-                key = f"{record.tenant_id}:{key}"
-            interactions.append(
-                Interaction(
-                    tenant_id=record.tenant_id,
-                    unit_id=record.await_unit_id,
-                    item_index=item,
-                    execution_id=record.execution_id,
-                    step_id=suspension.step_id,
-                    step_index=suspension.step_index,
-                    correlation_id=correlation_id(
-                        record.tenant_id, record.execution_id, suspension.step_id, key
-                    ),
-                    idempotency_key=key,
-                    request=canonical(request),
-                    deadline_ms=deadline,
-                    created_at_ms=now,
-                    inbox=inbox,
+        total = 0
+        async for page in self._requests(record, suspension.requests):
+            interactions = []
+            for request in page:
+                key = _interaction_key(record, suspension.step_id, request, fields, total)
+                if exclusive_ms:  # one key across executions: the provider's must name the tenant
+                    key = f"{record.tenant_id}:{key}"
+                interactions.append(
+                    Interaction(
+                        tenant_id=record.tenant_id,
+                        unit_id=record.await_unit_id,
+                        item_index=total,
+                        execution_id=record.execution_id,
+                        step_id=suspension.step_id,
+                        step_index=suspension.step_index,
+                        correlation_id=correlation_id(
+                            record.tenant_id, record.execution_id, suspension.step_id, key
+                        ),
+                        idempotency_key=key,
+                        request=canonical(request),
+                        deadline_ms=deadline,
+                        created_at_ms=now,
+                        inbox=inbox,
+                    )
                 )
-            )
-        unit = AwaitUnit(
+                total += 1
+            await self.table.add_interactions(interactions)
+        return AwaitUnit(
             # An inbox has nothing to admit: every request is "sent" by being stored.
-            published=0 if not inbox else len(interactions),
+            published=0 if not inbox else total,
             tenant_id=record.tenant_id,
             unit_id=record.await_unit_id,
             execution_id=record.execution_id,
@@ -114,33 +119,40 @@ class UnitOpener:
             resume_step=resume_step,
             transport=suspension.transport,
             itemized=step.itemized,
-            total=len(interactions),
+            total=total,
             deadline_ms=deadline,
             created_at_ms=now,
             request_type=step.output_type_id,
             response_type=step.await_.response.type_id if step.await_ else None,
             exclusive_ms=exclusive_ms,
+            paged=step.itemized and suspension.reads_pages,
         )
-        return unit, interactions
 
-    async def _requests(self, record: ExecutionRecord, payload: Payload) -> list[Any]:
-        """The step's requests, each within ``MAX_REQUEST_BYTES``; else ``InvalidInput``."""
+    async def _requests(
+        self, record: ExecutionRecord, payload: Payload
+    ) -> AsyncIterator[list[Any]]:
+        """The step's requests a page at a time, each within ``MAX_REQUEST_BYTES``; else
+        ``InvalidInput`` (raised before the page that holds it is stored)."""
         if payload.payload_ref is not None:
             ref = PayloadRef(tier=payload.payload_ref.tier, digest=payload.payload_ref.digest)
             text = (await self.payloads.get(record.tenant_id, record.execution_id, ref)).decode()
         else:
             text = payload.payload or "[]"
         value = parse_json(text, pointer="/requests")
-        requests = value if isinstance(value, list) else [value]
-        for item, request in enumerate(requests):
-            size = len(canonical(request).encode())
-            if size > MAX_REQUEST_BYTES:
-                raise InvalidInput(
-                    f"request {item} is {size} bytes; an await request holds at most "
-                    f"{MAX_REQUEST_BYTES}",
-                    pointer=f"/requests/{item}",
-                )
-        return requests
+        document = value if isinstance(value, list) or is_paged(value) else [value]
+        item = 0
+        tenant_id, execution_id = record.tenant_id, record.execution_id
+        async for page in pages_of(self.payloads, tenant_id, execution_id, document):
+            for request in page:
+                size = len(canonical(request).encode())
+                if size > MAX_REQUEST_BYTES:
+                    raise InvalidInput(
+                        f"request {item} is {size} bytes; an await request holds at most "
+                        f"{MAX_REQUEST_BYTES}",
+                        pointer=f"/requests/{item}",
+                    )
+                item += 1
+            yield page
 
 
 def _interaction_key(

@@ -25,6 +25,10 @@ class AwaitTable(Protocol):
     async def create(self, unit: AwaitUnit, interactions: list[Interaction]) -> bool:
         """Interactions, then the unit if absent; False when the unit already existed."""
 
+    async def add_interactions(self, interactions: Sequence[Interaction]) -> None:
+        """Interactions of a unit not created yet, each only if absent (a long unit's pages,
+        before ``create`` writes the unit with the last of them)."""
+
     async def get_unit(self, tenant_id: str, unit_id: str) -> AwaitUnit | None: ...
 
     async def get_units(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AwaitUnit]:

@@ -15,6 +15,7 @@ from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.errors import StaleRecord
+from tpf.pages import PAGE_ITEMS, PageWriter
 from tpf.payloads import PayloadStore
 from tpf.records import ExecutionRecord, Status
 from tpf.registry import Registry
@@ -45,23 +46,12 @@ class Resumer:
         ):
             await self.close(unit, UnitStatus.ABANDONED, record=record)
             return
-        interactions = await self.table.interactions(unit.tenant_id, unit.unit_id)
-        unanswered = sum(1 for i in interactions if i.response is None)
-        if unanswered:
-            # The counter says done but an answer is missing: a store whose transactions are
-            # not isolated (moto's server under concurrent rounds) counted one twice. Resuming
-            # would hand the step a null answer; the missing answers arrive (or are asked for
-            # again after a stall) and count, and the unit resumes then.
-            log.warning(
-                "await unit counted complete with %d unanswered interactions; waiting",
-                unanswered,
-                extra={"action": "await-miscounted", "executionId": unit.execution_id},
-            )
+        answers = await self._answers(unit, paged=unit.paged)
+        if answers is None:
             return
-        answers = [answer_of(i) for i in interactions]
-        data = canonical(answers if unit.itemized else answers[0]).encode()
-        ref = await self.payloads.put(unit.tenant_id, unit.execution_id, data)
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)
+        data = canonical(answers).encode()
+        ref = await self.payloads.put(unit.tenant_id, unit.execution_id, data)
         now = now_ms()
         try:
             if unit.resume_step >= len(contract.steps):
@@ -85,6 +75,37 @@ class Resumer:
             "await completed",
             extra={"action": "await-resume", "executionId": unit.execution_id},
         )
+
+    async def _answers(self, unit: AwaitUnit, *, paged: bool) -> Any | None:
+        """What the step after the await receives, read a page at a time (and written as
+        pages when the release reads them), or None while an answer is missing."""
+        writer = PageWriter(self.payloads, unit.tenant_id, unit.execution_id) if paged else None
+        window = PAGE_ITEMS if paged else max(unit.total, 1)
+        listed: list[dict[str, Any]] = []
+        for start in range(0, max(unit.total, 1), window):
+            interactions = await self.table.interactions(
+                unit.tenant_id, unit.unit_id, start=start, stop=start + window
+            )
+            unanswered = sum(1 for i in interactions if i.response is None)
+            if unanswered:
+                # The counter says done but an answer is missing: a store whose transactions
+                # are not isolated (moto's server under concurrent rounds) counted one twice.
+                # Resuming would hand the step a null answer; the missing answers arrive (or
+                # are asked for again after a stall) and count, and the unit resumes then.
+                log.warning(
+                    "await unit counted complete with %d unanswered interactions; waiting",
+                    unanswered,
+                    extra={"action": "await-miscounted", "executionId": unit.execution_id},
+                )
+                return None
+            if not unit.itemized:
+                return answer_of(interactions[0]) if interactions else None
+            for i in interactions:
+                if writer is not None:
+                    await writer.add(answer_of(i))
+                else:
+                    listed.append(answer_of(i))
+        return await writer.finish() if writer is not None else listed
 
     async def close(
         self,

@@ -1,8 +1,10 @@
 """``org.pipelineframework.csvpayments``: one uploaded CSV file, one provider call per payment.
 
-read the file (parse and validate; rejected rows go to a manifest) → expand to payments →
-await the payment provider per payment (``ProcessAwaitPaymentProviderService``, over the SQS
-request and completion queues) → write the output file, one line per input row, to the outbox.
+read the file and expand it to payments (parse and validate a row at a time; rejected rows go
+beside a manifest) → await the payment provider per payment
+(``ProcessAwaitPaymentProviderService``, over the SQS request and completion queues) → write the
+output file, one line per input row, to the outbox. Payments flow as streams and are stored in
+pages (``tpf.pages``), so no process holds a whole file's payments (``streams``).
 
 A payment id is paid once per tenant: the await is exclusive on ``paymentId``, so the first
 execution that sends an id to the provider owns it for ``TPF_CSV_PAYMENT_OWNERSHIP_DAYS`` (400),
@@ -19,6 +21,11 @@ the same object.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import tempfile
+from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,13 +34,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from examples.csv_payments.files import files
 from examples.csv_payments.records import (
-    ParsedFile,
+    Limits,
+    OutputLine,
     PaymentRecord,
     ProviderAnswer,
-    RejectedLine,
-    output_lines,
-    parse_csv,
-    render_csv,
+    check_size,
+    line_of,
+    parse_lines,
+    rejected_line,
+    render_header,
+    render_line,
+)
+from examples.csv_payments.streams import (
+    SPOOL,
+    RejectedPages,
+    in_line_order,
+    rejected_rows,
+    spooled_size,
+    text_lines,
 )
 from tpf.pipeline import AwaitedOnce, Pipeline, RetryPolicy, StepContext
 
@@ -68,16 +86,13 @@ class CsvObject(_Model):
     size: int | None = None
 
 
-class PaymentBatch(_Model):
-    source: CsvObject
-    payments: list[PaymentRecord]
-
-
 class Manifest(_Model):
     """What the last step needs besides the answers: where the file came from, its bad rows."""
 
     source: CsvObject
-    rejected: list[RejectedLine]
+    rejected: int
+    rejected_pages: list[str]
+    """Keys (in the payloads bucket) of the rejected rows, a page each, in file order."""
 
 
 class PaymentsReport(_Model):
@@ -102,23 +117,33 @@ csv_payments = Pipeline(
 )
 
 
-@csv_payments.step(id="ReadPaymentsFile")
-async def read_payments(source: CsvObject, ctx: StepContext) -> PaymentBatch:
-    store = files()
-    parsed = parse_csv(await store.read(source.bucket, source.key, source.version_id, source.etag))
-    manifest = Manifest(source=source, rejected=parsed.rejected)
-    await store.write(
-        store.bucket("payloads"),
-        manifest_key(ctx.tenant_id, ctx.execution_id),
-        manifest.model_dump_json().encode(),
-        "application/json",
+@csv_payments.expand(id="ReadPaymentsFile")
+async def read_payments(source: CsvObject, ctx: StepContext) -> AsyncIterator[PaymentRecord]:
+    """The file's valid payments in file order; its rejected rows go to the manifest."""
+    store, limits = files(), Limits()
+    if source.size is not None:
+        check_size(source.size, limits)  # before a byte is read
+    payloads = store.bucket("payloads")
+    prefix = manifest_prefix(ctx.tenant_id, ctx.execution_id)
+    rejected = RejectedPages(store, payloads, prefix)
+    with contextlib.ExitStack() as stack:
+        spool = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=SPOOL))
+        await store.read_into(source.bucket, source.key, source.version_id, source.etag, spool)
+        spooled_size(spool, limits)
+        lines = stack.enter_context(contextlib.closing(text_lines(spool)))
+        for count, row in enumerate(parse_lines(lines, limits)):
+            if isinstance(row, PaymentRecord):
+                yield row
+            else:
+                await rejected.add(row)
+            if count % 1_000 == 0:
+                await asyncio.sleep(0)  # a file of rejected rows must not hold the loop
+    manifest = Manifest(
+        source=source, rejected=rejected.count, rejected_pages=await rejected.finish()
     )
-    return PaymentBatch(source=source, payments=parsed.payments)
-
-
-@csv_payments.expand(id="ExpandPayments")
-def expand_payments(batch: PaymentBatch) -> list[PaymentRecord]:
-    return batch.payments
+    await store.write(
+        payloads, f"{prefix}/manifest.json", manifest.model_dump_json().encode(), "application/json"
+    )
 
 
 @csv_payments.await_(
@@ -135,44 +160,49 @@ def ask_provider(payment: PaymentRecord) -> PaymentRecord:
 
 @csv_payments.collect(id="WritePaymentsOutput")
 async def write_output(
-    answers: list[AwaitedOnce[PaymentRecord, ProviderAnswer]], ctx: StepContext
+    answers: AsyncIterator[AwaitedOnce[PaymentRecord, ProviderAnswer]], ctx: StepContext
 ) -> PaymentsReport:
+    """One output line per input row, in file order, written as the answers stream in."""
     store = files()
+    payloads = store.bucket("payloads")
+    prefix = manifest_prefix(ctx.tenant_id, ctx.execution_id)
     manifest = Manifest.model_validate_json(
-        await store.read(
-            store.bucket("payloads"), manifest_key(ctx.tenant_id, ctx.execution_id), None
-        )
+        await store.read(payloads, f"{prefix}/manifest.json", None)
     )
-    payments = [a.request for a in answers]
-    parsed = ParsedFile(
-        payments=payments,
-        rejected=manifest.rejected,
-        total_lines=len(payments) + len(manifest.rejected),
-    )
-    lines = output_lines(
-        parsed,
-        {a.request.payment_id: a.response for a in answers if a.response is not None},
-        {a.request.payment_id: a.duplicate_of for a in answers if a.duplicate_of is not None},
-    )
+
+    async def answered() -> AsyncIterator[OutputLine]:
+        async for a in answers:
+            yield line_of(a.request, a.response, a.duplicate_of)
+
+    async def invalid() -> AsyncIterator[OutputLine]:
+        async for bad in rejected_rows(store, payloads, manifest.rejected_pages):
+            yield rejected_line(bad)
+
+    counts: Counter[str] = Counter()
     bucket, key = store.bucket("outbox"), output_key(manifest.source, ctx.execution_id)
-    await store.write(bucket, key, render_csv(lines), "text/csv; charset=utf-8")
-    statuses = [line.status for line in lines]
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL) as out:
+        out.write(render_header().encode())
+        async for line in in_line_order(answered(), invalid()):
+            out.write(render_line(line).encode())
+            counts[line.status] += 1
+        out.seek(0)
+        await store.write_file(bucket, key, out, "text/csv; charset=utf-8")
     return PaymentsReport(
         source=manifest.source,
         output_bucket=bucket,
         output_key=key,
-        lines=len(lines),
-        approved=statuses.count("APPROVED"),
-        rejected=statuses.count("REJECTED"),
-        invalid=statuses.count("INVALID"),
-        no_answer=statuses.count("NO_ANSWER"),
-        error=statuses.count("ERROR"),
-        duplicate=statuses.count("DUPLICATE"),
+        lines=sum(counts.values()),
+        approved=counts["APPROVED"],
+        rejected=counts["REJECTED"],
+        invalid=counts["INVALID"],
+        no_answer=counts["NO_ANSWER"],
+        error=counts["ERROR"],
+        duplicate=counts["DUPLICATE"],
     )
 
 
-def manifest_key(tenant_id: str, execution_id: str) -> str:
-    return f"csv-payments/{tenant_id}/{execution_id}/manifest.json"
+def manifest_prefix(tenant_id: str, execution_id: str) -> str:
+    return f"csv-payments/{tenant_id}/{execution_id}"
 
 
 def output_key(source: CsvObject, execution_id: str) -> str:

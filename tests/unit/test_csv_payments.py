@@ -3,6 +3,7 @@ answers from the request queue: itemized awaits, admission, batched counting, st
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from coordinator.awaits import CompletionRequest
 from examples.csv_payments.files import InMemoryFiles
 from examples.csv_payments.pipeline import csv_payments
+from examples.csv_payments.records import output_lines, parse_csv, provider_decision, render_csv
 from tests.unit.csv_harness import (
     HEADER,
     Provider,
@@ -21,6 +23,8 @@ from tests.unit.csv_harness import (
     upload,
 )
 from tpf.clock import now_ms
+from tpf.pages import PAGE_ITEMS
+from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.records import Status
 from tpf.wire import AwaitRequest
 from tpfctl.provider_mock import default_decide
@@ -248,3 +252,26 @@ async def test_an_unusable_provider_answer_is_an_error_row_not_a_stuck_unit(
     assert by_id["p1"][1] == "ERROR" and "not a non-negative decimal" in by_id["p1"][4]
     assert by_id["p2"][1] == "APPROVED"
     assert report["error"] == 1
+
+
+async def test_a_file_of_several_pages_is_processed_in_pages(files: InMemoryFiles) -> None:
+    c = coordinator(per_unit=1_000, per_tenant=3_000)
+    await c.register(csv_payments)
+    text = rows(2 * PAGE_ITEMS + 345) + "bad,Nobody,-1,EUR\n"
+    execution_id = await upload(c, files, "in/long.csv", text)
+    provider = Provider(c)
+    await run(c, provider)
+
+    assert (await c.service.status("acme", execution_id)).status is Status.SUCCEEDED
+    report = (await c.service.result("acme", execution_id)).result
+    data = text.encode()
+    parsed = parse_csv(data)
+    answers = {p.payment_id: provider_decision(p) for p in parsed.payments}
+    written = files.objects[(str(report["outputBucket"]), str(report["outputKey"]))]
+    assert written == render_csv(output_lines(parsed, answers))
+    assert len(provider.requests) == 2 * PAGE_ITEMS + 345
+    # The requests and the answers went as pages: JSON lists of at most a page of items.
+    backend = c.payloads.backend
+    assert isinstance(backend, InMemoryPayloadBackend)
+    pages = [json.loads(b) for b in backend.objects.values() if b.startswith(b"[")]
+    assert sum(1 for p in pages if len(p) == PAGE_ITEMS) >= 4
