@@ -11,6 +11,9 @@ wrapped in a list when that step runs per item:
 * the step after an await: ``{"request": ..., "response": ...}`` (``Awaited``), or a list of
   those in item order when the await was itemized.
 
+A list of items longer than one page is stored as pages and the payload is the index of its
+pages instead (``tpf.pages``): items are read and written a page at a time (``worker.items``).
+
 ``COMPLETED`` carries the value after step ``stop - 1`` in that same shape: the input of step
 ``stop``, or the pipeline result when ``stop == len(steps)``. ``WAITING_EXTERNAL`` carries no
 output; ``Suspension.requests`` is a JSON list of request documents (one per item when itemized,

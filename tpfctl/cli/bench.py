@@ -30,7 +30,15 @@ def bench(
     latency: Annotated[
         int, typer.Option(min=1, help="Latency: executions run one at a time.")
     ] = 100,
-    csv_rows: Annotated[int, typer.Option(min=1, help="CSV scale: rows of the file.")] = 10_000,
+    csv_rows: Annotated[
+        int,
+        typer.Option(
+            "--rows",
+            "--csv-rows",
+            min=1,
+            help="CSV scale: rows of the file (above 10,000, a 10,000-row file runs first).",
+        ),
+    ] = 10_000,
     concurrency: Annotated[int, typer.Option(min=1, help="Submits in flight at once.")] = 16,
     workers: Annotated[int, typer.Option(min=1, max=16)] = 2,
     coordinators: Annotated[int, typer.Option(min=1, max=4)] = 1,
