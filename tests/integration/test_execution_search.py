@@ -5,9 +5,14 @@ Each test searches a tenant of its own, so the shared stacks' other executions n
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from coordinator.store import ExecutionStore
 from coordinator.store.memory import InMemoryExecutionTable
@@ -209,3 +214,30 @@ async def write_without_search_keys(store: ExecutionStore, record: ExecutionReco
         table.items[partition_key(*record.key)] = item
         return
     await table.client.put_item(TableName=table.table_name, Item=serialize(item))
+
+
+POSITIONS = st.one_of(
+    st.none(),
+    st.tuples(
+        st.one_of(st.integers(-(10**14), 10**14), st.sampled_from([NOW - 1, NOW, NOW + 5_000])),
+        st.one_of(st.text(max_size=70), st.uuids().map(str), st.just("-")),
+    ).map(list),
+)
+
+
+@settings(max_examples=40, suppress_health_check=list(HealthCheck))
+@given(st.dictionaries(st.sampled_from(["E", "F"]), POSITIONS, max_size=2))
+async def test_a_cursor_made_to_look_genuine_is_a_page_or_invalid_input_never_an_aws_error(
+    execution_store: ExecutionStore, at: dict[str, Any]
+) -> None:
+    # A cursor's checksum only ties it to its query; anyone can compute it, so a position
+    # DynamoDB would refuse (outside the query's time range) must be refused before the Query.
+    query = ExecutionQuery("acme", since_ms=NOW, until_ms=NOW + 5_000, limit=2)
+    document = {"q": query.fingerprint(), "at": at}
+    cursor = base64.urlsafe_b64encode(json.dumps(document).encode()).rstrip(b"=").decode()
+    try:
+        page = await execution_store.search(query, cursor)
+    except InvalidInput as refused:
+        assert refused.pointer == "/cursor"
+    else:
+        assert len(page.records) <= 2
