@@ -112,6 +112,10 @@ class ExecutionStore:
             encode_cursor(query, positions) if more else None,
         )
 
+    async def add_search_keys(self, record: ExecutionRecord) -> bool:
+        """Index a record an earlier main wrote (an upgrade); False when it moved on."""
+        return await self.table.add_search_keys(record)
+
     async def submit(self, record: ExecutionRecord, *, now_ms: int) -> Submitted:
         """Create a QUEUED record, or return the one the same idempotency key created."""
         try:

@@ -13,12 +13,18 @@ before it (``tests/upgrades/snapshot.py``), so the upgrade test runs it on real 
 
 from coordinator.upgrades.ledger import Applied, Upgrade, UpgradeContext, upgrade_stack
 from coordinator.upgrades.parked_due import parked_due_times
+from coordinator.upgrades.search_lanes import search_lanes
 
 UPGRADES: tuple[Upgrade, ...] = (
     Upgrade(
         "2026-12-parked-due-time",
         "parked executions get a due time, so a lost await unit is repaired",
         parked_due_times,
+    ),
+    Upgrade(
+        "2026-12-search-lanes",
+        "executions get their search lane, so searches find those created before the index",
+        search_lanes,
     ),
 )
 
