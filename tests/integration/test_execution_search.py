@@ -17,11 +17,21 @@ from hypothesis import strategies as st
 from coordinator.store import ExecutionStore
 from coordinator.store.memory import InMemoryExecutionTable
 from coordinator.store.search import ExecutionQuery, SearchPage, UnsupportedSearch
+from tests.substrates import TestStack
 from tests.waiting import eventually
 from tpf.dynamodb import serialize
 from tpf.errors import InvalidInput
 from tpf.payloads import PayloadRef
-from tpf.records import SEARCH_LANE, ExecutionRecord, Status, new_execution, partition_key, to_item
+from tpf.records import (
+    SEARCH_INDEX,
+    SEARCH_LANE,
+    ExecutionRecord,
+    Status,
+    new_execution,
+    partition_key,
+    to_item,
+)
+from tpf.substrate import sync_client
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -241,3 +251,62 @@ async def test_a_cursor_made_to_look_genuine_is_a_page_or_invalid_input_never_an
         assert refused.pointer == "/cursor"
     else:
         assert len(page.records) <= 2
+
+
+async def test_the_search_index_costs_one_wru_at_submit_and_two_per_move_between_lanes(
+    localstack_stack: TestStack,
+) -> None:
+    # DynamoDB Local reports the capacity of each index as AWS bills it (moto's is not reliable).
+    # The items are what the adapter puts for each change of an approval that is dead-lettered,
+    # re-driven and then succeeds.
+    store = ExecutionStore(InMemoryExecutionTable(shards=4))
+    record = submitted(tenant(), NOW)
+    await store.submit(record, now_ms=NOW)
+    changes = [record]
+    changes.append(
+        await store.park(
+            record,
+            transition_key=record.transition_key or "",
+            await_unit_id="unit-1",
+            step_index=1,
+            continuation=None,
+            now_ms=NOW + 1,
+            due_at_ms=NOW + 9_000,
+        )
+    )
+    changes.append(
+        await store.resume(
+            changes[-1],
+            await_unit_id="unit-1",
+            step_index=2,
+            continuation=PayloadRef.of_inline("{}"),
+            now_ms=NOW + 2,
+        )
+    )
+    changes.append(await store.dispatch(changes[-1], now_ms=NOW + 3, deadline_ms=NOW + 5_000))
+    changes.append(await settle(store, changes[-1], Status.DLQ))
+    changes.append(await store.redrive(changes[-1], now_ms=NOW + 4, actor="ops"))
+    changes.append(await store.dispatch(changes[-1], now_ms=NOW + 5, deadline_ms=NOW + 6_000))
+    changes.append(await settle(store, changes[-1], Status.SUCCEEDED))
+
+    settings = localstack_stack.settings
+    ddb = sync_client(settings, "dynamodb", endpoints=localstack_stack.endpoints)
+    spent = []
+    for change in changes:
+        consumed = ddb.put_item(
+            TableName=settings.resource("executions"),
+            Item=serialize(to_item(change, shards=4)),
+            ReturnConsumedCapacity="INDEXES",
+        )["ConsumedCapacity"]
+        indexes = consumed.get("GlobalSecondaryIndexes", {})
+        spent.append((change.status.value, indexes.get(SEARCH_INDEX, {}).get("CapacityUnits", 0)))
+    assert spent == [
+        ("RUNNING", 1),  # submitted: the entry is written once
+        ("WAITING_EXTERNAL", 0),
+        ("QUEUED", 0),
+        ("RUNNING", 0),
+        ("DLQ", 2),  # into the failures lane: a delete and a put
+        ("QUEUED", 2),  # re-driven: back again
+        ("RUNNING", 0),
+        ("SUCCEEDED", 0),
+    ]
