@@ -1,4 +1,5 @@
-"""``tpf bench``: cost, throughput, coordinator CPU and latency, one JSON object per line."""
+"""``tpf bench``: cost, throughput, coordinator CPU, latency, CSV scale and execution search,
+one JSON object per line."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tpf.errors import ConfigurationError
 
 app = typer.Typer()
 
-NAMES = ("cost", "throughput", "latency", "csv")
+NAMES = ("cost", "throughput", "latency", "csv", "search")
 
 
 @app.command()
@@ -31,6 +32,9 @@ def bench(
         int, typer.Option(min=1, help="Latency: executions run one at a time.")
     ] = 100,
     csv_rows: Annotated[int, typer.Option(min=1, help="CSV scale: rows of the file.")] = 10_000,
+    search_records: Annotated[
+        int, typer.Option(min=1, help="Search: execution records to search among.")
+    ] = 100_000,
     concurrency: Annotated[int, typer.Option(min=1, help="Submits in flight at once.")] = 16,
     workers: Annotated[int, typer.Option(min=1, max=16)] = 2,
     coordinators: Annotated[int, typer.Option(min=1, max=4)] = 1,
@@ -58,5 +62,6 @@ def bench(
         rounds=rounds,
         latency=latency,
         csv_rows=csv_rows,
+        search_records=search_records,
     )
     run(chosen, options)
