@@ -85,25 +85,18 @@ class ExecutionStore:
         else:
             positions = Positions({lane: None for lane in query.lanes})
         lanes = [lane for lane in query.lanes if lane not in positions.done]
-        pages = dict(
-            zip(
-                lanes,
-                await asyncio.gather(
-                    *(
-                        self.table.lane(
-                            lane,
-                            since_ms=query.since_ms,
-                            until_ms=query.until_ms,
-                            after=positions.after.get(lane),
-                            # One more than a page shows whether the lane goes on.
-                            limit=query.limit + 1,
-                        )
-                        for lane in lanes
-                    )
-                ),
-                strict=True,
+        reads = [
+            self.table.lane(
+                lane,
+                since_ms=query.since_ms,
+                until_ms=query.until_ms,
+                after=positions.after.get(lane),
+                # One entry more than a page holds shows whether the lane goes on.
+                limit=query.limit + 1,
             )
-        )
+            for lane in lanes
+        ]
+        pages = dict(zip(lanes, await asyncio.gather(*reads), strict=True))
         taken, positions = merge(pages, positions, query.limit)
         records = await self.table.get_many(query.tenant_id, [e.execution_id for e in taken])
         more = set(query.lanes) - positions.done
