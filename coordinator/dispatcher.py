@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from coordinator.routing import RestDispatch, WorkQueues
 from coordinator.store import ExecutionStore
+from tpf import metrics
 from tpf.contract import Contract
 from tpf.queues import Outgoing
 from tpf.records import ExecutionRecord
@@ -78,9 +79,11 @@ class Dispatcher:
             endpoint = await self.rest.endpoint(record.pipeline_id, record.release_version, now_ms)
             if endpoint is not None:
                 self.rest.start(endpoint, signed, delay_s=delay_s)
+                metrics.TRANSITIONS_DISPATCHED.labels(channel="rest").inc()
                 return
         queue = await self.work.for_release(record.pipeline_id, record.release_version)
         await queue.send(Outgoing(signed.to_json(), delay_s=delay_s))
+        metrics.TRANSITIONS_DISPATCHED.labels(channel="queue").inc()
 
     @staticmethod
     def command_for(

@@ -37,7 +37,7 @@ class CompleteRequest(BaseModel):
         return self
 
 
-def pending_body(i: Interaction) -> dict[str, Any]:
+def pending_body(i: Interaction, output_type: str | None = None) -> dict[str, Any]:
     """TPF's ``AwaitInteractionDto``. A pending interaction is ``WAITING`` (for a person) or
     ``DISPATCHED`` (its request is out to a provider), as upstream names them; ``assignee`` and
     ``group`` are the request's fields of those names."""
@@ -49,7 +49,7 @@ def pending_body(i: Interaction) -> dict[str, Any]:
         "executionId": i.execution_id,
         "stepId": i.step_id,
         "stepIndex": i.step_index,
-        "outputType": None,
+        "outputType": output_type,
         "status": "WAITING" if i.inbox else "DISPATCHED",
         "requestPayload": request,
         "assignee": _text(fields.get("assignee")),
@@ -85,7 +85,8 @@ def interactions_router(awaits: AwaitService) -> APIRouter:
             group=group or None,
             limit=max(1, min(limit, 1000)),
         )
-        return [pending_body(i) for i in found]
+        types = await awaits.response_types(found)
+        return [pending_body(i, types.get(i.unit_id)) for i in found]
 
     @router.post("/tenants/{tenant_id}/interactions/complete")
     async def complete(tenant_id: str, request: Request) -> dict[str, Any]:

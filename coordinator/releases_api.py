@@ -3,7 +3,7 @@
 ::
 
     POST /tpf/admin/tenants/{t}/pipelines/{p}/releases/register        descriptor -> record
-    GET  /tpf/admin/tenants/{t}/pipelines/{p}/releases                 records, newest first
+    GET  /tpf/admin/tenants/{t}/pipelines/{p}/releases                 records, oldest first
     GET  /tpf/admin/tenants/{t}/pipelines/{p}/releases/active          record; 404 when none
     GET  /tpf/admin/tenants/{t}/pipelines/{p}/releases/{v}             record; 404
     POST /tpf/admin/tenants/{t}/pipelines/{p}/releases/{v}/activate    record; 404
@@ -104,11 +104,11 @@ def releases_router(
 
     @router.get(PIPELINE + "/releases")
     async def releases(tenant_id: str, pipeline_id: str) -> list[dict[str, Any]]:
+        """Oldest registration first, and ``[]`` for a pipeline with none, as upstream lists."""
         records = await registry.releases(pipeline_id, tenant_id)
-        if not records and not await registry.known_pipeline(pipeline_id):
-            raise NotFound(f"unknown pipeline {pipeline_id!r}")
         return [
-            release_body(r, tenant_id, active=r.activated_at_epoch_ms is not None) for r in records
+            release_body(r, tenant_id, active=r.activated_at_epoch_ms is not None)
+            for r in reversed(records)
         ]
 
     @router.get(PIPELINE + "/releases/active")

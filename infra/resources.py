@@ -106,6 +106,10 @@ class StackDescription:
 
 # The index carries what a sweeper needs to act with a conditional write and no extra read.
 DUE_PROJECTION = ("st", "v", "tk", "si", "at")
+# A filtered inbox Query narrows by the other filters (group, step, deadline) in the index, so a
+# page holds only what it returns. An assignee is always the key when given, never a filter.
+BY_ASSIGNEE_FILTERS = ("pg", "sid", "dl")
+BY_GROUP_FILTERS = ("sid", "dl")
 
 LAMBDA_VISIBILITY_FACTOR = 6
 """AWS's rule: the queue feeding a function hides a message at least 6x the function's timeout."""
@@ -190,6 +194,10 @@ def describe(settings: Settings, *, releases: Iterable[Release] = ()) -> StackDe
                 Key("sk"),
                 indexes=(
                     Index("pending", Key("pp"), Key("ps"), projection="ALL"),
+                    # Sparse: only waiting inbox interactions naming an assignee or a group.
+                    # The filters a Query may add ride along; the page's items are read after.
+                    Index("pending-assignee", Key("pa"), Key("ps"), projection=BY_ASSIGNEE_FILTERS),
+                    Index("pending-group", Key("pg"), Key("ps"), projection=BY_GROUP_FILTERS),
                     Index("correlation", Key("cid"), projection="KEYS_ONLY"),
                 ),
                 purpose="await units and their interactions",

@@ -22,7 +22,15 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 from pydantic import ValidationError as ModelValidationError
 from pydantic.alias_generators import to_camel
 
@@ -78,6 +86,18 @@ class ContractAwait(_Wire):
     on_timeout: Literal["FAIL"]
     idempotency_fields: tuple[str, ...]
     response: TypeRef
+    exclusive_ms: int | None = Field(default=None, gt=0)
+    """Each key sent once per tenant within this period (``AwaitPolicy.exclusive``)."""
+
+    @model_serializer(mode="wrap")
+    def _without_unset_exclusive(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Absent rather than null when unset, so contracts written before the field existed
+        # keep their version.
+        document: dict[str, Any] = handler(self)
+        for name in ("exclusive_ms", "exclusiveMs"):
+            if document.get(name, 0) is None:
+                del document[name]
+        return document
 
 
 class ContractStep(_Wire):
@@ -104,6 +124,7 @@ class ContractStep(_Wire):
                 on_timeout=policy.on_timeout,
                 idempotency_fields=policy.idempotency_fields,
                 response=TypeRef.of(response),
+                exclusive_ms=policy.exclusive // _MS if policy.exclusive else None,
             )
         return cls(
             index=spec.index,

@@ -61,6 +61,11 @@ MESSAGES_REJECTED = Counter(
     "Queue messages refused without being acted on (malformed, bad signature, not hosted).",
     ["role", "queue", "reason"],
 )
+TRANSITIONS_DISPATCHED = Counter(
+    "tpf_transitions_dispatched",
+    "Transition commands sent to workers (first attempts, retries and re-drives).",
+    ["channel"],
+)
 SUBMISSIONS_THROTTLED = Counter(
     "tpf_submissions_throttled",
     "Submissions answered 429 because their tenant was over its quota.",

@@ -13,7 +13,8 @@ next transition starts from:
 
 * an await step at index ``a`` gives ``a + 1``: the transition runs the await step's function
   (which builds the request shown to the outside world), then suspends; once the response is in,
-  the next transition starts at ``a + 1`` with ``Awaited[request, response]``;
+  the next transition starts at ``a + 1`` with ``Awaited[request, response]`` (``AwaitedOnce``
+  after an exclusive await);
 * a checkpoint step at index ``c`` gives ``c + 1`` (the durable boundary is *after* the step);
 * the end, ``len(steps)``.
 
@@ -34,6 +35,7 @@ from types import GenericAlias
 from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from tpf.errors import ContractError
 
@@ -75,6 +77,9 @@ class AwaitPolicy(BaseModel):
     on_timeout: Literal["FAIL"] = "FAIL"
     idempotency_fields: tuple[str, ...] = ()
     """Fields of the await step's input forming the interaction key; empty: executionId:stepId."""
+    exclusive: timedelta | None = Field(default=None, gt=timedelta(0))
+    """Send each key once per tenant within this period: the first execution to send it owns
+    it, and a later request with that key is answered as a duplicate without being sent."""
 
 
 class Awaited(BaseModel, Generic[RequestT, ResponseT]):
@@ -84,6 +89,31 @@ class Awaited(BaseModel, Generic[RequestT, ResponseT]):
 
     request: RequestT
     response: ResponseT
+
+
+class Owner(BaseModel):
+    """The execution that sent an exclusive await's key first, and how its request stands."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    execution_id: str
+    status: str
+    """Of the owner's interaction: ``PENDING``, ``COMPLETED`` or ``TIMED_OUT``."""
+    response: Any = None
+    """The owner's answer once it has one (as the provider sent it)."""
+
+
+class AwaitedOnce(BaseModel, Generic[RequestT, ResponseT]):
+    """What the step after an exclusive await receives: the answer, or who sent the key first.
+
+    Exactly one of ``response`` and ``duplicate_of`` is set.
+    """
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    request: RequestT
+    response: ResponseT | None = None
+    duplicate_of: Owner | None = None
 
 
 class StepOptions(TypedDict, total=False):
@@ -217,14 +247,20 @@ class Pipeline:
         timeout: timedelta = timedelta(minutes=30),
         on_timeout: Literal["FAIL"] = "FAIL",
         idempotency_fields: tuple[str, ...] = (),
+        exclusive: timedelta | None = None,
         retry: RetryPolicy | None = None,
     ) -> Callable[[F], F]:
-        """A step whose function builds the request; the execution parks until a response."""
+        """A step whose function builds the request; the execution parks until a response.
+
+        ``exclusive`` (with ``idempotency_fields``): see :attr:`AwaitPolicy.exclusive`; the next
+        step then takes ``AwaitedOnce`` rather than ``Awaited``.
+        """
         policy = AwaitPolicy(
             transport=transport,
             timeout=timeout,
             on_timeout=on_timeout,
             idempotency_fields=idempotency_fields,
+            exclusive=exclusive,
         )
         return self._decorator(StepKind.AWAIT, StepOptions(id=id, retry=retry), policy, response)
 
@@ -250,6 +286,8 @@ class Pipeline:
                 if not _is_model(response):
                     raise ContractError(f"{where}: response must be a pydantic model")
                 _check_idempotency_fields(in_type, await_policy.idempotency_fields, where)
+                if await_policy.exclusive and not await_policy.idempotency_fields:
+                    raise ContractError(f"{where}: an exclusive await needs idempotency_fields")
             per_item = self._expansion is not None and kind is not StepKind.COLLECT
             spec = StepSpec(
                 index=len(self._steps),
@@ -355,6 +393,8 @@ def _list_item(tp: Any) -> Any | None:
 
 def _value_after(spec: StepSpec) -> Any:
     if spec.kind is StepKind.AWAIT:
+        if spec.await_policy is not None and spec.await_policy.exclusive:
+            return AwaitedOnce[spec.output_type, spec.response_type]  # type: ignore[name-defined]
         return Awaited[spec.output_type, spec.response_type]  # type: ignore[name-defined]
     if spec.kind is StepKind.EXPAND:
         return _list_item(spec.output_type)

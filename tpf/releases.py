@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as ModelValidationError
@@ -147,6 +148,47 @@ class ReleaseDescriptor(_Wire):
 
 def _pointer(loc: tuple[Any, ...]) -> str:
     return "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in loc)
+
+
+ARTIFACT_CONTRACT = "META-INF/pipeline/pipeline-contract.json"
+"""Where ``tpf release build`` puts the contract in an artifact, as TPF's release tooling reads
+it: TPF's summary (``pipelineId``, ``contractVersion``, ``steps``) with ours in ``tpfContract``."""
+MAX_ARTIFACT_CONTRACT = 4 << 20
+
+
+def contract_in_artifact(descriptor: ReleaseDescriptor, archive: IO[bytes]) -> Contract:
+    """The contract inside the primary artifact of a descriptor that includes none, once its
+    pipeline and hash match the descriptor's; else :class:`InvalidRelease` at the artifact."""
+    where = "/artifacts/0/uri"
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            entry = bundle.getinfo(ARTIFACT_CONTRACT)
+            if entry.file_size > MAX_ARTIFACT_CONTRACT:
+                raise InvalidRelease(f"{ARTIFACT_CONTRACT} is over 4 MiB", pointer=where)
+            document = json.loads(bundle.read(entry))
+    except KeyError:
+        raise InvalidRelease(
+            f"the descriptor has no contract and the artifact no {ARTIFACT_CONTRACT}: include "
+            "one, or register the pipeline first",
+            pointer=where,
+        ) from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise InvalidRelease(
+            f"the artifact is not a zip with a readable {ARTIFACT_CONTRACT}: {exc}", pointer=where
+        ) from exc
+    ours = document.get("tpfContract") if isinstance(document, dict) else None
+    if not isinstance(ours, dict):
+        raise InvalidRelease(
+            f"the artifact's {ARTIFACT_CONTRACT} has no 'tpfContract' (a JVM release's?): "
+            "this coordinator runs releases built by 'tpf release build'",
+            pointer=where,
+        )
+    try:
+        contract = descriptor.model_copy(update={"contract": ours}).checked_contract()
+    except InvalidRelease as exc:
+        raise InvalidRelease(f"the artifact's contract: {exc}", pointer=where) from exc
+    assert contract is not None
+    return contract
 
 
 def read_descriptor(path: Path) -> ReleaseDescriptor:

@@ -198,7 +198,11 @@ class ProviderMock:
             )
             await self._try(self.requests.change_visibility(message.receipt, 0), message)
             return
-        fields = {"executionId": request.execution_id, "interactionId": request.interaction_id}
+        fields = {
+            "executionId": request.execution_id,
+            "interactionId": request.interaction_id,
+            "idempotencyKey": request.idempotency_key,
+        }
         behaviour = self.behaviour
         self._seen[request.interaction_id] += 1
         seen = self._seen[request.interaction_id]

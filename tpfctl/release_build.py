@@ -26,6 +26,7 @@ from tpf.contract import Contract
 from tpf.errors import ConfigurationError, Conflict
 from tpf.loading import load_pipeline
 from tpf.releases import (
+    ARTIFACT_CONTRACT,
     ARTIFACT_KIND,
     CAPABILITIES,
     MANIFEST,
@@ -127,7 +128,7 @@ def _package_files(module_name: str) -> tuple[str, list[tuple[str, Path]]]:
     return package, [(p.relative_to(root).as_posix(), p) for p in files]
 
 
-TPF_CONTRACT = "META-INF/pipeline/pipeline-contract.json"
+TPF_CONTRACT = ARTIFACT_CONTRACT
 """Where TPF's release tooling reads an artifact's contract (its ``create-release``)."""
 
 

@@ -3,23 +3,39 @@
 Requests are reserved before they are sent (the unit's cursor and the tenant's count move in one
 transaction), so a crash between the two sends nothing twice that was not reserved; the await
 sweeper sends again what a stall suggests was lost.
+
+An exclusive await claims each request's key just before sending it. A key another execution
+owns is not sent: its interaction is answered at once as a duplicate naming the owner, and the
+unit moves on (resumes when that was its last answer).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, replace
 
-from coordinator.awaits.completing import claims_of
-from coordinator.awaits.model import AwaitUnit, Interaction, InteractionStatus, UnitStatus
+from coordinator.awaits.completing import canonical, claims_of
+from coordinator.awaits.model import (
+    AwaitUnit,
+    Claim,
+    Interaction,
+    InteractionStatus,
+    UnitStatus,
+)
 from coordinator.awaits.port import AwaitTable
+from coordinator.awaits.resuming import Resumer
 from coordinator.awaits.transports import Transport, Transports
+from tpf.clock import now_ms
 from tpf.errors import ConfigurationError, StaleRecord
 from tpf.queues import Queue
 from tpf.settings import Timings
 from tpf.signing import Signer
 
 log = logging.getLogger("tpf.coordinator")
+
+MAX_OWNER_ANSWER = 4096
+"""Bytes of the owner's answer copied into a duplicate's; a larger one is named, not copied."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +58,10 @@ class Admitter:
         timings: Timings,
         limits: Admission,
         answers: Queue | None,
+        resumer: Resumer,
     ) -> None:
         self.table, self.transports, self.signer = table, transports, signer
-        self.timings, self.limits = timings, limits
+        self.timings, self.limits, self.resumer = timings, limits, resumer
         self.answers = answers
         """The completion queue, consulted before deciding an await has stalled."""
 
@@ -61,10 +78,35 @@ class Admitter:
         return self.signer.mint_token(claims_of(interaction))
 
     async def admit(self, unit: AwaitUnit, now: int) -> None:
-        """Reserve the next requests (unit cursor and tenant count together), then send them."""
-        transport = self._transport(unit)
-        if transport is None:
-            return
+        """Reserve the next requests (unit cursor and tenant count together), then send them.
+
+        Requests answered as duplicates free their room at once, so admission goes on.
+        """
+        while True:
+            transport = self._transport(unit)
+            reserved = await self._reserve(unit, now) if transport is not None else None
+            if transport is None or reserved is None:
+                return
+            moved, start = reserved
+            if not await self._publish(transport, moved, start=start, stop=moved.published):
+                return
+            fresh = await self._settled(unit)
+            if fresh is None:
+                return
+            unit = fresh
+
+    async def _settled(self, unit: AwaitUnit) -> AwaitUnit | None:
+        """After duplicates were answered: resume a unit they completed; else the open unit."""
+        fresh = await self.table.get_unit(unit.tenant_id, unit.unit_id)
+        if fresh is None or fresh.status is not UnitStatus.OPEN:
+            return None
+        if fresh.complete:
+            await self.resumer.resume(fresh)
+            return None
+        return fresh
+
+    async def _reserve(self, unit: AwaitUnit, now: int) -> tuple[AwaitUnit, int] | None:
+        """Move the unit's cursor within its limits: the moved unit and where sending starts."""
         bounded = self.bounded(unit.transport)
         limits = self.limits
         stall_ms = int(self.timings.await_stall.total_seconds() * 1000)
@@ -90,16 +132,15 @@ class Admitter:
                         wake_ms=retry_at if upto < target else moved.wake_ms,
                     )
                     if not await self.table.advance(unit, moved, tenant_limit=limits.per_tenant):
-                        return  # still full; the sweeper comes back at wake_ms
+                        return None  # still full; the sweeper comes back at wake_ms
             except StaleRecord:
                 fresh = await self.table.get_unit(unit.tenant_id, unit.unit_id)
                 if fresh is None or fresh.status is not UnitStatus.OPEN or fresh.complete:
-                    return
+                    return None
                 unit = fresh
                 continue
-            if upto > unit.published:
-                await self._publish(transport, moved, start=unit.published, stop=upto)
-            return
+            return (moved, unit.published) if upto > unit.published else None
+        return None
 
     async def republish(self, unit: AwaitUnit) -> None:
         """Send again what is out and unanswered: the provider may have lost it.
@@ -115,7 +156,8 @@ class Admitter:
             return
         if self.answers is not None and await self.answers.backlog() > 0:
             return
-        await self._publish(transport, unit, start=0, stop=unit.published)
+        if await self._publish(transport, unit, start=0, stop=unit.published):
+            await self._settled(unit)
         log.info(
             "await requests sent again after a stall",
             extra={"action": "await-republish", "executionId": unit.execution_id},
@@ -131,10 +173,64 @@ class Admitter:
 
     async def _publish(
         self, transport: Transport, unit: AwaitUnit, *, start: int, stop: int
-    ) -> None:
+    ) -> int:
+        """Send the waiting requests of ``[start, stop)``; how many were answered as duplicates."""
         found = await self.table.interactions(unit.tenant_id, unit.unit_id, start=start, stop=stop)
         waiting = [i for i in found if i.status is InteractionStatus.PENDING]
+        duplicates: list[Interaction] = []
+        if unit.exclusive_ms:
+            waiting, duplicates = await self._claim(unit, waiting)
         if waiting:
             await transport.publish(
                 unit, waiting, {i.interaction_id: self.token(i) for i in waiting}
             )
+        if not duplicates:
+            return 0
+        return len(await self.table.record(duplicates))
+
+    async def _claim(
+        self, unit: AwaitUnit, waiting: list[Interaction]
+    ) -> tuple[list[Interaction], list[Interaction]]:
+        """(the requests this execution owns and sends, those answered as duplicates)."""
+        assert unit.exclusive_ms is not None
+        now = now_ms()
+        owned, duplicates = [], []
+        for i in waiting:
+            asked = Claim(
+                tenant_id=i.tenant_id,
+                step_id=i.step_id,
+                key=i.idempotency_key,
+                execution_id=i.execution_id,
+                unit_id=i.unit_id,
+                item_index=i.item_index,
+                claimed_at_ms=now,
+                until_ms=now + unit.exclusive_ms,
+            )
+            owner = await self.table.claim(asked, now_ms=now)
+            if owner is None:
+                owned.append(i)
+                continue
+            duplicates.append(await self._duplicate(i, owner, now))
+        return owned, duplicates
+
+    async def _duplicate(self, i: Interaction, owner: Claim, now: int) -> Interaction:
+        """``i`` answered by the coordinator: nothing sent, the owner and its outcome named."""
+        sent = await self.table.get_interaction(owner.tenant_id, owner.unit_id, owner.item_index)
+        answer = sent.response if sent is not None else None
+        document = {
+            "executionId": owner.execution_id,
+            "status": sent.status.value if sent is not None else "UNKNOWN",
+            "response": json.loads(answer) if answer and len(answer) <= MAX_OWNER_ANSWER else None,
+        }
+        log.info(
+            "await request not sent: another execution sent its key first",
+            extra={
+                "action": "await-duplicate",
+                "executionId": i.execution_id,
+                "ownerExecutionId": owner.execution_id,
+            },
+        )
+        return replace(
+            i.completed(response="null", digest="", key=None, actor="tpf", now_ms=now),
+            duplicate_of=canonical(document),
+        )

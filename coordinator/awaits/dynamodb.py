@@ -15,8 +15,11 @@ from typing import Any
 
 from coordinator.awaits.model import (
     ADMISSION_SK,
+    ONCE_SK,
     UNIT_SK,
     AwaitUnit,
+    Claim,
+    Inbox,
     Interaction,
     InteractionStatus,
     UnitStatus,
@@ -24,6 +27,7 @@ from coordinator.awaits.model import (
     interaction_from_item,
     interaction_sk,
     interaction_to_item,
+    once_pk,
     sweep_position,
     unit_from_item,
     unit_pk,
@@ -68,6 +72,18 @@ class DynamoAwaitTable:
         item = await self.items.get(key)
         return interaction_from_item(item) if item else None
 
+    async def get_units(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AwaitUnit]:
+        unique = list(dict.fromkeys(keys))
+        found: dict[tuple[str, str], AwaitUnit] = {}
+        for start in range(0, len(unique), BATCH_GET):
+            wanted = [
+                {"pk": unit_pk(t, u), "sk": UNIT_SK} for t, u in unique[start : start + BATCH_GET]
+            ]
+            for item in await self.items.get_many(wanted):
+                unit = unit_from_item(item)
+                found[(unit.tenant_id, unit.unit_id)] = unit
+        return found
+
     async def get_interactions(self, keys: Sequence[Key]) -> dict[Key, Interaction]:
         unique = list(dict.fromkeys(keys))
         found: dict[Key, Interaction] = {}
@@ -111,14 +127,43 @@ class DynamoAwaitTable:
         )
         return [interaction_from_item(i) for i in items]
 
-    async def pending(self, tenant_id: str, *, limit: int) -> list[Interaction]:
+    async def pending(self, tenant_id: str, *, limit: int, where: Inbox) -> list[Interaction]:
+        # The most selective key first; the other filters are the Query's, evaluated on the
+        # index, so its pages hold only what is returned.
+        filters = {"dl >= :now": {":now": {"N": str(where.not_before_ms)}}}
+        if where.step_id is not None:
+            filters["sid = :sid"] = {":sid": {"S": where.step_id}}
+        if where.assignee is not None:
+            index, key = "pending-assignee", "pa = :key"
+            value = f"{tenant_id}#{where.assignee}"
+            if where.group is not None:
+                filters["pg = :pg"] = {":pg": {"S": f"{tenant_id}#{where.group}"}}
+        elif where.group is not None:
+            index, key, value = "pending-group", "pg = :key", f"{tenant_id}#{where.group}"
+        else:
+            index, key, value = "pending", "pp = :key", f"T#{tenant_id}"
+        values: dict[str, Any] = {":key": {"S": value}}
+        for bound in filters.values():
+            values.update(bound)
         items = await self.items.query(
-            IndexName="pending",
-            KeyConditionExpression="pp = :pp",
-            ExpressionAttributeValues={":pp": {"S": f"T#{tenant_id}"}},
+            IndexName=index,
+            KeyConditionExpression=key,
+            FilterExpression=" AND ".join(filters),
+            ExpressionAttributeValues=values,
             limit=limit,
         )
+        if index != "pending":  # projected narrowly: read the page's interactions
+            items = await self._still_pending([(i["pk"], i["sk"]) for i in items])
         return [interaction_from_item(i) for i in items]
+
+    async def _still_pending(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The items of ``keys`` in their order, read consistently, without the settled."""
+        read: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(keys), BATCH_GET):
+            wanted = [{"pk": pk, "sk": sk} for pk, sk in keys[start : start + BATCH_GET]]
+            read.update({(i["pk"], i["sk"]): i for i in await self.items.get_many(wanted)})
+        found = [read[k] for k in keys if k in read]
+        return [i for i in found if i["st"] == InteractionStatus.PENDING.value]
 
     async def tenant_in_flight(self, tenant_id: str) -> int:
         item = await self.items.get({"pk": admission_pk(tenant_id), "sk": ADMISSION_SK})
@@ -211,7 +256,7 @@ class DynamoAwaitTable:
                     await self.client.update_item(
                         TableName=self.table_name,
                         Key=serialize(key),
-                        UpdateExpression="SET #st = :out REMOVE pp, ps",
+                        UpdateExpression="SET #st = :out REMOVE pp, ps, pa, pg",
                         ConditionExpression="#st = :pending",
                         ExpressionAttributeNames={"#st": "st"},
                         ExpressionAttributeValues=serialize(
@@ -313,6 +358,59 @@ class DynamoAwaitTable:
             raise StaleRecord("the unit stayed contended") from exc
         return None
 
+    async def reindex(self, interactions: Sequence[Interaction]) -> int:
+        changed = 0
+        for i in interactions:
+            item = interaction_to_item(i)
+            keys = {k: v for k, v in item.items() if k in ("pa", "pg")}
+            if not keys:  # it names neither, or it is no longer waiting in the inbox
+                continue
+            try:
+                with conditions():
+                    await self.client.update_item(
+                        TableName=self.table_name,
+                        Key=serialize(
+                            {
+                                "pk": unit_pk(i.tenant_id, i.unit_id),
+                                "sk": interaction_sk(i.item_index),
+                            }
+                        ),
+                        UpdateExpression="SET " + ", ".join(f"{k} = :{k}" for k in keys),
+                        ConditionExpression="#st = :pending",
+                        ExpressionAttributeNames={"#st": "st"},
+                        ExpressionAttributeValues=serialize(
+                            {":pending": "PENDING", **{f":{k}": v for k, v in keys.items()}}
+                        ),
+                        ReturnConsumedCapacity="INDEXES",
+                    )
+            except ConditionFailed:
+                continue  # answered or timed out meanwhile: out of the inbox anyway
+            changed += 1
+        return changed
+
+    async def claim(self, claim: Claim, *, now_ms: int) -> Claim | None:
+        # One conditional put; the refusal carries the owner. DynamoDB's TTL deletes an ended
+        # claim late, so the condition also accepts one whose period is over.
+        try:
+            with conditions():
+                await self.client.put_item(
+                    TableName=self.table_name,
+                    Item=serialize(claim_to_item(claim)),
+                    ConditionExpression="attribute_not_exists(pk) OR ex = :me OR untl < :now",
+                    ExpressionAttributeValues=serialize(
+                        {":me": claim.execution_id, ":now": now_ms}
+                    ),
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed as refused:
+            # A store that does not return the refusing item is asked for it.
+            owner = refused.item or await self.items.get(claim_key(claim))
+            if owner is None:
+                return await self.claim(claim, now_ms=now_ms)  # it ended meanwhile
+            return owner_of(claim, owner)
+        return None
+
 
 def unit_update(
     table_name: str,
@@ -363,3 +461,31 @@ def completion(table_name: str, interaction: Interaction) -> dict[str, Any]:
             "ExpressionAttributeValues": serialize({":pending": "PENDING"}),
         }
     }
+
+
+def claim_key(claim: Claim) -> dict[str, str]:
+    return {"pk": once_pk(claim.tenant_id, claim.step_id, claim.key), "sk": ONCE_SK}
+
+
+def claim_to_item(claim: Claim) -> dict[str, Any]:
+    return {
+        **claim_key(claim),
+        "ex": claim.execution_id,
+        "u": claim.unit_id,
+        "n": claim.item_index,
+        "ca": claim.claimed_at_ms,
+        "untl": claim.until_ms,
+        "ttl": claim.until_ms // 1000,
+    }
+
+
+def owner_of(asked: Claim, item: dict[str, Any]) -> Claim:
+    """The claim stored for ``asked``'s key."""
+    return replace(
+        asked,
+        execution_id=str(item["ex"]),
+        unit_id=str(item["u"]),
+        item_index=int(item["n"]),
+        claimed_at_ms=int(item["ca"]),
+        until_ms=int(item["untl"]),
+    )

@@ -8,6 +8,8 @@ from dataclasses import replace
 
 from coordinator.awaits.model import (
     AwaitUnit,
+    Claim,
+    Inbox,
     Interaction,
     InteractionStatus,
     UnitStatus,
@@ -23,6 +25,7 @@ class InMemoryAwaitTable:
         self.units: dict[tuple[str, str], AwaitUnit] = {}
         self.items: dict[Key, Interaction] = {}
         self.in_flight: dict[str, int] = {}
+        self.claims: dict[tuple[str, str, str], Claim] = {}
         self.lock = asyncio.Lock()
 
     async def create(self, unit: AwaitUnit, interactions: list[Interaction]) -> bool:
@@ -36,6 +39,9 @@ class InMemoryAwaitTable:
 
     async def get_unit(self, tenant_id: str, unit_id: str) -> AwaitUnit | None:
         return self.units.get((tenant_id, unit_id))
+
+    async def get_units(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AwaitUnit]:
+        return {k: self.units[k] for k in keys if k in self.units}
 
     async def get_interaction(
         self, tenant_id: str, unit_id: str, item_index: int
@@ -58,11 +64,14 @@ class InMemoryAwaitTable:
         ]
         return sorted(found, key=lambda i: i.item_index)
 
-    async def pending(self, tenant_id: str, *, limit: int) -> list[Interaction]:
+    async def pending(self, tenant_id: str, *, limit: int, where: Inbox) -> list[Interaction]:
         found = [
             i
             for i in self.items.values()
-            if i.tenant_id == tenant_id and i.status is InteractionStatus.PENDING and i.inbox
+            if i.tenant_id == tenant_id
+            and i.status is InteractionStatus.PENDING
+            and i.inbox
+            and where.wants(i)
         ]
         return sorted(found, key=lambda i: (i.created_at_ms, i.interaction_id))[:limit]
 
@@ -136,3 +145,15 @@ class InMemoryAwaitTable:
         ]
         found.sort(key=lambda u: u.look_at_ms)
         return [(u.tenant_id, u.unit_id) for u in found[:limit]]
+
+    async def reindex(self, interactions: Sequence[Interaction]) -> int:
+        return 0  # listings read the requests themselves
+
+    async def claim(self, claim: Claim, *, now_ms: int) -> Claim | None:
+        async with self.lock:
+            key = (claim.tenant_id, claim.step_id, claim.key)
+            owner = self.claims.get(key)
+            if owner is None or owner.execution_id == claim.execution_id or owner.until_ms < now_ms:
+                self.claims[key] = claim
+                return None
+            return owner

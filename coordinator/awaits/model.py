@@ -7,12 +7,17 @@ partition, so a unit's interactions are one Query::
     pk = <tenant>#<unitId>   sk = "U"            the unit: deadline, total, done counter
                              sk = "I#000042"     interaction 42: request, then response
     pk = <tenant>#~admission sk = "A"            the tenant's await requests in flight
+    pk = <tenant>#~once#<step>#<key> sk = "O"    who sent an exclusive await's key first
 
 Two sparse entries of the ``pending`` index make the hot lookups Query-only: an open unit
 carries ``pp = D#<shard>`` ordered by the time the sweeper should look at it (its deadline, or
 earlier while admission has work to check), and a waiting interaction of the human inbox carries
-``pp = T#<tenant>`` ordered by creation. Completing or timing out removes them. The
-``correlation`` index maps ``cid`` to the interaction's key.
+``pp = T#<tenant>`` ordered by creation. A waiting interaction whose request names an
+``assignee`` or a ``group`` (TPF's inbox filters) also carries ``pa = <tenant>#<assignee>`` and
+``pg = <tenant>#<group>``, keys of the sparse ``pending-assignee`` and ``pending-group`` indexes,
+so a filtered inbox is one Query too; requests without them cost those indexes nothing.
+Completing or timing out removes them all. The ``correlation`` index maps ``cid`` to the
+interaction's key.
 
 Admission (REFERENCE section 3): a unit publishes its requests in item order; ``published`` is
 the cursor (items below it were sent), so ``published - done`` are out at once. ``accounted`` is
@@ -23,6 +28,7 @@ and when the unit closes, so completions never touch the tenant's item.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -53,6 +59,68 @@ def unit_pk(tenant_id: str, unit_id: str) -> str:
 
 def admission_pk(tenant_id: str) -> str:
     return f"{tenant_id}#~admission"  # "~" is not in a unit id
+
+
+ONCE_SK = "O"
+
+
+def once_pk(tenant_id: str, step_id: str, key: str) -> str:
+    return f"{tenant_id}#~once#{step_id}#{key}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An exclusive await's key, owned by the execution that sent it first, until ``until_ms``."""
+
+    tenant_id: str
+    step_id: str
+    key: str
+    execution_id: str
+    unit_id: str
+    item_index: int
+    claimed_at_ms: int
+    until_ms: int
+
+
+MAX_ASSIGNMENT = 256
+"""Characters of an assignee or group that is indexed; a longer one is listed, not filterable
+(an index key holds 2 KB, and a request must never fail to open for a name)."""
+
+
+def assignment(request: str) -> tuple[str | None, str | None]:
+    """The request's ``assignee`` and ``group``: string fields of those names, when indexable."""
+    try:
+        fields = json.loads(request)
+    except ValueError:
+        return None, None
+    if not isinstance(fields, dict):
+        return None, None
+
+    def name(value: Any) -> str | None:
+        ok = isinstance(value, str) and 0 < len(value) <= MAX_ASSIGNMENT
+        return value if ok else None
+
+    return name(fields.get("assignee")), name(fields.get("group"))
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """Which waiting interactions a listing wants: all of them, or by step, assignee, group."""
+
+    not_before_ms: int
+    """Their deadline is at or after this (a passed one is about to time out)."""
+    step_id: str | None = None
+    assignee: str | None = None
+    group: str | None = None
+
+    def wants(self, i: Interaction) -> bool:
+        assignee, group = assignment(i.request)
+        return (
+            i.deadline_ms >= self.not_before_ms
+            and (self.step_id is None or i.step_id == self.step_id)
+            and (self.assignee is None or assignee == self.assignee)
+            and (self.group is None or group == self.group)
+        )
 
 
 def interaction_sk(item_index: int) -> str:
@@ -89,6 +157,9 @@ class AwaitUnit:
     response_type: str | None = None
     """Type ids of the step's request and answer, as TPF's providers read them (``inputType``,
     ``outputType``); absent on units opened before 2026-12."""
+    exclusive_ms: int | None = None
+    """How long the first sender of a key owns it (the step's ``exclusive``); None: not
+    exclusive. Absent on units opened before 2026-12, which claim nothing."""
 
     @property
     def complete(self) -> bool:
@@ -126,6 +197,8 @@ class Interaction:
     completed_at_ms: int | None = None
     inbox: bool = True
     """Listed in the tenant's pending interactions (the human inbox); not for provider queues."""
+    duplicate_of: str | None = None
+    """JSON of the ``Owner`` when the coordinator answered it as a duplicate, never sending it."""
 
     @property
     def interaction_id(self) -> str:
@@ -186,6 +259,8 @@ def unit_to_item(unit: AwaitUnit, shards: int) -> dict[str, Any]:
         item["rqt"] = unit.request_type
     if unit.response_type is not None:
         item["rst"] = unit.response_type
+    if unit.exclusive_ms is not None:
+        item["xm"] = unit.exclusive_ms
     if unit.status is UnitStatus.OPEN:
         item["pp"] = f"D#{deadline_shard(unit.unit_id, shards)}"
         item["ps"] = sweep_position(unit)
@@ -218,6 +293,7 @@ def unit_from_item(item: dict[str, Any]) -> AwaitUnit:
         wake_ms=int(item["wk"]) if "wk" in item else None,
         request_type=str(item["rqt"]) if "rqt" in item else None,
         response_type=str(item["rst"]) if "rst" in item else None,
+        exclusive_ms=int(item["xm"]) if "xm" in item else None,
     )
 
 
@@ -242,6 +318,7 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
         "rk": i.completion_key,
         "by": i.actor,
         "at": i.completed_at_ms,
+        "dup": i.duplicate_of,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     if not i.inbox:
@@ -249,6 +326,11 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
     elif i.status is InteractionStatus.PENDING:
         item["pp"] = f"T#{i.tenant_id}"
         item["ps"] = f"{i.created_at_ms:013d}#{i.interaction_id}"
+        assignee, group = assignment(i.request)
+        if assignee is not None:
+            item["pa"] = f"{i.tenant_id}#{assignee}"
+        if group is not None:
+            item["pg"] = f"{i.tenant_id}#{group}"
     return item
 
 
@@ -274,4 +356,5 @@ def interaction_from_item(item: dict[str, Any]) -> Interaction:
         actor=item.get("by"),
         completed_at_ms=int(at) if at is not None else None,
         inbox=bool(item.get("ib", True)),
+        duplicate_of=item.get("dup"),
     )

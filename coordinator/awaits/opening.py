@@ -76,12 +76,15 @@ class UnitOpener:
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)
         step = contract.step(suspension.step_id)
         fields = step.await_.idempotency_fields if step.await_ else ()
+        exclusive_ms = step.await_.exclusive_ms if step.await_ else None
         requests = await self._requests(record, suspension.requests)
         deadline = now + suspension.timeout_ms
         inbox = not self.admitter.bounded(suspension.transport)
         interactions = []
         for item, request in enumerate(requests):
             key = _interaction_key(record, suspension.step_id, request, fields, item)
+            if exclusive_ms:  # one key across executions: the provider's must name the tenant
+                key = f"{record.tenant_id}:{key}"
             interactions.append(
                 Interaction(
                     tenant_id=record.tenant_id,
@@ -116,6 +119,7 @@ class UnitOpener:
             created_at_ms=now,
             request_type=step.output_type_id,
             response_type=step.await_.response.type_id if step.await_ else None,
+            exclusive_ms=exclusive_ms,
         )
         return unit, interactions
 

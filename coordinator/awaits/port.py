@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
+from coordinator.awaits.model import AwaitUnit, Claim, Inbox, Interaction, UnitStatus
 
 Key = tuple[str, str, int]
 """(tenant, unit id, item index) of an interaction."""
@@ -27,6 +27,9 @@ class AwaitTable(Protocol):
 
     async def get_unit(self, tenant_id: str, unit_id: str) -> AwaitUnit | None: ...
 
+    async def get_units(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AwaitUnit]:
+        """The units of (tenant, unit id) ``keys`` that exist."""
+
     async def get_interaction(
         self, tenant_id: str, unit_id: str, item_index: int
     ) -> Interaction | None: ...
@@ -41,8 +44,12 @@ class AwaitTable(Protocol):
     ) -> list[Interaction]:
         """Items ``[start, stop)`` of a unit, in order."""
 
-    async def pending(self, tenant_id: str, *, limit: int) -> list[Interaction]:
-        """PENDING interactions of a tenant's inbox, oldest first."""
+    async def pending(self, tenant_id: str, *, limit: int, where: Inbox) -> list[Interaction]:
+        """PENDING interactions of a tenant's inbox matching ``where``, oldest first.
+
+        Answered by index keys (assignee, else group, else the tenant) and filters applied by
+        the store, never by reading a fixed number of rows and filtering them here.
+        """
 
     async def record(self, completed: Sequence[Interaction]) -> list[Interaction]:
         """PENDING→COMPLETED of interactions of one unit, counted on the unit atomically.
@@ -70,6 +77,14 @@ class AwaitTable(Protocol):
 
     async def expire(self, interactions: list[Interaction]) -> None:
         """PENDING→TIMED_OUT (out of the inbox)."""
+
+    async def reindex(self, interactions: Sequence[Interaction]) -> int:
+        """Give waiting inbox interactions stored before 2026-12 their assignee and group keys;
+        how many changed."""
+
+    async def claim(self, claim: Claim, *, now_ms: int) -> Claim | None:
+        """Make ``claim``'s execution own its key; None when it does (the key was free, its
+        ownership had ended, or it was already this execution's), else the owner's claim."""
 
     async def overdue(self, shard: str, *, now_ms: int, limit: int) -> list[tuple[str, str]]:
         """(tenant, unit id) of open units due a look: deadline passed or wake time reached."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from coordinator.awaits.completing import canonical
-from coordinator.awaits.model import AwaitUnit, UnitStatus
+from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
 from coordinator.awaits.port import AwaitTable
 from coordinator.dispatcher import Dispatcher
 from coordinator.store import ExecutionStore
@@ -57,10 +58,7 @@ class Resumer:
                 extra={"action": "await-miscounted", "executionId": unit.execution_id},
             )
             return
-        answers = [
-            {"request": json.loads(i.request), "response": json.loads(i.response or "null")}
-            for i in interactions
-        ]
+        answers = [answer_of(i) for i in interactions]
         data = canonical(answers if unit.itemized else answers[0]).encode()
         ref = await self.payloads.put(unit.tenant_id, unit.execution_id, data)
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)
@@ -129,3 +127,11 @@ def _observe_wait(
         transport=unit.transport,
         outcome=outcome,
     ).observe(max(0, ended - unit.created_at_ms) / 1000)
+
+
+def answer_of(i: Interaction) -> dict[str, Any]:
+    """What the step after the await receives for ``i`` (``Awaited`` or ``AwaitedOnce``)."""
+    answer = {"request": json.loads(i.request), "response": json.loads(i.response or "null")}
+    if i.duplicate_of is not None:
+        answer["duplicateOf"] = json.loads(i.duplicate_of)
+    return answer

@@ -19,14 +19,13 @@ Requests are published at least once; completions are recorded exactly once.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from coordinator.awaits.admission import Admission, Admitter
 from coordinator.awaits.completing import Completed, CompletionRequest, canonical
 from coordinator.awaits.deadlines import DeadlineSweeper
-from coordinator.awaits.model import Interaction
+from coordinator.awaits.model import Inbox, Interaction
 from coordinator.awaits.opening import UnitOpener
 from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.recording import CompletionRecorder
@@ -69,6 +68,9 @@ class AwaitService:
         shards: int = 4,
     ) -> None:
         self.table, self.transports = table, transports
+        self.resumer = Resumer(
+            table=table, store=store, registry=registry, payloads=payloads, dispatcher=dispatcher
+        )
         self.admitter = Admitter(
             table=table,
             transports=transports,
@@ -76,9 +78,7 @@ class AwaitService:
             timings=timings,
             limits=admission or Admission(),
             answers=answers,
-        )
-        self.resumer = Resumer(
-            table=table, store=store, registry=registry, payloads=payloads, dispatcher=dispatcher
+            resumer=self.resumer,
         )
         self.opener = UnitOpener(
             table=table,
@@ -151,21 +151,14 @@ class AwaitService:
         group: str | None = None,
         limit: int = 100,
     ) -> list[Interaction]:
-        filtered = step_id is not None or assignee is not None or group is not None
-        found = await self.table.pending(tenant_id, limit=1000 if filtered else limit)
-        now = now_ms()
+        where = Inbox(not_before_ms=now_ms(), step_id=step_id, assignee=assignee, group=group)
+        return await self.table.pending(tenant_id, limit=limit, where=where)
 
-        def wanted(i: Interaction) -> bool:
-            request = json.loads(i.request)
-            fields = request if isinstance(request, dict) else {}
-            return (
-                i.deadline_ms >= now
-                and (step_id is None or i.step_id == step_id)
-                and (assignee is None or fields.get("assignee") == assignee)
-                and (group is None or fields.get("group") == group)
-            )
-
-        return [i for i in found if wanted(i)][:limit]
+    async def response_types(self, interactions: Sequence[Interaction]) -> dict[str, str | None]:
+        """Unit id → the type id of the answer its interactions wait for (TPF's ``outputType``);
+        None for units opened before 2026-12, which did not store it."""
+        units = await self.table.get_units([(i.tenant_id, i.unit_id) for i in interactions])
+        return {unit_id: unit.response_type for (_, unit_id), unit in units.items()}
 
     async def run(self, stop: asyncio.Event) -> None:
         """The await sweeper's loop (on every replica: each action is conditional)."""

@@ -11,6 +11,7 @@ package, append an ``Upgrade`` with a new id to ``UPGRADES``, and capture a stac
 before it (``tests/upgrades/snapshot.py``), so the upgrade test runs it on real items.
 """
 
+from coordinator.upgrades.inbox_keys import inbox_keys
 from coordinator.upgrades.ledger import Applied, Upgrade, UpgradeContext, upgrade_stack
 from coordinator.upgrades.parked_due import parked_due_times
 from coordinator.upgrades.search_lanes import search_lanes
@@ -20,6 +21,11 @@ UPGRADES: tuple[Upgrade, ...] = (
         "2026-12-parked-due-time",
         "parked executions get a due time, so a lost await unit is repaired",
         parked_due_times,
+    ),
+    Upgrade(
+        "2026-12-inbox-assignee-keys",
+        "waiting interactions get the keys the inbox filters by assignee and group Query",
+        inbox_keys,
     ),
     Upgrade(
         "2026-12-search-lanes",

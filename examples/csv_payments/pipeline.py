@@ -4,6 +4,12 @@ read the file (parse and validate; rejected rows go to a manifest) → expand to
 await the payment provider per payment (``ProcessAwaitPaymentProviderService``, over the SQS
 request and completion queues) → write the output file, one line per input row, to the outbox.
 
+A payment id is paid once per tenant: the await is exclusive on ``paymentId``, so the first
+execution that sends an id to the provider owns it for ``TPF_CSV_PAYMENT_OWNERSHIP_DAYS`` (400),
+and a later row with that id, in any file, is reported ``DUPLICATE`` without being sent. The
+provider's idempotency key is ``<tenant>:<paymentId>``. To pay the same thing again on purpose,
+give it a new id.
+
 The coordinator starts an execution for each object uploaded to the inbox bucket; its input
 names the object version, so a retry reads the same bytes. File-level problems fail the
 execution with a ``CSV_*`` error code; row-level problems only mark their row ``INVALID``.
@@ -15,8 +21,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from examples.csv_payments.files import files
 from examples.csv_payments.records import (
@@ -28,11 +35,21 @@ from examples.csv_payments.records import (
     parse_csv,
     render_csv,
 )
-from tpf.pipeline import Awaited, Pipeline, RetryPolicy, StepContext
+from tpf.pipeline import AwaitedOnce, Pipeline, RetryPolicy, StepContext
 
 PIPELINE_ID = "org.pipelineframework.csvpayments"
 AWAIT_STEP = "ProcessAwaitPaymentProviderService"
 PROVIDER_TIMEOUT = timedelta(hours=1)
+
+
+class Ownership(BaseSettings):
+    """How long a payment id stays with the execution that sent it first
+    (``TPF_CSV_PAYMENT_OWNERSHIP_DAYS``); read when the pipeline is built, so it is part of the
+    release's contract."""
+
+    model_config = SettingsConfigDict(env_prefix="TPF_CSV_", frozen=True)
+
+    payment_ownership_days: int = Field(default=400, ge=1, le=10 * 366)
 
 
 class _Model(BaseModel):
@@ -74,6 +91,8 @@ class PaymentsReport(_Model):
     no_answer: int
     error: int = 0
     """Rows whose provider answer was unusable (a fee or reference out of shape)."""
+    duplicate: int = 0
+    """Rows whose payment id an earlier execution sent (nothing was sent for them)."""
 
 
 csv_payments = Pipeline(
@@ -103,7 +122,12 @@ def expand_payments(batch: PaymentBatch) -> list[PaymentRecord]:
 
 
 @csv_payments.await_(
-    id=AWAIT_STEP, response=ProviderAnswer, transport="sqs", timeout=PROVIDER_TIMEOUT
+    id=AWAIT_STEP,
+    response=ProviderAnswer,
+    transport="sqs",
+    timeout=PROVIDER_TIMEOUT,
+    idempotency_fields=("paymentId",),
+    exclusive=timedelta(days=Ownership().payment_ownership_days),
 )
 def ask_provider(payment: PaymentRecord) -> PaymentRecord:
     return payment
@@ -111,7 +135,7 @@ def ask_provider(payment: PaymentRecord) -> PaymentRecord:
 
 @csv_payments.collect(id="WritePaymentsOutput")
 async def write_output(
-    answers: list[Awaited[PaymentRecord, ProviderAnswer]], ctx: StepContext
+    answers: list[AwaitedOnce[PaymentRecord, ProviderAnswer]], ctx: StepContext
 ) -> PaymentsReport:
     store = files()
     manifest = Manifest.model_validate_json(
@@ -125,7 +149,11 @@ async def write_output(
         rejected=manifest.rejected,
         total_lines=len(payments) + len(manifest.rejected),
     )
-    lines = output_lines(parsed, {a.request.payment_id: a.response for a in answers})
+    lines = output_lines(
+        parsed,
+        {a.request.payment_id: a.response for a in answers if a.response is not None},
+        {a.request.payment_id: a.duplicate_of for a in answers if a.duplicate_of is not None},
+    )
     bucket, key = store.bucket("outbox"), output_key(manifest.source, ctx.execution_id)
     await store.write(bucket, key, render_csv(lines), "text/csv; charset=utf-8")
     statuses = [line.status for line in lines]
@@ -139,6 +167,7 @@ async def write_output(
         invalid=statuses.count("INVALID"),
         no_answer=statuses.count("NO_ANSWER"),
         error=statuses.count("ERROR"),
+        duplicate=statuses.count("DUPLICATE"),
     )
 
 

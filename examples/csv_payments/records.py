@@ -41,6 +41,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tpf.errors import NonRetryable
+from tpf.pipeline import Owner
 
 HEADER: Final = ("ID", "Recipient", "Amount", "Currency")
 OUTPUT_HEADER: Final = ("ID", "Status", "ProviderReference", "Fee", "Message")
@@ -66,7 +67,13 @@ PROVIDER_REFERENCE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 """A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)."""
 
-_NO_ANSWER: Final = {"status": "NO_ANSWER", "message": "no answer from the payment provider"}
+ANSWER_STATUSES: Final = ("APPROVED", "REJECTED")
+_OWNER_OUTCOME: Final = {
+    "PENDING": "awaiting the provider's answer",
+    "TIMED_OUT": "no answer from the provider",
+    "COMPLETED": "answered",
+}
+_NO_ANSWER: Final = "no answer from the payment provider"
 _AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
@@ -126,7 +133,7 @@ class ProviderAnswer(_Model):
 class OutputLine(_Model):
     line: int
     payment_id: str | None
-    status: Literal["APPROVED", "REJECTED", "INVALID", "NO_ANSWER", "ERROR"]
+    status: Literal["APPROVED", "REJECTED", "INVALID", "NO_ANSWER", "ERROR", "DUPLICATE"]
     provider_reference: str = ""
     fee: str = ""
     message: str
@@ -226,25 +233,58 @@ def provider_decision(payment: PaymentRecord) -> ProviderAnswer:
     )
 
 
-def output_lines(parsed: ParsedFile, answers: dict[str, ProviderAnswer]) -> list[OutputLine]:
-    """One line per data row, in file order: the provider's answer, ``INVALID`` or ``NO_ANSWER``.
+def output_lines(
+    parsed: ParsedFile,
+    answers: dict[str, ProviderAnswer],
+    duplicates: Mapping[str, Owner] | None = None,
+) -> list[OutputLine]:
+    """One line per data row, in file order: the provider's answer, ``INVALID``, ``DUPLICATE``
+    or ``NO_ANSWER``.
 
-    ``answers`` is keyed by payment id (ids are unique among accepted payments). An answer
-    that fails :func:`answer_problem` makes its row ``ERROR`` with the reason.
+    ``answers`` and ``duplicates`` are keyed by payment id (ids are unique among accepted
+    payments). An answer that fails :func:`answer_problem` makes its row ``ERROR`` with the
+    reason; a payment another execution sent first is ``DUPLICATE``, naming it and its outcome.
     """
+    duplicates = duplicates or {}
     lines = [
         OutputLine(line=bad.line, payment_id=bad.payment_id, status="INVALID", message=bad.reason)
         for bad in parsed.rejected
     ]
     for payment in parsed.payments:
-        answer = answers.get(payment.payment_id)
-        problem = answer_problem(payment, answer) if answer else None
-        if problem:
-            fields: Mapping[str, str] = {"status": "ERROR", "message": problem}
-        else:
-            fields = answer.model_dump(by_alias=False) if answer else _NO_ANSWER
-        lines.append(OutputLine(line=payment.line, payment_id=payment.payment_id, **fields))
+        lines.append(_line_of(payment, answers.get(payment.payment_id), duplicates))
     return sorted(lines, key=lambda line: line.line)
+
+
+def _line_of(
+    payment: PaymentRecord, answer: ProviderAnswer | None, duplicates: Mapping[str, Owner]
+) -> OutputLine:
+    line, payment_id = payment.line, payment.payment_id
+    owner = duplicates.get(payment_id)
+    if owner is not None:
+        return OutputLine(
+            line=line, payment_id=payment_id, status="DUPLICATE", message=duplicate_note(owner)
+        )
+    if answer is None:
+        return OutputLine(line=line, payment_id=payment_id, status="NO_ANSWER", message=_NO_ANSWER)
+    problem = answer_problem(payment, answer)
+    if problem:
+        return OutputLine(line=line, payment_id=payment_id, status="ERROR", message=problem)
+    return OutputLine(
+        line=line,
+        payment_id=payment_id,
+        status=answer.status,
+        provider_reference=answer.provider_reference,
+        fee=answer.fee,
+        message=answer.message,
+    )
+
+
+def duplicate_note(owner: Owner) -> str:
+    """``already sent by execution <id> (APPROVED)``: who paid it, and how that went."""
+    outcome = _OWNER_OUTCOME.get(owner.status, owner.status)
+    if isinstance(owner.response, dict) and owner.response.get("status") in ANSWER_STATUSES:
+        outcome = str(owner.response["status"])
+    return f"already sent by execution {owner.execution_id} ({outcome})"
 
 
 def answer_problem(payment: PaymentRecord, answer: ProviderAnswer) -> str | None:

@@ -113,3 +113,25 @@ def test_tpfs_release_tooling_reads_our_artifact_and_its_descriptor_registers(
         assert registered["primaryArtifactDigest"] == descriptor["artifacts"][0]["digest"]
         ok(http.post(f"{admin}/releases/7.0.0/activate"))
         assert ok(http.get(f"{admin}/releases/active"))["releaseVersion"] == "7.0.0"
+
+
+def test_a_tpf_descriptor_of_a_pipeline_never_seen_registers_from_its_artifact(
+    fleet: OwnedStack, tmp_path: Path
+) -> None:
+    """TPF's descriptors carry no contract: the coordinator reads it from the artifact."""
+    greeting = "examples.greeting.v1:pipeline"
+    pipeline_id = load_pipeline(greeting).id
+    _, artifact = build_release(greeting, "1.0.0", tmp_path)
+    path = tmp_path / "pipeline-release.json"
+    path.write_text(json.dumps(tpf.create_release(artifact, pipeline_id, "1.0.0")))
+    admin = f"/tpf/admin/tenants/{tpf.TENANT}/pipelines/{pipeline_id}"
+    headers = {"Authorization": f"Bearer {tpf.TOKEN}"}
+    with httpx.Client(base_url=fleet.api_url, headers=headers, timeout=10) as http:
+        assert ok(http.get(f"{admin}/releases")) == []
+        registered = ok(
+            http.post(f"{admin}/releases/register", json={"releaseDescriptorPath": str(path)})
+        )
+        assert (
+            registered["contractVersion"] == Contract.from_pipeline(load_pipeline(greeting)).version
+        )
+        assert [r["releaseVersion"] for r in ok(http.get(f"{admin}/releases"))] == ["1.0.0"]

@@ -110,6 +110,7 @@ def test_run_flows(
 ) -> None:
     execution_id, interaction = park(client, customer, restaurant)
     assert interaction["stepId"] == tpf.AWAIT_STEP
+    assert interaction["outputType"].endswith("RestaurantDecision")  # what the answer must be
     order_id = interaction["requestPayload"]["orderId"]
     body = tpf.complete_body(
         interaction["interactionId"],

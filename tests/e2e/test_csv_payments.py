@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -43,13 +45,15 @@ def fleet(
     )
 
 
-def payments_file(rows: int) -> bytes:
+def payments_file(rows: int, *, prefix: str = "P") -> bytes:
+    """``rows`` payments with ids ``<prefix>00000``…: a payment id is paid once per tenant, so
+    each test of the module's stack uses ids of its own."""
     lines = ["ID,Recipient,Amount,Currency"]
     for n in range(rows):
         amount = "25000" if n % 97 == 0 else f"{n % 900 + 1}.{n % 100:02d}"
         recipient = "Blocked Corp" if n % 89 == 0 else f"Recipient {n}"
-        lines.append(f"P{n:05d},{recipient},{amount},{'EUR' if n % 3 else 'USD'}")
-    lines += ["BAD1,Nobody,-5,EUR", "BAD2,Nobody,5,XYZ", "P00001,Again,1,EUR"]
+        lines.append(f"{prefix}{n:05d},{recipient},{amount},{'EUR' if n % 3 else 'USD'}")
+    lines += ["BAD1,Nobody,-5,EUR", "BAD2,Nobody,5,XYZ", f"{prefix}00001,Again,1,EUR"]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -109,7 +113,7 @@ def test_a_payments_file_gives_one_output_line_per_row(fleet: OwnedStack) -> Non
 def test_duplicate_notifications_and_identical_reuploads_start_one_execution(
     fleet: OwnedStack,
 ) -> None:
-    data = payments_file(5)
+    data = payments_file(5, prefix="DUP")
     before = len(executions_of(fleet))
     execution_id = upload(fleet, "dup/same.csv", data)
     assert upload(fleet, "dup/same.csv", data) == execution_id  # identical content, same key
@@ -189,3 +193,27 @@ def test_a_file_overwritten_within_a_second_is_processed_as_each_upload(
         written = s3.get_object(Bucket=report["outputBucket"], Key=report["outputKey"])
         outputs[execution_id] = written["Body"].read()
     assert outputs == {a: expected_output(first), b: expected_output(second)}
+
+
+def test_a_payment_id_in_two_files_is_sent_once_and_reported_duplicate(
+    fleet: OwnedStack,
+) -> None:
+    header = b"ID,Recipient,Amount,Currency\n"
+    first = upload(fleet, "once/monday.csv", header + b"ONCE-1,Ada,1.00,EUR\n")
+    assert wait_terminal(fleet, first, timeout=120)["status"] == "SUCCEEDED"
+    resent = header + b"ONCE-1,Ada,1.00,EUR\nONCE-2,Bob,2.00,EUR\n"
+    second = upload(fleet, "once/monday again.csv", resent)
+    ended = wait_terminal(fleet, second, timeout=120)
+    assert ended["status"] == "SUCCEEDED", ended
+    report = ended["result"]
+    s3 = sync_client(fleet.settings, "s3", endpoints=fleet.endpoints)
+    written = s3.get_object(Bucket=report["outputBucket"], Key=report["outputKey"])["Body"].read()
+    lines = {line[0]: line[1:] for line in csv.reader(io.StringIO(written.decode()))}
+    assert lines["ONCE-1"] == ["DUPLICATE", "", "", f"already sent by execution {first} (APPROVED)"]
+    assert lines["ONCE-2"][0] == "APPROVED"
+    assert (report["approved"], report["duplicate"]) == (1, 1)
+    # The provider was asked about ONCE-1 by one interaction (perhaps more than once: it drops).
+    log = (fleet.fleet.workdir / "provider-mock.log").read_text()
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    asked = {e["interactionId"] for e in entries if e.get("idempotencyKey") == "default:ONCE-1"}
+    assert len(asked) == 1

@@ -4,15 +4,26 @@ counting that skips what is no longer pending, admission against the tenant's co
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 
 from coordinator.awaits import AwaitTable, DynamoAwaitTable, InMemoryAwaitTable
-from coordinator.awaits.model import AwaitUnit, Interaction, InteractionStatus, UnitStatus
+from coordinator.awaits.model import (
+    MAX_ASSIGNMENT,
+    AwaitUnit,
+    Claim,
+    Inbox,
+    Interaction,
+    InteractionStatus,
+    UnitStatus,
+    interaction_to_item,
+)
 from tests.substrates import TestStack
 from tpf.accounting import LEDGER
+from tpf.dynamodb import serialize
 from tpf.errors import StaleRecord
 from tpf.substrate import open_clients
 
@@ -96,7 +107,7 @@ async def test_a_batch_counts_each_interaction_once_and_skips_the_settled(
         201,
     ]
     # Provider interactions stay out of the human inbox.
-    assert await table.pending(TENANT, limit=10) == []
+    assert await table.pending(TENANT, limit=10, where=Inbox(not_before_ms=0)) == []
 
     await table.close_unit(TENANT, u.unit_id, UnitStatus.TIMED_OUT)
     assert await table.record([answered(items[249])]) == []
@@ -177,3 +188,116 @@ async def test_a_second_opener_never_turns_an_answered_interaction_back_to_pendi
 
 async def _never_found(tenant_id: str, unit_id: str) -> AwaitUnit | None:
     return None
+
+
+def claim(execution_id: str, *, at: int, until: int) -> Claim:
+    return Claim(
+        tenant_id=TENANT,
+        step_id="ask",
+        key="acme:p-1",
+        execution_id=execution_id,
+        unit_id=f"u-{execution_id}",
+        item_index=3,
+        claimed_at_ms=at,
+        until_ms=until,
+    )
+
+
+async def test_a_key_is_owned_by_its_first_sender_until_its_period_ends(table: AwaitTable) -> None:
+    first = claim("e-first", at=1_000, until=5_000)
+    assert await table.claim(first, now_ms=1_000) is None
+    assert await table.claim(replace(first, unit_id="u-redriven"), now_ms=2_000) is None
+    owner = await table.claim(claim("e-later", at=3_000, until=9_000), now_ms=3_000)
+    assert owner is not None
+    assert (owner.execution_id, owner.unit_id, owner.item_index) == ("e-first", "u-redriven", 3)
+    # Once the period is over (even before TTL deletes the item) the key is free again.
+    assert await table.claim(claim("e-later", at=6_000, until=9_000), now_ms=6_000) is None
+    owner = await table.claim(claim("e-first", at=7_000, until=11_000), now_ms=7_000)
+    assert owner is not None and owner.execution_id == "e-later"
+
+
+async def test_an_interaction_answered_as_a_duplicate_keeps_its_owner(table: AwaitTable) -> None:
+    of = unit("u-dup", 1)
+    await table.create(of, interactions(of))
+    (pending,) = interactions(of)
+    duplicate = replace(answered(pending), response="null", duplicate_of='{"executionId":"e-1"}')
+    assert await table.record([duplicate])
+    stored = await table.get_interaction(TENANT, "u-dup", 0)
+    assert stored is not None and stored.duplicate_of == '{"executionId":"e-1"}'
+    assert stored.status is InteractionStatus.COMPLETED
+
+
+def assigned(of: AwaitUnit, names: list[tuple[str | None, str | None, str]]) -> list[Interaction]:
+    """Inbox interactions of ``of`` whose requests name (assignee, group) at a step."""
+    waiting = []
+    for n, (assignee, group, step) in enumerate(names):
+        request = {"n": n, "assignee": assignee, "group": group}
+        waiting.append(
+            replace(
+                interactions(of)[0],
+                item_index=n,
+                correlation_id=f"c-{of.unit_id}-{n}",
+                step_id=step,
+                request=json.dumps({k: v for k, v in request.items() if v is not None}),
+                created_at_ms=100 + n,
+                inbox=True,
+            )
+        )
+    return waiting
+
+
+async def test_the_inbox_is_filtered_by_assignee_group_and_step_in_the_store(
+    table: AwaitTable,
+) -> None:
+    of = replace(unit("u-inbox", 8), transport="interaction-api")
+    names = [
+        ("ana", "kitchen", "approve"),
+        ("bob", "kitchen", "approve"),
+        (None, "kitchen", "approve"),
+        ("ana", None, "review"),
+        ("ana", "bar", "approve"),
+        (None, None, "approve"),
+        ("x" * (MAX_ASSIGNMENT + 1), "kitchen", "approve"),  # too long to index: listed only
+        ("ana", "kitchen", "approve"),
+    ]
+    await table.create(of, assigned(of, names))
+
+    async def listed(**where: str) -> list[int]:
+        found = await table.pending(TENANT, limit=10, where=Inbox(not_before_ms=0, **where))
+        return [i.item_index for i in found]
+
+    assert await listed() == list(range(8))
+    assert await listed(assignee="ana") == [0, 3, 4, 7]
+    assert await listed(group="kitchen") == [0, 1, 2, 6, 7]
+    assert await listed(assignee="ana", group="kitchen") == [0, 7]
+    assert await listed(assignee="ana", step_id="approve") == [0, 4, 7]
+    assert await listed(group="kitchen", step_id="review") == []
+    assert await listed(step_id="review") == [3]
+    assert await listed(assignee="nobody") == []
+    # Answered, an interaction leaves every listing; past its deadline, too.
+    await table.record([answered(assigned(of, names)[0])])
+    assert await listed(assignee="ana") == [3, 4, 7]
+    gone = await table.pending(
+        TENANT, limit=10, where=Inbox(not_before_ms=of.deadline_ms + 1, assignee="ana")
+    )
+    assert gone == []
+
+
+async def test_reindex_gives_earlier_waiting_interactions_their_filter_keys(
+    table: AwaitTable,
+) -> None:
+    # Names of its own: the stack is shared with the other tests of this module.
+    of = replace(unit("u-earlier", 2), transport="interaction-api")
+    waiting = assigned(of, [("cleo", "pantry", "approve"), (None, None, "approve")])
+    await table.create(of, waiting)
+    if isinstance(table, DynamoAwaitTable):  # as a main before 2026-12 stored them
+        for i in waiting:
+            item = {k: v for k, v in interaction_to_item(i).items() if k not in ("pa", "pg")}
+            await table.client.put_item(TableName=table.table_name, Item=serialize(item))
+        unseen = await table.pending(TENANT, limit=5, where=Inbox(0, assignee="cleo"))
+        assert unseen == []
+    assert await table.reindex(waiting) == (1 if isinstance(table, DynamoAwaitTable) else 0)
+    [found] = await table.pending(TENANT, limit=5, where=Inbox(0, assignee="cleo"))
+    assert found.item_index == 0
+    [found] = await table.pending(TENANT, limit=5, where=Inbox(0, group="pantry"))
+    assert found.item_index == 0

@@ -12,6 +12,7 @@ from coordinator.awaits.model import AwaitUnit, Interaction
 from coordinator.testing import InMemoryCoordinator
 from examples.restaurant_approval import AWAIT_STEP, restaurant_approval
 from tests.unit.drive import WORKER, commands
+from tpf.clock import now_ms
 from tpf.errors import Conflict, InvalidInput, NotFound
 from tpf.pipeline import Pipeline
 from tpf.queues import Outgoing
@@ -405,3 +406,42 @@ async def test_one_poisoned_answer_does_not_fail_its_round(c: InMemoryCoordinato
     assert (await result(c, second))["outcome"] == "APPROVED"
     assert (await c.service.status("acme", first)).status is Status.WAITING_EXTERNAL
     assert len(c.await_completions.messages) == 1, "the poisoned answer waits for the DLQ"
+
+
+async def test_the_inbox_filters_find_one_waiting_behind_a_thousand_others(
+    c: InMemoryCoordinator,
+) -> None:
+    unit = AwaitUnit(
+        tenant_id="acme",
+        unit_id="u-busy",
+        execution_id="e-busy",
+        step_id=AWAIT_STEP,
+        step_index=2,
+        resume_step=3,
+        transport="interaction-api",
+        itemized=True,
+        total=1_201,
+        deadline_ms=now_ms() + 60_000,
+        created_at_ms=1,
+    )
+    waiting = [
+        Interaction(
+            tenant_id="acme",
+            unit_id=unit.unit_id,
+            item_index=n,
+            execution_id=unit.execution_id,
+            step_id=AWAIT_STEP,
+            step_index=2,
+            correlation_id=f"c-{n}",
+            idempotency_key=f"k-{n}",
+            request=json.dumps({"assignee": "ana" if n == 1_200 else "bob", "group": f"g{n}"}),
+            deadline_ms=unit.deadline_ms,
+            created_at_ms=1 + n,
+        )
+        for n in range(1_201)
+    ]
+    await c.await_table.create(unit, waiting)
+    [found] = await c.awaits.pending("acme", assignee="ana", limit=5)
+    assert found.item_index == 1_200
+    [found] = await c.awaits.pending("acme", group="g1200", limit=5)
+    assert found.item_index == 1_200

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from examples.csv_payments.pipeline import AWAIT_STEP, csv_payments
 from examples.orders import OrderIn, orders
 from tpf.contract import Contract, ContractRetry
 from tpf.errors import ContractError, InvalidInput, Retryable
@@ -381,3 +382,13 @@ def test_an_expansion_is_described_by_cardinality_per_item_and_itemized_flags() 
     assert steps[1]["retry"]["maxAttempts"] == 7
     assert document["retry"]["maxAttempts"] == 4
     assert document["boundaries"] == [3, 4, 5]
+
+
+def test_an_exclusive_await_is_in_the_contract_and_others_keep_their_version() -> None:
+    contract = Contract.from_pipeline(csv_payments)
+    awaits = contract.step(AWAIT_STEP).await_
+    assert awaits is not None and awaits.exclusive_ms == 400 * 24 * 3600 * 1000
+    assert Contract.from_json(contract.canonical_json()).version == contract.version
+    # A contract without the field (every one written before it existed) hashes as it did.
+    plain = Contract.from_pipeline(approval())
+    assert b"exclusiveMs" not in plain.canonical_json()

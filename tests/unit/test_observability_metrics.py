@@ -196,3 +196,24 @@ async def test_a_failing_queue_keeps_its_last_depth_and_stops_neither_the_others
 def test_a_sampler_needs_a_positive_interval() -> None:
     with pytest.raises(ValueError):
         QueueDepthSampler({}, interval_s=0)
+
+
+async def test_every_transition_sent_to_a_worker_is_counted_dispatched(
+    c: InMemoryCoordinator,
+) -> None:
+    def dispatched() -> float:
+        value = REGISTRY.get_sample_value("tpf_transitions_dispatched_total", {"channel": "queue"})
+        return value or 0.0
+
+    before = dispatched()
+    execution_id, pending = await parked(c, "dispatch-count")  # validate+create, then the await
+    assert dispatched() - before == 1
+    interaction = pending["interaction"]
+    await c.awaits.complete(
+        "acme",
+        response=accepted(pending["request"]["orderId"]),
+        interaction_id=interaction.interaction_id,
+    )
+    await drive(c)
+    assert dispatched() - before == 2  # resumed: the finalize transition
+    assert (await c.service.status("acme", execution_id)).status.value == "SUCCEEDED"

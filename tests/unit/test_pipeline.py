@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from tpf.errors import ContractError
 from tpf.pipeline import (
     Awaited,
+    AwaitedOnce,
     Cardinality,
     Pipeline,
     RetryPolicy,
@@ -251,6 +252,35 @@ def test_the_step_after_an_await_must_take_awaited_request_and_response() -> Non
         @p.step()
         def after(v: Verdict) -> Report:
             return Report(total=0)
+
+
+def test_the_step_after_an_exclusive_await_takes_awaited_once() -> None:
+    p = single()
+
+    @p.await_(response=Verdict, idempotency_fields=("n",), exclusive=timedelta(days=1))
+    def ask(r: Row) -> Pending:
+        return Pending(n=r.n)
+
+    with pytest.raises(ContractError, match=r"AwaitedOnce\[.*Pending,.*Verdict\]"):
+
+        @p.step()
+        def plain(answer: Awaited[Pending, Verdict]) -> Report:
+            return Report(total=0)
+
+    @p.step()
+    def after(answer: AwaitedOnce[Pending, Verdict]) -> Report:
+        return Report(total=0 if answer.duplicate_of else 1)
+
+    policy = p.step(0).await_policy
+    assert policy is not None and policy.exclusive == timedelta(days=1)
+
+
+def test_an_exclusive_await_needs_the_fields_that_key_it() -> None:
+    with pytest.raises(ContractError, match="exclusive await needs idempotency_fields"):
+
+        @single().await_(response=Verdict, exclusive=timedelta(days=1))
+        def ask(r: Row) -> Pending:
+            return Pending(n=r.n)
 
 
 def test_an_await_response_must_be_a_model_and_its_idempotency_fields_must_exist() -> None:

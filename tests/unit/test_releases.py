@@ -29,7 +29,7 @@ from tpf.releases import (
     read_descriptor,
     sha256_digest,
 )
-from tpfctl.release_build import TPF_CONTRACT, build_release
+from tpfctl.release_build import TPF_CONTRACT, build_release, zip_files
 
 ROOT = Path(__file__).resolve().parents[2]
 V1 = "examples.greeting.v1:pipeline"
@@ -276,17 +276,59 @@ async def test_a_contract_whose_hash_is_not_the_contract_version_is_refused(
     assert artifacts.reads == []
 
 
-async def test_without_its_contract_a_descriptor_needs_the_contract_registered(
+async def test_without_its_contract_a_descriptor_takes_the_registered_one(
     registry: Registry,
 ) -> None:
     artifacts = InMemoryArtifactReader({"mem://greeting/1.0.0.zip": CODE})
     bare = descriptor(with_contract=False)
-    with pytest.raises(InvalidRelease) as refused:
+    with pytest.raises(InvalidRelease) as refused:  # none registered, and CODE is no zip
         await registry.register_descriptor(bare, artifacts, now_ms=1)
-    assert refused.value.pointer == "/contractVersion"
+    assert refused.value.pointer == "/artifacts/0/uri"
+    assert not await registry.known_pipeline(PIPELINE_ID)
     await registry.put_contract(Contract.from_pipeline(v1.pipeline))
     record = await registry.register_descriptor(bare, artifacts, now_ms=2)
     assert record.contract_version == Contract.from_pipeline(v1.pipeline).version
+
+
+async def test_without_its_contract_a_descriptor_takes_the_one_in_its_artifact(
+    registry: Registry, tmp_path: Path
+) -> None:
+    _, artifact = build_release(V1, "1.0.0", tmp_path)
+    data = artifact.read_bytes()
+    bare = descriptor(data=data, with_contract=False)
+    record = await registry.register_descriptor(
+        bare, InMemoryArtifactReader({bare.primary.uri: data}), now_ms=1
+    )
+    contract = Contract.from_pipeline(v1.pipeline)
+    assert record.contract_version == contract.version
+    assert await registry.contract(PIPELINE_ID, contract.version) == contract
+
+
+@pytest.mark.parametrize(
+    ("entries", "reason"),
+    [
+        ({}, "no META-INF/pipeline/pipeline-contract.json"),
+        ({TPF_CONTRACT: b"{"}, "readable"),
+        ({TPF_CONTRACT: b'{"pipelineId": "x", "steps": []}'}, "no 'tpfContract'"),
+        ({TPF_CONTRACT: b'{"tpfContract": {"pipelineId": 3}}'}, "not a usable contract"),
+        ("v2", "hashes to"),
+    ],
+)
+async def test_an_artifact_without_the_descriptors_contract_registers_nothing(
+    registry: Registry, tmp_path: Path, entries: Any, reason: str
+) -> None:
+    if entries == "v2":  # another pipeline version's artifact under v1's descriptor
+        _, artifact = build_release(V2, "1.0.0", tmp_path)
+        data = artifact.read_bytes()
+    else:
+        data = zip_files(entries)
+    bare = descriptor(data=data, with_contract=False)
+    with pytest.raises(InvalidRelease, match=reason) as refused:
+        await registry.register_descriptor(
+            bare, InMemoryArtifactReader({bare.primary.uri: data}), now_ms=1
+        )
+    assert refused.value.pointer == "/artifacts/0/uri"
+    assert not await registry.known_pipeline(PIPELINE_ID)
 
 
 async def test_an_artifact_that_is_not_what_the_descriptor_says_registers_nothing(

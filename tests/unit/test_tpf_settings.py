@@ -77,3 +77,13 @@ def test_retries_per_pipeline_override_the_global_ones(monkeypatch: pytest.Monke
     other = settings.retry_override("org.example.greeting")
     assert own is not None and other is not None
     assert (own.max_retries, other.max_retries) == (0, 3)
+
+
+def test_tpfs_worker_port_sets_the_rest_port_of_tpf_worker() -> None:
+    import typer.main
+
+    from tpfctl.cli import roles
+
+    worker = typer.main.get_command(roles.app).commands["worker"]  # type: ignore[attr-defined]
+    [port] = [p for p in worker.params if p.name == "rest_port"]
+    assert port.envvar == "TPF_WORKER_PORT"

@@ -25,17 +25,22 @@ artifact's digest checked once, there, by reading the artifact through an
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from tpf.artifacts.port import ArtifactReader, ArtifactUnavailable, artifact_digest
+from tpf.artifacts.port import ArtifactReader, ArtifactUnavailable, spooled_artifact
 from tpf.contract import Contract
 from tpf.errors import AlreadyExists, NotFound
 from tpf.pipeline import Pipeline
 from tpf.registry.port import RegistryTable
-from tpf.releases import InvalidRelease, ReleaseArtifact, ReleaseDescriptor
+from tpf.releases import (
+    InvalidRelease,
+    ReleaseArtifact,
+    ReleaseDescriptor,
+    contract_in_artifact,
+)
 
 DEFAULT_TENANT = "default"
 
@@ -157,21 +162,14 @@ class Registry:
         """Register a release from its descriptor; the primary artifact is read and its digest
         checked here, once.
 
-        The contract comes with the descriptor (its hash must be ``contractVersion``) or must be
-        registered already. Registering the same release again returns the stored record without
-        reading the artifact; the same version with other content is :class:`AlreadyExists`.
+        The contract comes with the descriptor (its hash must be ``contractVersion``), is
+        registered already, or is read from the artifact (``tpf.releases.ARTIFACT_CONTRACT``).
+        Registering the same release again returns the stored record without reading the
+        artifact; the same version with other content is :class:`AlreadyExists`.
         Anything wrong with the descriptor or the artifact is :class:`InvalidRelease`.
         """
         contract = descriptor.checked_contract()
-        if contract is None:
-            try:
-                await self.contract(descriptor.pipeline_id, descriptor.contract_version)
-            except NotFound as exc:
-                raise InvalidRelease(
-                    f"contract {descriptor.contract_version} of {descriptor.pipeline_id!r} is "
-                    "not registered: include it in the descriptor as 'contract'",
-                    pointer="/contractVersion",
-                ) from exc
+        from_artifact = contract is None and not await self._has_contract(descriptor)
         release = ReleaseRecord.of(descriptor, now_ms=now_ms)
         try:
             current = await self.release(descriptor.pipeline_id, descriptor.release_version)
@@ -179,27 +177,39 @@ class Registry:
             current = None
         if current is not None:
             return self._same_or_refused(current, release)
-        await self._verify_primary(descriptor, artifacts)
+        actual, bytes_ = await self._read_primary(descriptor, artifacts)
+        with bytes_:
+            if actual != descriptor.primary.digest:
+                raise InvalidRelease(
+                    f"artifact {descriptor.primary.artifact_id!r} at {descriptor.primary.uri} has "
+                    f"digest {actual}, the descriptor says {descriptor.primary.digest}",
+                    pointer="/artifacts/0/digest",
+                )
+            if from_artifact:
+                contract = contract_in_artifact(descriptor, bytes_)
         # Only now: a refused release leaves no contract behind to make its pipeline "known".
         if contract is not None:
             await self.put_contract(contract)
         return await self.register_release(release)
 
+    async def _has_contract(self, descriptor: ReleaseDescriptor) -> bool:
+        try:
+            await self.contract(descriptor.pipeline_id, descriptor.contract_version)
+        except NotFound:
+            return False
+        return True
+
     @staticmethod
-    async def _verify_primary(descriptor: ReleaseDescriptor, artifacts: ArtifactReader) -> None:
+    async def _read_primary(
+        descriptor: ReleaseDescriptor, artifacts: ArtifactReader
+    ) -> tuple[str, IO[bytes]]:
         primary = descriptor.primary
         try:
-            actual = await artifact_digest(artifacts, primary.uri)
+            return await spooled_artifact(artifacts, primary.uri)
         except ArtifactUnavailable as exc:
             raise InvalidRelease(
                 f"artifact {primary.artifact_id!r} is unreadable: {exc}", pointer="/artifacts/0/uri"
             ) from exc
-        if actual != primary.digest:
-            raise InvalidRelease(
-                f"artifact {primary.artifact_id!r} at {primary.uri} has digest {actual}, "
-                f"the descriptor says {primary.digest}",
-                pointer="/artifacts/0/digest",
-            )
 
     @staticmethod
     def _same_or_refused(current: ReleaseRecord, release: ReleaseRecord) -> ReleaseRecord:

@@ -125,7 +125,7 @@ def list_releases(
 ) -> None:
     """List the pipeline's releases, newest first; * marks the active one."""
     route = f"{_pipeline(tenant, pipeline_id)}/releases"
-    records = _call("list", f"releases of {pipeline_id}", "GET", route)
+    records = list(reversed(_call("list", f"releases of {pipeline_id}", "GET", route)))
     if as_json:
         print_json(records)
         return

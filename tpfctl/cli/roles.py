@@ -64,7 +64,10 @@ def worker(
     ] = None,
     rest_port: Annotated[
         int | None,
-        typer.Option(help="Serve signed REST on this port instead of polling the work queue."),
+        typer.Option(
+            envvar="TPF_WORKER_PORT",
+            help="Serve signed REST on this port instead of polling the work queue.",
+        ),
     ] = None,
 ) -> None:
     """Run a transition worker (worker-only topology) for one release of its pipelines."""
