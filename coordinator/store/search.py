@@ -99,6 +99,9 @@ class ExecutionQuery:
             )
         if self.since_ms >= self.until_ms:
             raise InvalidInput("since must be before until", pointer="/since")
+        if not 1 <= self.limit <= MAX_LIMIT:
+            # A page of none would never move its cursor on.
+            raise InvalidInput(f"limit must be 1..{MAX_LIMIT}", pointer="/limit")
 
     @property
     def lanes(self) -> tuple[str, ...]:

@@ -154,6 +154,8 @@ async def test_failures_are_found_by_status_and_error_code(
     with pytest.raises(UnsupportedSearch) as refused:
         query(Status.RUNNING, code="BOOM")
     assert "errorCode with status FAILED or DLQ" in str(refused.value)
+    with pytest.raises(InvalidInput):
+        ExecutionQuery(t, limit=0)
 
 
 async def test_the_creation_time_range_and_the_pipeline_narrow_a_search(
