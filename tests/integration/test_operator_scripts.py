@@ -278,6 +278,8 @@ def test_executions_are_listed_by_status_and_pipeline(
     )
     assert len(either) == 3
     other = as_json("list-executions", "--tenant", TENANT, "--pipeline", orders.id, env=env)
+    coded = as_json("list-executions", "--tenant", TENANT, "--error-code", "INVALID_ORDER", env=env)
+    assert [e["executionId"] for e in coded] == [executions.failed]
     assert [e["executionId"] for e in other] == [executions.other_pipeline]
     assert as_json("list-executions", "--tenant", "nobody", env=env) == []
     assert len(as_json("list-executions", "--tenant", TENANT, "--limit", "2", env=env)) == 2

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from coordinator.search_params import instant
-from coordinator.store.search import MAX_LIMIT, ExecutionQuery
 from tpf.codec import encode_envelope
 from tpf.errors import InvalidInput
 from tpf.records import MAX_EPOCH_MS, Status
 from tpf.settings import Settings
 from tpfctl.cli.common import Api, print_json, table
+
+if TYPE_CHECKING:
+    from coordinator.store.search import ExecutionQuery
 
 app = typer.Typer()
 executions = typer.Typer(help="Inspect executions.", no_args_is_help=True)
@@ -154,6 +155,10 @@ def _query(
     since: str | None,
     until: str | None,
 ) -> ExecutionQuery:
+    # Imported here: the coordinator's store is not every command's to load at start.
+    from coordinator.search_params import instant
+    from coordinator.store.search import MAX_LIMIT, ExecutionQuery
+
     return ExecutionQuery(
         tenant,
         frozenset(statuses or ()),
