@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinator.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from coordinator.quota import TenantQuota, retry_after
+from coordinator.search_params import search_request
 from coordinator.service import ExecutionService, NoActiveRelease, NoHealthyWorker
+from coordinator.store.search import UnsupportedSearch
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.codec import decode_envelope, encode_envelope
@@ -145,6 +147,35 @@ def control_plane(service: ExecutionService, quota: TenantQuota) -> APIRouter:
             "submittedAtEpochMs": record.created_at_ms,
         }
 
+    @router.get("/tenants/{tenant_id}/executions")
+    async def search(tenant_id: str, request: Request) -> dict[str, Any]:
+        """A tenant's executions, newest first by creation time (ours; TPF has no such route).
+
+        Query parameters: ``status`` (repeatable, or comma-separated), ``pipelineId``,
+        ``errorCode``, ``since`` / ``until`` (created at or after / before; epoch milliseconds
+        or ISO-8601, UTC unless the time says otherwise), ``limit`` (1..200, default 50; clamped,
+        never refused) and ``cursor`` (``nextCursor`` of the previous page, with the same
+        filters). Answered by DynamoDB Queries on the search index, never a Scan
+        (``coordinator.store.search``; ``docs/search.md``). Supported filter combinations:
+
+        - none: every execution (both of the tenant's lanes, 2 Queries a page);
+        - ``status``: the lanes holding those statuses (FAILED and DLQ share one, the rest the
+          other), the exact status checked on the records;
+        - ``errorCode``: with ``status`` FAILED and/or DLQ, or none (then both);
+        - ``pipelineId``, ``since``, ``until``: with any of the above.
+
+        Any other combination (``errorCode`` with another status, an unknown parameter) is 400
+        ``UNSUPPORTED_SEARCH`` listing these. A page holds at most ``limit`` executions, fewer
+        when the checks on the records drop some; ``nextCursor`` is null at the end.
+        """
+        query, cursor = search_request(tenant_id, request.query_params.multi_items())
+        page = await service.search(query, cursor)
+        return {
+            "executions": [status_body(r) for r in page.records],
+            "nextCursor": page.cursor,
+            "limit": query.limit,
+        }
+
     @router.get("/tenants/{tenant_id}/executions/{execution_id}")
     async def status(tenant_id: str, execution_id: str) -> dict[str, Any]:
         return status_body(await service.status(tenant_id, execution_id))
@@ -215,6 +246,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             body(exc.code, str(exc), exc.pointer), status_code=exc.status, headers=exc.headers
         )
+
+    @app.exception_handler(UnsupportedSearch)
+    async def unsupported(_: Request, exc: UnsupportedSearch) -> JSONResponse:
+        return JSONResponse(body("UNSUPPORTED_SEARCH", str(exc), exc.pointer), status_code=400)
 
     @app.exception_handler(InvalidInput)
     async def invalid(_: Request, exc: InvalidInput) -> JSONResponse:

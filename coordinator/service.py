@@ -10,6 +10,7 @@ from typing import Any
 from coordinator.dispatcher import Dispatcher
 from coordinator.history import Change
 from coordinator.store import ExecutionStore
+from coordinator.store.search import ExecutionQuery, SearchPage
 from coordinator.workers import WorkerDirectory
 from tpf import metrics
 from tpf.errors import InvalidInput, NotFound, TpfError
@@ -133,6 +134,9 @@ class ExecutionService:
         if record is None:
             raise NotFound(f"no execution {execution_id} for tenant {tenant_id}")
         return record
+
+    async def search(self, query: ExecutionQuery, cursor: str | None = None) -> SearchPage:
+        return await self.store.search(query, cursor)
 
     async def history(self, tenant_id: str, execution_id: str) -> list[Change]:
         await self.status(tenant_id, execution_id)

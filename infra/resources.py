@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from tpf.records import DUE_AT, DUE_INDEX, DUE_SHARD
+from tpf.records import CREATED_AT, DUE_AT, DUE_INDEX, DUE_SHARD, SEARCH_INDEX, SEARCH_LANE
 from tpf.retention import EXECUTION_TTL
 from tpf.settings import Settings
 
@@ -171,6 +171,9 @@ def describe(settings: Settings, *, releases: Iterable[Release] = ()) -> StackDe
                 Key("pk"),
                 indexes=(
                     Index(DUE_INDEX, Key(DUE_SHARD), Key(DUE_AT, "N"), projection=DUE_PROJECTION),
+                    # Keys only: a search reads the page's records with one BatchGetItem, so no
+                    # change of state but a move between lanes ever writes this index.
+                    Index(SEARCH_INDEX, Key(SEARCH_LANE), Key(CREATED_AT, "N")),
                 ),
                 purpose="one record per execution; every change a conditional write",
             ),

@@ -24,6 +24,13 @@ DUE_INDEX = "due"
 DUE_SHARD = "ds"
 DUE_AT = "dt"
 
+# Attribute names of the search index (``coordinator.store.search`` explains the design): every
+# record carries its tenant's search lane as the partition key; its creation time ``ca`` is the
+# sort key, so a lane lists executions newest first.
+SEARCH_INDEX = "search"
+SEARCH_LANE = "sl"
+CREATED_AT = "ca"
+
 
 class Status(StrEnum):
     QUEUED = "QUEUED"
@@ -41,6 +48,8 @@ class Status(StrEnum):
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.DLQ})
 ACTIVE = frozenset(set(Status) - TERMINAL)
+FAILURES = frozenset({Status.FAILED, Status.DLQ})
+"""The statuses of the failures lane of the search index: what operators re-drive."""
 
 # Caps that keep the worst-case item under 1 KB (tests/unit/test_records.py computes it).
 MAX_TENANT = 64
@@ -133,6 +142,12 @@ def partition_key(tenant_id: str, execution_id: str) -> str:
     return f"{tenant_id}#{execution_id}"
 
 
+def search_lane(tenant_id: str, status: Status) -> str:
+    """The search index partition a record of ``status`` is in: its tenant's failures lane, or
+    the lane of every other execution. Only a move between the two rewrites the index entry."""
+    return f"{tenant_id}#{'F' if status in FAILURES else 'E'}"
+
+
 def due_shard(execution_id: str, shards: int) -> str:
     """Stable shard of the due index for an execution, spreading sweeps over partitions."""
     return str(int(execution_id.replace("-", "")[:8], 16) % shards)
@@ -170,9 +185,10 @@ def to_item(record: ExecutionRecord, *, shards: int) -> dict[str, Any]:
         "si": record.step_index,
         "at": record.attempt,
         "in": record.input.compact(),
-        "ca": record.created_at_ms,
+        CREATED_AT: record.created_at_ms,
         "ua": record.updated_at_ms,
         "ttl": record.expires_at(),
+        SEARCH_LANE: search_lane(record.tenant_id, record.status),
     }
     optional = {
         "ru": record.retries_used or None,
@@ -222,7 +238,7 @@ def from_item(item: dict[str, Any]) -> ExecutionRecord:
         await_unit_id=item.get("au"),
         error_code=item.get("ec"),
         error_message=item.get("em"),
-        created_at_ms=int(item["ca"]),
+        created_at_ms=int(item[CREATED_AT]),
         updated_at_ms=int(item["ua"]),
     )
 

@@ -8,26 +8,43 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from coordinator.store.memory import due_entry
 from coordinator.store.port import DueEntry, Guard, Page
-from tpf.dynamodb import ConditionFailed, conditions, deserialize, serialize
+from coordinator.store.search import LaneEntry, LanePage
+from tpf.dynamodb import ConditionFailed, Items, conditions, deserialize, serialize
 from tpf.errors import AlreadyExists, NotFound, StaleRecord
 from tpf.records import (
+    CREATED_AT,
     DUE_AT,
     DUE_INDEX,
     DUE_SHARD,
+    SEARCH_INDEX,
+    SEARCH_LANE,
     ExecutionRecord,
     Status,
     from_item,
     partition_key,
+    search_lane,
     to_item,
 )
 
 # Expression attribute names for every attribute a condition mentions (some are reserved words).
-_NAMES = {"#pk": "pk", "#v": "v", "#st": "st", "#tk": "tk", "#dt": DUE_AT, "#au": "au", "#p": "p"}
+_NAMES = {
+    "#pk": "pk",
+    "#v": "v",
+    "#st": "st",
+    "#tk": "tk",
+    "#dt": DUE_AT,
+    "#au": "au",
+    "#p": "p",
+    "#sl": SEARCH_LANE,
+    "#ca": CREATED_AT,
+}
+BATCH_GET = 100
+"""Keys per BatchGetItem, DynamoDB's maximum."""
 
 
 def condition_for(guard: Guard) -> tuple[str, dict[str, Any]]:
@@ -147,6 +164,71 @@ class DynamoExecutionTable:
             ReturnConsumedCapacity="INDEXES",
         )
         return [due_entry(deserialize(item)) for item in response.get("Items", [])]
+
+    async def lane(
+        self, lane: str, *, since_ms: int, until_ms: int, after: LaneEntry | None, limit: int
+    ) -> LanePage:
+        expression = "#sl = :lane AND #ca BETWEEN :since AND :last"
+        start: dict[str, Any] = {}
+        if after is not None:
+            tenant_id = lane.rpartition("#")[0]
+            key = {
+                SEARCH_LANE: lane,
+                CREATED_AT: after.created_at_ms,
+                "pk": partition_key(tenant_id, after.execution_id),
+            }
+            start["ExclusiveStartKey"] = serialize(key)
+        response = await self.client.query(
+            TableName=self.table_name,
+            IndexName=SEARCH_INDEX,
+            KeyConditionExpression=expression,
+            ExpressionAttributeNames=_names_in(expression),
+            ExpressionAttributeValues=serialize(
+                {":lane": lane, ":since": since_ms, ":last": until_ms - 1}
+            ),
+            ScanIndexForward=False,  # newest first
+            Limit=limit,
+            ReturnConsumedCapacity="INDEXES",
+            **start,
+        )
+        items = [deserialize(i) for i in response.get("Items", [])]
+        entries = [LaneEntry(int(i[CREATED_AT]), str(i["pk"]).partition("#")[2]) for i in items]
+        return LanePage(entries, more="LastEvaluatedKey" in response)
+
+    async def get_many(self, tenant_id: str, execution_ids: Sequence[str]) -> list[ExecutionRecord]:
+        items = Items(self.client, self.table_name)
+        found: dict[str, ExecutionRecord] = {}
+        for first in range(0, len(execution_ids), BATCH_GET):
+            chunk = execution_ids[first : first + BATCH_GET]
+            keys = [{"pk": partition_key(tenant_id, e)} for e in chunk]
+            for item in await items.get_many(keys):
+                record = from_item(item)
+                found[record.execution_id] = record
+        return [found[e] for e in execution_ids if e in found]
+
+    async def add_search_keys(self, record: ExecutionRecord) -> bool:
+        # Only the lane is set, so a deadline renewed meanwhile (same version) is kept; the lane
+        # follows the status, so the status must still be the one it was computed from.
+        expression = "attribute_exists(#pk) AND #st = :st AND attribute_not_exists(#sl)"
+        try:
+            with conditions():
+                await self.client.update_item(
+                    TableName=self.table_name,
+                    Key=serialize({"pk": partition_key(record.tenant_id, record.execution_id)}),
+                    UpdateExpression="SET #sl = :lane",
+                    ConditionExpression=expression,
+                    ExpressionAttributeNames=_names_in(expression),
+                    ExpressionAttributeValues=serialize(
+                        {
+                            ":st": record.status.value,
+                            ":lane": search_lane(record.tenant_id, record.status),
+                        }
+                    ),
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed:
+            return False
+        return True
 
     async def page(
         self,

@@ -6,6 +6,7 @@ every successful change to the execution's history (``coordinator.history``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec
@@ -14,6 +15,14 @@ from coordinator.history import Change, History
 from coordinator.store import moves
 from coordinator.store.moves import Move
 from coordinator.store.port import DueEntry, ExecutionTable, Page
+from coordinator.store.search import (
+    ExecutionQuery,
+    Positions,
+    SearchPage,
+    decode_cursor,
+    encode_cursor,
+    merge,
+)
 from tpf.errors import AlreadyExists, IdempotencyKeyReused, StaleRecord
 from tpf.records import ExecutionRecord, Status
 
@@ -67,6 +76,38 @@ class ExecutionStore:
         return await self.table.page(
             statuses=statuses, pipeline_id=pipeline_id, limit=limit, cursor=cursor
         )
+
+    async def search(self, query: ExecutionQuery, cursor: str | None = None) -> SearchPage:
+        """One page of ``query``, newest first: a Query per lane (at most two), then the page's
+        records in one read per 100 (``coordinator.store.search`` explains the index)."""
+        if cursor:
+            positions = decode_cursor(cursor, query)
+        else:
+            positions = Positions({lane: None for lane in query.lanes})
+        lanes = [lane for lane in query.lanes if lane not in positions.done]
+        reads = [
+            self.table.lane(
+                lane,
+                since_ms=query.since_ms,
+                until_ms=query.until_ms,
+                after=positions.after.get(lane),
+                # One entry more than a page holds shows whether the lane goes on.
+                limit=query.limit + 1,
+            )
+            for lane in lanes
+        ]
+        pages = dict(zip(lanes, await asyncio.gather(*reads), strict=True))
+        taken, positions = merge(pages, positions, query.limit)
+        records = await self.table.get_many(query.tenant_id, [e.execution_id for e in taken])
+        more = set(query.lanes) - positions.done
+        return SearchPage(
+            [r for r in records if query.matches(r)],
+            encode_cursor(query, positions) if more else None,
+        )
+
+    async def add_search_keys(self, record: ExecutionRecord) -> bool:
+        """Index a record an earlier main wrote (an upgrade); False when it moved on."""
+        return await self.table.add_search_keys(record)
 
     async def submit(self, record: ExecutionRecord, *, now_ms: int) -> Submitted:
         """Create a QUEUED record, or return the one the same idempotency key created."""

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from coordinator.store.port import DueEntry, Guard, Page
+from coordinator.store.search import LaneEntry, LanePage
 from tpf.errors import AlreadyExists, NotFound, StaleRecord
 from tpf.records import (
+    CREATED_AT,
     DUE_AT,
     DUE_SHARD,
+    SEARCH_LANE,
     ExecutionRecord,
     Status,
     from_item,
     partition_key,
+    search_lane,
     to_item,
 )
 
@@ -94,6 +98,42 @@ class InMemoryExecutionTable:
         )
         return [due_entry(item) for item in hits[:limit]]
 
+    async def lane(
+        self, lane: str, *, since_ms: int, until_ms: int, after: LaneEntry | None, limit: int
+    ) -> LanePage:
+        tenant_id = lane.rpartition("#")[0]
+        start = (
+            None if after is None else (after.created_at_ms, f"{tenant_id}#{after.execution_id}")
+        )
+        hits = sorted(
+            (
+                item
+                for item in self.items.values()
+                if item.get(SEARCH_LANE) == lane
+                and since_ms <= item[CREATED_AT] < until_ms
+                and (start is None or index_position(item) < start)
+            ),
+            key=index_position,
+            reverse=True,
+        )[:limit]
+        entries = [LaneEntry(int(i[CREATED_AT]), str(i["pk"]).partition("#")[2]) for i in hits]
+        # DynamoDB returns a LastEvaluatedKey whenever a Query stops at its Limit.
+        return LanePage(entries, more=len(entries) == limit)
+
+    async def get_many(self, tenant_id: str, execution_ids: Sequence[str]) -> list[ExecutionRecord]:
+        items = (self.items.get(partition_key(tenant_id, e)) for e in execution_ids)
+        return [from_item(item) for item in items if item is not None]
+
+    async def add_search_keys(self, record: ExecutionRecord) -> bool:
+        async with self._lock:
+            current = self.items.get(partition_key(record.tenant_id, record.execution_id))
+            self.writes += 1
+            if current is None or current["st"] != record.status or SEARCH_LANE in current:
+                self.failed_writes += 1
+                return False
+            current[SEARCH_LANE] = search_lane(record.tenant_id, record.status)
+            return True
+
     async def page(
         self,
         *,
@@ -114,6 +154,11 @@ class InMemoryExecutionTable:
         ]
         more = start + limit < len(keys)
         return Page(records, json.dumps(window[-1]) if more and window else None)
+
+
+def index_position(item: dict[str, Any]) -> tuple[int, str]:
+    """An entry's place in the search index: by creation time, ties by the table's key."""
+    return int(item[CREATED_AT]), str(item["pk"])
 
 
 def renewable(item: dict[str, Any], transition_key: str, due_at_ms: int) -> bool:

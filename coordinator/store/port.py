@@ -7,10 +7,11 @@ suite runs against both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from coordinator.store.search import LaneEntry, LanePage
 from tpf.records import ExecutionRecord, Status
 
 
@@ -71,6 +72,19 @@ class ExecutionTable(Protocol):
 
     async def due(self, shard: str, *, now_ms: int, limit: int) -> list[DueEntry]:
         """Records of one shard whose deadline or due time is at or before ``now_ms``."""
+
+    async def lane(
+        self, lane: str, *, since_ms: int, until_ms: int, after: LaneEntry | None, limit: int
+    ) -> LanePage:
+        """Newest first, up to ``limit`` entries of one search lane created in
+        [``since_ms``, ``until_ms``), after ``after`` (a Query on the keys-only search index)."""
+
+    async def get_many(self, tenant_id: str, execution_ids: Sequence[str]) -> list[ExecutionRecord]:
+        """The records of ``execution_ids`` that exist, in that order (BatchGetItem)."""
+
+    async def add_search_keys(self, record: ExecutionRecord) -> bool:
+        """Give a record written before the search index its lane, unless its status moved on
+        or it has one already (then False); nothing else of the item changes."""
 
     async def page(
         self,

@@ -14,6 +14,7 @@ before it (``tests/upgrades/snapshot.py``), so the upgrade test runs it on real 
 from coordinator.upgrades.inbox_keys import inbox_keys
 from coordinator.upgrades.ledger import Applied, Upgrade, UpgradeContext, upgrade_stack
 from coordinator.upgrades.parked_due import parked_due_times
+from coordinator.upgrades.search_lanes import search_lanes
 
 UPGRADES: tuple[Upgrade, ...] = (
     Upgrade(
@@ -25,6 +26,11 @@ UPGRADES: tuple[Upgrade, ...] = (
         "2026-12-inbox-assignee-keys",
         "waiting interactions get the keys the inbox filters by assignee and group Query",
         inbox_keys,
+    ),
+    Upgrade(
+        "2026-12-search-lanes",
+        "executions get their search lane, so searches find those created before the index",
+        search_lanes,
     ),
 )
 

@@ -1,22 +1,27 @@
-"""How many executions are in each status, overall or per pipeline.
+"""How many of a tenant's executions are in each status, overall or per pipeline, up to a cap.
 
-    scripts/count-executions [--by-pipeline] [--pipeline org.example.orders] [--json]
+    scripts/count-executions --tenant acme [--by-pipeline] [--pipeline org.example.orders] [--json]
 
-A paginated Scan that keeps only the status and pipeline of each record: no index counts by
-status, and the projection saves bandwidth, not capacity (a Scan pays for whole items read).
+Counting reads what it counts, so it is capped rather than a Scan of the table: the newest
+``--cap`` executions (1,000) are read from the search index (``scripts/ops/search.py``), only
+their status and pipeline. When the tenant has more, the table shows each count and the total
+with a ``+`` ("1,000+": at least that many), and ``--json`` adds ``"capped": true``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from itertools import islice
 from typing import Annotated, Any
 
 import typer
-from boto3.dynamodb.conditions import Attr
 
 from scripts.ops.cli import Json, print_json, print_table, run
-from scripts.ops.connection import all_items, load_settings, table
+from scripts.ops.connection import load_settings, table
+from scripts.ops.search import newest_first, records
 from tpf.records import Status
+
+CAP = 1_000
 
 
 def _in_lifecycle_order(status: str) -> int:
@@ -25,29 +30,35 @@ def _in_lifecycle_order(status: str) -> int:
 
 
 def count_executions(
+    tenant: Annotated[str, typer.Option(help="The tenant whose executions to count.")] = "default",
     by_pipeline: Annotated[
         bool, typer.Option("--by-pipeline", help="One count per pipeline and status.")
     ] = False,
     pipeline: Annotated[str | None, typer.Option(help="Only this pipeline id.")] = None,
+    cap: Annotated[int, typer.Option(min=1, help="Count at most this many executions.")] = CAP,
     as_json: Json = False,
 ) -> None:
-    """Count executions by status."""
-    scan: dict[str, Any] = {"ProjectionExpression": "st, p"}
-    if pipeline:
-        scan["FilterExpression"] = Attr("p").eq(pipeline)
+    """Count a tenant's executions by status (the newest ``--cap`` of them)."""
     executions = table(load_settings(), "executions")
-    counts = Counter((i["p"], i["st"]) for i in all_items(executions.scan, **scan))
+    entries = list(islice(newest_first(executions, tenant), cap + 1))
+    capped = len(entries) > cap
+    counts = Counter(
+        (i["p"], i["st"])
+        for i in records(executions, entries[:cap], attributes=("st", "p"))
+        if pipeline is None or i["p"] == pipeline
+    )
     ordered = sorted(counts, key=lambda k: (k[0], _in_lifecycle_order(k[1])))
+    more = "+" if capped else ""
 
     if by_pipeline:
         nested: dict[str, dict[str, int]] = {}
         for pipeline_id, status in ordered:
             nested.setdefault(pipeline_id, {})[status] = counts[pipeline_id, status]
         if as_json:
-            print_json(nested)
+            print_json({**nested, **({"capped": True} if capped else {})})
             return
         rows = [
-            {"pipelineId": p, "status": s, "count": n}
+            {"pipelineId": p, "status": s, "count": f"{n:,}{more}"}
             for p, by_status in nested.items()
             for s, n in by_status.items()
         ]
@@ -57,12 +68,12 @@ def count_executions(
     totals: Counter[str] = Counter()
     for (_, status), n in counts.items():
         totals[status] += n
-    overall = {s: totals[s] for s in sorted(totals, key=_in_lifecycle_order)}
+    overall: dict[str, Any] = {s: totals[s] for s in sorted(totals, key=_in_lifecycle_order)}
     if as_json:
-        print_json(overall)
+        print_json({**overall, **({"capped": True} if capped else {})})
         return
-    rows = [{"status": s, "count": n} for s, n in overall.items()]
-    rows.append({"status": "total", "count": sum(overall.values())})
+    rows = [{"status": s, "count": f"{n:,}{more}"} for s, n in overall.items()]
+    rows.append({"status": "total", "count": f"{sum(overall.values()):,}{more}"})
     print_table(None, rows, ("status", "count"))
 
 

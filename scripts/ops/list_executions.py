@@ -1,68 +1,75 @@
-"""Executions by status and pipeline, most recently changed first.
+"""A tenant's executions, newest first, by status, pipeline and error code.
 
-    scripts/list-executions --status FAILED --status DLQ --pipeline org.example.orders --json
+    scripts/list-executions --tenant acme --status FAILED --status DLQ --pipeline org.example.orders
 
-The executions table's one index is the sparse due-work index, which holds neither the pipeline
-nor settled executions, so this is a Scan with a filter, read page by page. A filter applies
-after the read (each page costs what it reads, matching or not): an operator's look, never a hot
-path. Reading stops once ``--limit`` executions matched, so when more match, the ones shown are
-the first found, not necessarily the newest.
+Read from the executions table's search index (``scripts/ops/search.py``): the lanes holding
+the statuses asked for are queried newest first and the records behind the entries read 100 at
+a time; status, pipeline and error code are checked on those records. Reading stops at
+``--limit`` matches, or after ``--max-read`` entries when the filters match few (then it says
+so), so its cost follows what it shows, never the size of the table.
 """
 
 from __future__ import annotations
 
-from functools import reduce
+import sys
 from itertools import islice
-from operator import and_
 from typing import Annotated
 
 import typer
-from boto3.dynamodb.conditions import Attr
 
 from scripts.ops import items
 from scripts.ops.cli import Json, print_json, print_table, run
-from scripts.ops.connection import all_items, load_settings, table
+from scripts.ops.connection import load_settings, table
+from scripts.ops.search import newest_first, records
 from tpf.records import Status
 
 COLUMNS = (
     "executionId",
-    "tenantId",
     "pipelineId",
     "status",
     "stepIndex",
     "attempt",
     "version",
     "errorCode",
-    "updatedAtEpochMs",
+    "createdAtEpochMs",
 )
 
 
 def list_executions(
+    tenant: Annotated[str, typer.Option(help="The tenant whose executions to list.")] = "default",
     status: Annotated[
         list[Status] | None, typer.Option(help="Only this status (repeatable).")
     ] = None,
     pipeline: Annotated[str | None, typer.Option(help="Only this pipeline id.")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    error_code: Annotated[str | None, typer.Option(help="Only this error code.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Stop after this many matches.")] = 100,
+    max_read: Annotated[
+        int, typer.Option(min=1, help="Stop after reading this many executions.")
+    ] = 10_000,
     as_json: Json = False,
 ) -> None:
-    """List executions straight from the executions table (a paginated Scan)."""
-    wanted = []
-    if status:
-        wanted.append(Attr("st").is_in([s.value for s in status]))
-    if pipeline:
-        wanted.append(Attr("p").eq(pipeline))
-    if tenant:
-        wanted.append(Attr("pk").begins_with(f"{tenant}#"))
-    scan = {"FilterExpression": reduce(and_, wanted)} if wanted else {}
-
+    """List a tenant's executions, newest first, from the search index (no Scan)."""
+    statuses = {s.value for s in status or ()}
     executions = table(load_settings(), "executions")
-    found = [items.execution(i) for i in islice(all_items(executions.scan, **scan), limit)]
-    found.sort(key=lambda e: e["updatedAtEpochMs"], reverse=True)
+    entries = islice(newest_first(executions, tenant, status or ()), max_read)
+    read = 0
+    found = []
+    for item in records(executions, entries):
+        read += 1
+        if (
+            (not statuses or item["st"] in statuses)
+            and (pipeline is None or item["p"] == pipeline)
+            and (error_code is None or item.get("ec") == error_code)
+        ):
+            found.append(items.execution(item))
+            if len(found) == limit:
+                break
+    if read == max_read and len(found) < limit:
+        print(f"stopped after reading {read:,} executions; older ones may match", file=sys.stderr)
     if as_json:
         print_json(found)
     else:
-        print_table(f"{len(found)} execution(s)", found, COLUMNS)
+        print_table(f"{len(found)} execution(s) of tenant {tenant}", found, COLUMNS)
 
 
 def main() -> None:

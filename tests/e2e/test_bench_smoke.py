@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMAND = ("-m", "tpfctl", "bench", "--substrate", "embedded", "--profile", "test")
 TINY = (
     *("--batch", "3", "--sequential", "2", "--executions", "6", "--rounds", "1"),
-    *("--latency", "3", "--csv-rows", "20"),
+    *("--latency", "3", "--csv-rows", "20", "--search-records", "300"),
 )
 
 # One stack serves every benchmark; starting and stopping it is most of the run.
@@ -49,7 +49,7 @@ def finite(value: Any) -> bool:
 def test_every_benchmark_prints_json_lines_naming_itself_and_the_substrate(
     lines: dict[str, list[dict[str, Any]]],
 ) -> None:
-    assert set(lines) == {"cost", "throughput", "coordinator_cpu", "latency", "csv"}
+    assert set(lines) == {"cost", "throughput", "coordinator_cpu", "latency", "csv", "search"}
     assert all(e["substrate"] == "embedded" for entries in lines.values() for e in entries)
 
 
@@ -121,3 +121,15 @@ def test_the_csv_benchmark_times_a_file_and_counts_requests_per_row(
     assert finite(entry["seconds"]) and entry["seconds"] > 0
     assert entry["requests_per_row"]["sqs"] > 0 and entry["requests_per_row"]["dynamodb"] > 0
     assert set(entry["wru_per_row"]) == {"table", "indexes"}
+
+
+def test_the_search_benchmark_pages_through_filtered_searches_within_two_queries_a_page(
+    lines: dict[str, list[dict[str, Any]]],
+) -> None:
+    (entry,) = lines["search"]
+    assert (entry["records"], entry["requests"]) == (300, 50)
+    assert 0 < entry["p50_ms"] <= entry["p95_ms"]
+    # The shape of a page holds on any substrate; only the time does not.
+    assert entry["max_queries_per_page"] <= 2
+    assert entry["max_scanned_per_page"] <= entry["target"]["scanned_per_page"]
+    assert entry["mean_executions_per_page"] > 0

@@ -85,6 +85,13 @@ def test_up_serves_a_stack_that_other_commands_find(tmp_path: Path) -> None:
         wait_until(succeeded, timeout=60, interval=0.2)
         listed = tpf("executions", "list", "--status", "SUCCEEDED", "--json", env=env)
         assert execution_id in {r["executionId"] for r in json.loads(listed.stdout)}
+        counted = tpf("executions", "count", "--pipeline", "org.example.orders", env=env)
+        assert (
+            counted.returncode == 0
+            and int(counted.stdout.strip().rstrip("+").replace(",", "")) >= 1
+        )
+        refused = tpf("executions", "list", "--status", "RUNNING", "--error-code", "X", env=env)
+        assert refused.returncode == 2 and "supported filters" in refused.stderr
         bad = tpf("submit", "org.example.orders", "-i", '{"orderId": 1}', env=env)
         assert bad.returncode == 2 and "400" in bad.stderr and "/inputPayload" in bad.stderr
     finally:

@@ -23,6 +23,7 @@ from tests.e2e.test_csv_payments import expected_output
 from tests.e2e.test_fleet import finished
 from tests.substrates import unique_stack
 from tests.upgrades.snapshot import SIGNING_SECRET, TOKEN, restore
+from tpf.records import SEARCH_LANE
 from tpf.settings import Settings
 from tpf.substrate import resolve_endpoints
 from tpfctl.stack import StackSpec, owned_stack
@@ -88,6 +89,24 @@ def parked_without_due(snapshot: dict[str, Any]) -> int:
     return sum(1 for i in waiting if "dt" not in i)
 
 
+def executions_without_a_search_lane(snapshot: dict[str, Any]) -> int:
+    [executions] = [t for n, t in snapshot["tables"].items() if n.endswith("-executions")]
+    return sum(1 for i in executions["items"] if SEARCH_LANE not in i)
+
+
+def searched(api: httpx.Client, **filters: str) -> list[str]:
+    """The ids the search route lists for ``filters``, every page."""
+    found, cursor = [], None
+    while True:
+        params = {**filters, **({"cursor": cursor} if cursor else {})}
+        response = api.get("/executions", params=params)
+        assert response.status_code == 200, response.text
+        found += [e["executionId"] for e in response.json()["executions"]]
+        cursor = response.json()["nextCursor"]
+        if cursor is None:
+            return found
+
+
 def applied_before(snapshot: dict[str, Any]) -> set[str]:
     """The upgrades the snapshot's stack already had (its registry's ledger)."""
     [registry] = [t for n, t in snapshot["tables"].items() if n.endswith("-registry")]
@@ -140,8 +159,21 @@ def test_infra_up_upgrades_an_earlier_stack_and_its_parked_approval_finishes(
         if "2026-12-parked-due-time" in ran:
             assert ran["2026-12-parked-due-time"]["changed"] == parked_without_due(seen["snapshot"])
             assert seen["record"]["st"]["S"] == "WAITING_EXTERNAL" and "dt" in seen["record"]
+        if "2026-12-search-lanes" in ran:
+            # The parked records the due-time upgrade rewrote got their lane with it.
+            rewritten = ran.get("2026-12-parked-due-time", {}).get("changed", 0)
+            lanes = ran["2026-12-search-lanes"]["changed"]
+            assert lanes == executions_without_a_search_lane(seen["snapshot"]) - rewritten
 
         parked = seen["snapshot"]["parked"]
+        with httpx.Client(
+            base_url=f"{stack.api_url}/tpf/control-plane/tenants/acme",
+            headers={"Authorization": f"Bearer {stack.control_plane_token}"},
+            timeout=10,
+        ) as api:
+            # Created before the upgrade, found by the search index it added.
+            waiting = searched(api, status="WAITING_EXTERNAL", pipelineId=PIPELINE_ID)
+            assert parked["executionId"] in waiting
         env = clean_env(tmp_path, **stack.env, TPF_API_URL=stack.api_url)
         approved = tpf("approvals", "approve", parked["interactionId"], "--tenant", "acme", env=env)
         assert approved.returncode == 0, approved.stdout + approved.stderr
@@ -156,12 +188,14 @@ def test_infra_up_upgrades_an_earlier_stack_and_its_parked_approval_finishes(
             decided = json.loads(result["resultPayload"]["payload"])
             assert decided["outcome"] == "APPROVED"
             assert status["pipelineId"] == PIPELINE_ID
+            assert parked["executionId"] in searched(api, status="SUCCEEDED")
         if "csv" in seen["snapshot"]:  # a file waiting for its provider
             csv_execution = seen["snapshot"]["csv"]["executionId"]
             tenant = f"{stack.api_url}/tpf/control-plane/tenants/{stack.settings.ingest_tenant}"
             with httpx.Client(base_url=tenant, headers=api.headers, timeout=10) as files_api:
                 paid = finished(files_api, csv_execution, timeout=60)
                 assert paid["status"] == "SUCCEEDED", paid
+                assert csv_execution in searched(files_api)
                 report = json.loads(
                     files_api.get(f"/executions/{csv_execution}/result").json()["resultPayload"][
                         "payload"

@@ -241,32 +241,52 @@ def test_every_script_is_an_executable_python_script() -> None:
 def test_executions_are_listed_by_status_and_pipeline(
     env: dict[str, str], executions: Executions
 ) -> None:
-    every = as_json("list-executions", env=env)
+    every = as_json("list-executions", "--tenant", TENANT, env=env)
     assert {e["executionId"]: e["status"] for e in every} == {
         executions.succeeded: "SUCCEEDED",
         executions.failed: "FAILED",
         executions.waiting: "WAITING_EXTERNAL",
         executions.other_pipeline: "SUCCEEDED",
     }
-    updated = [e["updatedAtEpochMs"] for e in every]
-    assert updated == sorted(updated, reverse=True)
+    created = [e["createdAtEpochMs"] for e in every]
+    assert created == sorted(created, reverse=True)
 
-    [failed] = as_json("list-executions", "--status", "FAILED", env=env)
+    [failed] = as_json("list-executions", "--tenant", TENANT, "--status", "FAILED", env=env)
     assert (failed["executionId"], failed["errorCode"]) == (executions.failed, "INVALID_ORDER")
     assert (failed["tenantId"], failed["pipelineId"]) == (TENANT, RESTAURANT)
 
     succeeded = as_json(
-        "list-executions", "--status", "SUCCEEDED", "--pipeline", RESTAURANT, env=env
+        "list-executions",
+        "--tenant",
+        TENANT,
+        "--status",
+        "SUCCEEDED",
+        "--pipeline",
+        RESTAURANT,
+        env=env,
     )
     assert [e["executionId"] for e in succeeded] == [executions.succeeded]
-    either = as_json("list-executions", "--status", "FAILED", "--status", "SUCCEEDED", env=env)
+    either = as_json(
+        "list-executions",
+        "--tenant",
+        TENANT,
+        "--status",
+        "FAILED",
+        "--status",
+        "SUCCEEDED",
+        env=env,
+    )
     assert len(either) == 3
-    other = as_json("list-executions", "--pipeline", orders.id, env=env)
+    other = as_json("list-executions", "--tenant", TENANT, "--pipeline", orders.id, env=env)
+    coded = as_json("list-executions", "--tenant", TENANT, "--error-code", "INVALID_ORDER", env=env)
+    assert [e["executionId"] for e in coded] == [executions.failed]
     assert [e["executionId"] for e in other] == [executions.other_pipeline]
     assert as_json("list-executions", "--tenant", "nobody", env=env) == []
-    assert len(as_json("list-executions", "--limit", "2", env=env)) == 2
+    assert len(as_json("list-executions", "--tenant", TENANT, "--limit", "2", env=env)) == 2
 
-    shown = script("list-executions", "--status", "WAITING_EXTERNAL", env=env).stdout
+    shown = script(
+        "list-executions", "--tenant", TENANT, "--status", "WAITING_EXTERNAL", env=env
+    ).stdout
     assert "1 execution(s)" in shown and executions.waiting in shown
 
 
@@ -334,19 +354,27 @@ def test_an_unknown_execution_is_one_line_and_exit_1(env: dict[str, str]) -> Non
 def test_counts_by_status_overall_and_per_pipeline(
     env: dict[str, str], executions: Executions
 ) -> None:
-    overall = as_json("count-executions", env=env)
+    overall = as_json("count-executions", "--tenant", TENANT, env=env)
     assert overall == {"WAITING_EXTERNAL": 1, "SUCCEEDED": 2, "FAILED": 1}
     assert list(overall) == ["WAITING_EXTERNAL", "SUCCEEDED", "FAILED"]  # lifecycle order
 
-    assert as_json("count-executions", "--by-pipeline", env=env) == {
+    assert as_json("count-executions", "--tenant", TENANT, "--by-pipeline", env=env) == {
         orders.id: {"SUCCEEDED": 1},
         RESTAURANT: {"WAITING_EXTERNAL": 1, "SUCCEEDED": 1, "FAILED": 1},
     }
-    assert as_json("count-executions", "--pipeline", orders.id, env=env) == {"SUCCEEDED": 1}
+    assert as_json("count-executions", "--tenant", TENANT, "--pipeline", orders.id, env=env) == {
+        "SUCCEEDED": 1
+    }
 
-    table = script("count-executions", env=env).stdout
+    table = script("count-executions", "--tenant", TENANT, env=env).stdout
     assert "WAITING_EXTERNAL" in table and "total" in table
-    assert RESTAURANT in script("count-executions", "--by-pipeline", env=env).stdout
+    capped = as_json("count-executions", "--tenant", TENANT, "--cap", "2", env=env)
+    assert capped.pop("capped") is True and sum(capped.values()) == 2
+    assert "3+" in script("count-executions", "--tenant", TENANT, "--cap", "3", env=env).stdout
+    assert (
+        RESTAURANT
+        in script("count-executions", "--tenant", TENANT, "--by-pipeline", env=env).stdout
+    )
 
 
 def test_the_dead_letter_envelope_is_shown_and_left_in_place(
@@ -412,7 +440,7 @@ def test_the_stack_is_found_from_the_state_file_of_tpf_up(
         if variable.startswith("AWS_ENDPOINT_URL"):
             del env[variable]
 
-    assert as_json("count-executions", env=env) == {
+    assert as_json("count-executions", "--tenant", TENANT, env=env) == {
         "WAITING_EXTERNAL": 1,
         "SUCCEEDED": 2,
         "FAILED": 1,
@@ -425,7 +453,7 @@ def test_without_an_endpoint_a_script_says_so_in_one_line(stack: TestStack, tmp_
         if variable.startswith("AWS_ENDPOINT_URL"):
             del env[variable]
 
-    result = script("count-executions", env=env, check=False)
+    result = script("count-executions", "--tenant", TENANT, env=env, check=False)
 
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()

@@ -199,10 +199,10 @@ def test_a_missing_index_is_created_and_a_changed_one_rebuilt(substrate_stack: T
     ddb = sync_client(settings, "dynamodb", endpoints=endpoints)
     # Made by hand before the first provision: "due" projects too little, all but "pending" are
     # missing, and neither table has TTL yet.
-    (due,) = executions.indexes
+    due, search = executions.indexes
     ddb.create_table(
         **create_request(
-            replace(executions, indexes=(replace(due, projection="KEYS_ONLY"),)),
+            replace(executions, indexes=(replace(due, projection="KEYS_ONLY"), search)),
             settings.resource("executions"),
         )
     )

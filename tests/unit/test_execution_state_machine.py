@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from coordinator.store import ExecutionStore
 from coordinator.store.memory import InMemoryExecutionTable
+from coordinator.store.search import ExecutionQuery
 from tpf.errors import StaleRecord
 from tpf.payloads import PayloadRef
 from tpf.records import ExecutionRecord, Status, new_execution
@@ -227,6 +228,19 @@ class ExecutionLifecycle(RuleBasedStateMachine):
             assert record.due_at_ms is not None and record.transition_key is None
         if record.status is Status.RUNNING:
             assert record.due_at_ms is not None and record.transition_key is not None
+
+    @invariant()
+    def a_search_by_its_status_finds_it_and_one_by_another_does_not(self) -> None:
+        record = self.current()
+        others = frozenset(Status) - {record.status}
+
+        def found(statuses: frozenset[Status]) -> list[str]:
+            page = self.run(self.store.search(ExecutionQuery("acme", statuses)))
+            return [r.execution_id for r in page.records]
+
+        assert found(frozenset({record.status})) == [record.execution_id]
+        assert found(others) == []
+        assert found(frozenset()) == [record.execution_id]
 
 
 ExecutionLifecycle.TestCase.settings = settings(

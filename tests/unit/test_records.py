@@ -17,6 +17,7 @@ from tpf.records import (
     MAX_RELEASE,
     MAX_TENANT,
     MAX_UNIT_ID,
+    SEARCH_LANE,
     ExecutionRecord,
     Status,
     cap_message,
@@ -121,3 +122,10 @@ def test_capped_messages_fit_their_byte_budget(message: str) -> None:
 def test_payload_references_round_trip_through_their_compact_form(tier: str) -> None:
     ref = PayloadRef(tier=tier, digest=digest_of(b"payload"))  # type: ignore[arg-type]
     assert PayloadRef.from_compact(ref.compact()) == ref
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_every_record_carries_its_search_lane_and_only_failures_share_one(status: Status) -> None:
+    item = to_item(worst_case_record(status), shards=8)
+    lane = "F" if status in (Status.FAILED, Status.DLQ) else "E"
+    assert item[SEARCH_LANE] == f"{worst_case_record(status).tenant_id}#{lane}"

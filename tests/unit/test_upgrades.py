@@ -1,14 +1,16 @@
-"""The upgrade ledger and the parked-due-time backfill, over the in-memory fakes."""
+"""The upgrade ledger and the stored-data backfills, over the in-memory fakes."""
 
 from __future__ import annotations
 
 from coordinator.store.port import Guard
+from coordinator.store.search import ExecutionQuery
 from coordinator.testing import InMemoryCoordinator
 from coordinator.upgrades import UPGRADES, Upgrade, UpgradeContext, upgrade_stack
 from coordinator.upgrades.parked_due import parked_due_times
+from coordinator.upgrades.search_lanes import search_lanes
 from examples.restaurant_approval import restaurant_approval
 from tests.unit.test_awaits import parked
-from tpf.records import ExecutionRecord, Status
+from tpf.records import SEARCH_LANE, ExecutionRecord, Status, partition_key
 from tpf.registry.memory import InMemoryRegistryTable
 
 NOW = 5_000_000
@@ -78,3 +80,22 @@ async def test_parked_records_without_a_due_time_get_one() -> None:
 def test_upgrade_ids_are_unique() -> None:
     ids = [u.id for u in UPGRADES]
     assert len(ids) == len(set(ids))
+
+
+async def test_records_without_a_search_lane_get_the_lane_of_their_status() -> None:
+    c = await coordinator()
+    waiting, _ = await parked(c, "a")
+    settled, _ = await parked(c, "b")
+    await c.operations.cancel("acme", settled, actor="ops", now_ms=NOW, reason="withdrawn")
+    for execution_id in (waiting, settled):
+        del c.table.items[partition_key("acme", execution_id)][SEARCH_LANE]  # an earlier main's
+    indexed, _ = await parked(c, "c")  # written by this main: has its lane
+    everything = ExecutionQuery("acme")
+    assert [r.execution_id for r in (await c.store.search(everything)).records] == [indexed]
+
+    assert await search_lanes(context(c)) == 2
+    found = (await c.store.search(everything)).records
+    assert {r.execution_id for r in found} == {waiting, settled, indexed}
+    failures = ExecutionQuery("acme", frozenset({Status.FAILED}))
+    assert [r.execution_id for r in (await c.store.search(failures)).records] == [settled]
+    assert await search_lanes(context(c)) == 0  # idempotent

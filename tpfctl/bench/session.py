@@ -44,6 +44,7 @@ class Options:
     """Throughput rounds (framework, then ceiling); the median is reported."""
     latency: int = 100
     csv_rows: int = 10_000
+    search_records: int = 100_000
     pipelines: tuple[str, ...] = DEFAULT_PIPELINES
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
-from tpfctl.bench import cost, csv_scale, latency, throughput
+from tpfctl.bench import cost, csv_scale, latency, search, throughput
 from tpfctl.bench.session import LazySession, Options
 
 Benchmark = Callable[[LazySession], list[dict[str, Any]]]
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "throughput": throughput.run,
     "latency": latency.run,
     "csv": csv_scale.run,
+    "search": search.run,
 }
 
 

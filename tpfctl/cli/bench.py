@@ -1,4 +1,5 @@
-"""``tpf bench``: cost, throughput, coordinator CPU and latency, one JSON object per line."""
+"""``tpf bench``: cost, throughput, coordinator CPU, latency, CSV scale and execution search,
+one JSON object per line."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tpf.errors import ConfigurationError
 
 app = typer.Typer()
 
-NAMES = ("cost", "throughput", "latency", "csv")
+NAMES = ("cost", "throughput", "latency", "csv", "search")
 
 
 @app.command()
@@ -39,6 +40,9 @@ def bench(
             help="CSV scale: rows of the file (above 10,000, a 10,000-row file runs first).",
         ),
     ] = 10_000,
+    search_records: Annotated[
+        int, typer.Option(min=1, help="Search: execution records to search among.")
+    ] = 100_000,
     concurrency: Annotated[int, typer.Option(min=1, help="Submits in flight at once.")] = 16,
     workers: Annotated[int, typer.Option(min=1, max=16)] = 2,
     coordinators: Annotated[int, typer.Option(min=1, max=4)] = 1,
@@ -66,5 +70,6 @@ def bench(
         rounds=rounds,
         latency=latency,
         csv_rows=csv_rows,
+        search_records=search_records,
     )
     run(chosen, options)

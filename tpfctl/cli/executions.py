@@ -1,19 +1,22 @@
-"""``tpf submit``, ``tpf status`` and ``tpf executions list``."""
+"""``tpf submit``, ``tpf status``, ``tpf executions list`` and ``tpf executions count``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tpf.codec import encode_envelope
 from tpf.errors import InvalidInput
-from tpf.records import Status
+from tpf.records import MAX_EPOCH_MS, Status
 from tpf.settings import Settings
 from tpfctl.cli.common import Api, print_json, table
+
+if TYPE_CHECKING:
+    from coordinator.store.search import ExecutionQuery
 
 app = typer.Typer()
 executions = typer.Typer(help="Inspect executions.", no_args_is_help=True)
@@ -94,34 +97,83 @@ def status(
         )
 
 
+Since = Annotated[
+    str | None,
+    typer.Option(help="Created at or after: epoch ms or ISO-8601 (UTC unless it says)."),
+]
+Until = Annotated[str | None, typer.Option(help="Created before: epoch ms or ISO-8601.")]
+Statuses = Annotated[list[Status] | None, typer.Option(help="Only these statuses (repeatable).")]
+Pipeline = Annotated[str | None, typer.Option(help="Only this pipeline.")]
+ErrorCode = Annotated[str | None, typer.Option(help="Only failures with this error code.")]
+COUNT_CAP = 1_000
+"""Counting stops here ("1,000+"): a count reads what it counts, so it is capped, not a Scan."""
+
+
 @executions.command("list")
 def list_executions(
-    status: Annotated[list[Status] | None, typer.Option(help="Only these statuses.")] = None,
-    pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
+    status: Statuses = None,
+    pipeline: Pipeline = None,
+    error_code: ErrorCode = None,
+    since: Since = None,
+    until: Until = None,
+    tenant: Tenant = "default",
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
     as_json: Json = False,
 ) -> None:
-    """List executions straight from the executions table (a Scan: an operator tool)."""
-    records = asyncio.run(_list(Settings(), status, pipeline, limit))
+    """List a tenant's executions, newest first (Queries on the search index, no Scan)."""
+    query = _query(tenant, status, pipeline, error_code, since, until)
+    records, more = asyncio.run(_search(Settings(), query, limit))
     if as_json:
-        print_json([r for r in records])
+        print_json(records)
         return
-    columns = [
-        "executionId",
-        "tenantId",
-        "pipelineId",
-        "status",
-        "stepIndex",
-        "attempt",
-        "version",
-        "errorCode",
-    ]
-    table(None, columns, [[r[c] for c in columns] for r in records])
+    columns = ["executionId", "pipelineId", "status", "stepIndex", "attempt", "version"]
+    columns.append("errorCode")
+    title = f"{len(records)}{'+' if more else ''} execution(s) of tenant {tenant}, newest first"
+    table(title, columns, [[r[c] for c in columns] for r in records])
 
 
-async def _list(
-    settings: Settings, statuses: list[Status] | None, pipeline: str | None, limit: int
-) -> list[dict[str, Any]]:
+@executions.command("count")
+def count_executions(
+    status: Statuses = None,
+    pipeline: Pipeline = None,
+    error_code: ErrorCode = None,
+    since: Since = None,
+    until: Until = None,
+    tenant: Tenant = "default",
+) -> None:
+    """Count a tenant's executions, up to 1,000 ("1,000+" beyond)."""
+    query = _query(tenant, status, pipeline, error_code, since, until)
+    records, more = asyncio.run(_search(Settings(), query, COUNT_CAP))
+    print(f"{len(records):,}{'+' if more else ''}")
+
+
+def _query(
+    tenant: str,
+    statuses: list[Status] | None,
+    pipeline: str | None,
+    error_code: str | None,
+    since: str | None,
+    until: str | None,
+) -> ExecutionQuery:
+    # Imported here: the coordinator's store is not every command's to load at start.
+    from coordinator.search_params import instant
+    from coordinator.store.search import MAX_LIMIT, ExecutionQuery
+
+    return ExecutionQuery(
+        tenant,
+        frozenset(statuses or ()),
+        pipeline_id=pipeline,
+        error_code=error_code,
+        since_ms=instant(since, "since", default=0),
+        until_ms=instant(until, "until", default=MAX_EPOCH_MS),
+        limit=MAX_LIMIT,
+    )
+
+
+async def _search(
+    settings: Settings, query: ExecutionQuery, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``limit`` executions of ``query``, page after page, and whether more match."""
     from coordinator.api import status_body
     from coordinator.store import ExecutionStore
     from coordinator.store.dynamodb import DynamoExecutionTable
@@ -135,12 +187,9 @@ async def _list(
         )
         found: list[dict[str, Any]] = []
         cursor = None
-        while len(found) < limit:
-            page = await store.page(
-                statuses=statuses, pipeline_id=pipeline, limit=200, cursor=cursor
-            )
+        while True:
+            page = await store.search(query, cursor)
             found.extend(status_body(r) for r in page.records)
             cursor = page.cursor
-            if cursor is None:
-                break
-        return sorted(found, key=lambda r: r["updatedAtEpochMs"], reverse=True)[:limit]
+            if cursor is None or len(found) > limit:
+                return found[:limit], len(found) > limit or cursor is not None
