@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from tpf.errors import ConfigurationError
+from tpf.secret_references import resolve_secret
 from tpf.settings import Settings
-from tpf.signing import SignatureRejected, Signer, SigningKey, resolve_secret, signer_for
+from tpf.signing import SignatureRejected, Signer, SigningKey, signer_for
 from tpf.wire import Heartbeat, WorkerIdentity
 
 NOW = 1_800_000_000_000
