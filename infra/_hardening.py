@@ -115,20 +115,37 @@ def private_bucket(properties: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def tls_only_policy(bucket: str) -> dict[str, Any]:
-    """Refuses every request to ``bucket`` (a logical id) that does not arrive over TLS."""
-    statement = {
+def _deny_plain_http(action: str, resources: list[Any]) -> dict[str, Any]:
+    return {
         "Sid": "DenyPlainHttp",
         "Effect": "Deny",
         "Principal": "*",
-        "Action": "s3:*",
-        "Resource": [iam.arn(bucket), {"Fn::Sub": f"${{{bucket}.Arn}}/*"}],
+        "Action": action,
+        "Resource": resources,
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }
+
+
+def tls_only_policy(bucket: str) -> dict[str, Any]:
+    """Refuses every request to ``bucket`` (a logical id) that does not arrive over TLS."""
+    statement = _deny_plain_http("s3:*", [iam.arn(bucket), {"Fn::Sub": f"${{{bucket}.Arn}}/*"}])
     return {
         "Type": "AWS::S3::BucketPolicy",
         "Properties": {
             "Bucket": {"Ref": bucket},
             "PolicyDocument": {"Version": iam.POLICY_VERSION, "Statement": [statement]},
+        },
+    }
+
+
+def tls_only_queue_policy(queue: str, grants: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one policy a queue may have (a logical id): ``grants``, and no request without TLS.
+    AWS's own senders (S3 notifications, Lambda's pollers) always use TLS."""
+    statements = [_deny_plain_http("sqs:*", [iam.arn(queue)]), *grants]
+    return {
+        "Type": "AWS::SQS::QueuePolicy",
+        "Properties": {
+            "Queues": [{"Ref": queue}],
+            "PolicyDocument": {"Version": iam.POLICY_VERSION, "Statement": statements},
         },
     }

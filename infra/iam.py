@@ -260,11 +260,11 @@ def release_queues_arn(stack: StackDescription) -> dict[str, Any]:
     }
 
 
-def s3_send_policy(stack: StackDescription, queue: str, ids: LogicalId) -> dict[str, Any]:
+def s3_send_statement(stack: StackDescription, queue: str, ids: LogicalId) -> dict[str, Any]:
     """Lets S3 deliver object events from the stack's buckets that notify ``queue``.
 
     The bucket ARNs are spelled out rather than taken from the buckets: each bucket waits for
-    this policy (S3 checks it when the notification is written), so it cannot name them.
+    the queue's policy (S3 checks it when the notification is written), so it cannot name them.
     Bucket names are global; the account condition refuses another account's namesake.
     """
     senders = sorted(
@@ -272,7 +272,7 @@ def s3_send_policy(stack: StackDescription, queue: str, ids: LogicalId) -> dict[
         for b in stack.buckets
         if b.notification and b.notification.queue == queue
     )
-    statement = {
+    return {
         "Sid": "ObjectEventsFromStackBuckets",
         "Effect": "Allow",
         "Principal": {"Service": "s3.amazonaws.com"},
@@ -283,12 +283,5 @@ def s3_send_policy(stack: StackDescription, queue: str, ids: LogicalId) -> dict[
                 "aws:SourceArn": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{b}"} for b in senders]
             },
             "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
-        },
-    }
-    return {
-        "Type": "AWS::SQS::QueuePolicy",
-        "Properties": {
-            "Queues": [{"Ref": ids("queue", queue)}],
-            "PolicyDocument": {"Version": POLICY_VERSION, "Statement": [statement]},
         },
     }

@@ -212,8 +212,12 @@ def _queue_resources(stack: StackDescription) -> dict[str, Any]:
     resources = {
         id_: _hardening.waived(r, _hardening.QUEUE_WAIVERS) for id_, r in resources.items()
     }
-    for queue_name in sorted({b.notification.queue for b in stack.buckets if b.notification}):
-        resources[_policy_id(queue_name)] = iam.s3_send_policy(stack, queue_name, logical_id)
+    notified = {b.notification.queue for b in stack.buckets if b.notification}
+    for name in [n for q in stack.queues for n in (q.name, q.dead_letter_name)]:
+        grants = [iam.s3_send_statement(stack, name, logical_id)] if name in notified else []
+        resources[_policy_id(name)] = _hardening.tls_only_queue_policy(
+            logical_id("queue", name), grants
+        )
     return resources
 
 

@@ -283,7 +283,11 @@ def test_buckets_expire_the_inbox_keeps_versions_and_notifies_ingest_once_s3_may
     queue_policy = resources[policy_id]
     assert queue_policy["Type"] == "AWS::SQS::QueuePolicy"
     assert queue_policy["Properties"]["Queues"] == [{"Ref": logical_id("queue", "ingest")}]
-    (statement,) = queue_policy["Properties"]["PolicyDocument"]["Statement"]
+    (statement,) = [
+        s
+        for s in queue_policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow"
+    ]
     resolve = Resolver(template)
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
@@ -588,6 +592,22 @@ def test_every_bucket_is_encrypted_private_and_refuses_plain_http(
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         arn = resolve.arn(id_)
         assert [resolve(r) for r in deny["Resource"]] == [arn, f"{arn}/*"]
+
+
+def test_every_queue_refuses_plain_http_in_its_one_policy(template: dict[str, Any]) -> None:
+    resolve = Resolver(template)
+    policies: dict[str, list[dict[str, Any]]] = {}
+    for policy in _of_type(template, "AWS::SQS::QueuePolicy").values():
+        (queue,) = policy["Properties"]["Queues"]
+        assert queue["Ref"] not in policies, "a queue has one policy: a second would replace it"
+        policies[queue["Ref"]] = policy["Properties"]["PolicyDocument"]["Statement"]
+    queues = _of_type(template, "AWS::SQS::Queue")
+    assert set(policies) == set(queues)
+    for id_, statements in policies.items():
+        (deny,) = [s for s in statements if s["Effect"] == "Deny"]
+        assert (deny["Principal"], deny["Action"]) == ("*", "sqs:*")
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert [resolve(r) for r in deny["Resource"]] == [resolve.arn(id_)]
 
 
 def test_the_template_carries_no_secret_value_only_generated_secrets(
