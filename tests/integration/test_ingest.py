@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -203,11 +204,20 @@ async def test_a_malformed_message_ends_in_the_dead_letter_queue(stack: TestStac
         return False
 
     async with consuming(stack) as (queue, _):
+        began = time.monotonic()
         await queue.send(Outgoing(body))
         await asyncio.to_thread(wait_until, dead_lettered, timeout=TIMEOUT_S)
+        took = time.monotonic() - began
 
     receives = [m for m in queue.received if m.body == body]
-    # Released at once on every receive, until the redrive policy moved it after maxReceiveCount.
-    assert len(receives) == describe(stack.settings).queue("ingest").max_receive_count
+    ingest = describe(stack.settings).queue("ingest")
+    # Never deleted; released at once on every receive, so the redrive policy moved it after
+    # maxReceiveCount deliveries in far less than that many visibility timeouts. (Counted as
+    # seen by this consumer: under load the emulator may hand one delivery elsewhere.)
+    assert 1 <= len(receives) <= ingest.max_receive_count
     assert not any(m.receipt in queue.deleted for m in receives)
+    assert (
+        took
+        < ingest.max_receive_count * stack.settings.timings.visibility_timeout.total_seconds() / 2
+    )
     await asyncio.to_thread(wait_until, lambda: queue_is_empty(stack, "ingest"), timeout=TIMEOUT_S)
