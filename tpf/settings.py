@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     """Completions on the provider lane (the await-completions queue) must echo their request's
     signed resume token: ``enforce`` refuses one without, ``warn`` records it and logs (for a
     rollout while providers learn to echo it)."""
+    provider_keys: dict[str, str] = Field(default_factory=dict)
+    """Optional, on top of the resume token: ``{"<provider>": "<secret reference>"}`` (JSON;
+    ``env:``, ``file:`` or ``secretsmanager:``). When set, every completion on the provider lane
+    must be signed with one of these keys (``tpf.signing.ProviderKeys``); ``provider_auth``
+    applies to a missing or wrong signature as to a missing token."""
 
     ledger_file: Path | None = None
     """Where a role process writes its request ledger (JSON) when it exits."""
