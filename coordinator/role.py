@@ -19,6 +19,7 @@ from fastapi import APIRouter
 from coordinator.admin import admin_router
 from coordinator.api import create_app
 from coordinator.awaits import DynamoAwaitTable
+from coordinator.console import install_console
 from coordinator.depth import QueueDepthSampler
 from coordinator.history import DynamoHistoryTable, History
 from coordinator.interactions import interactions_router
@@ -143,6 +144,16 @@ async def sampled_queues(coordinator: Coordinator) -> dict[str, Queue]:
     }
 
 
+def scoped_tokens(settings: Settings) -> dict[str, frozenset[str]]:
+    """``TPF_TENANT_TOKENS``, refused at start when a token is too short to be a secret."""
+    for token in settings.tenant_tokens:
+        if len(token.strip()) < MIN_TOKEN_CHARS:
+            raise ConfigurationError(
+                f"every token in TPF_TENANT_TOKENS must be at least {MIN_TOKEN_CHARS} characters"
+            )
+    return dict(settings.tenant_tokens)
+
+
 def admin_routers(coordinator: Coordinator, artifacts: ArtifactReader) -> list[APIRouter]:
     """Every route behind the admin token, and the interaction routes."""
 
@@ -174,8 +185,10 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             admin_token=admin_token,
             routers=admin_routers(coordinator, artifact_readers(aws.s3)),
             max_body_bytes=settings.max_request_bytes,
+            tenant_tokens=scoped_tokens(settings),
             quota=TenantQuota(rate=settings.tenant_submit_rate, burst=settings.tenant_submit_burst),
         )
+        install_console(app, coordinator, session_ttl_s=settings.console_session_ttl_s)
         depth = QueueDepthSampler(await sampled_queues(coordinator), interval_s=DEPTH_INTERVAL_S)
         server = _Server(
             uvicorn.Config(
