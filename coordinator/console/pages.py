@@ -148,8 +148,10 @@ class ConsoleRoute(APIRoute):
                 return await handler(request)
             except SignInRequired:
                 if request.method == "GET":
-                    target = quote(request.url.path, safe="/")
-                    return see_other(f"{CONSOLE}/sign-in?next={target}")
+                    # Back to the same page after signing in, its filters kept.
+                    query = request.url.query
+                    target = request.url.path + (f"?{query}" if query else "")
+                    return see_other(f"{CONSOLE}/sign-in?next={quote(target, safe='/')}")
                 return error_page(request, 403, "sign in first (your session ended)")
             except ConsoleError as exc:
                 return error_page(request, exc.status, str(exc))

@@ -25,7 +25,8 @@ from coordinator.console.sessions import COOKIE
 PRE_SIGN_IN = "tpf_console_sign_in"
 """A cookie matched against the sign-in form, so no other site can sign a browser in."""
 _USER = re.compile(r"^[\w .@-]{1,40}$")
-_NEXT = re.compile(r"^/console(/[A-Za-z0-9._~%/-]*)?$")
+_NEXT = re.compile(r"^/console(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%=&+,:-]*)?$")
+"""Where a sign-in may lead: a console page of this site, never another site (``//evil``)."""
 
 
 def sign_in_router() -> APIRouter:
