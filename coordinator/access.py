@@ -2,9 +2,9 @@
 
 ``TPF_TENANT_TOKENS`` maps a token to the tenants it may see and act on. Such a token is
 accepted on the control-plane and admin routes of those tenants, and refused (403) on every
-other tenant's routes and on routes of no tenant (releases, workers). Listing the control-plane
-or admin token there narrows it to those tenants: the setting never widens a token, and a token
-scoped to no tenant admits nothing (fail closed).
+other tenant's routes and on routes whose effect spans tenants (releases, workers). Listing
+the control-plane or admin token there narrows it to those tenants: the setting never widens a
+token, and a token scoped to no tenant admits nothing (fail closed).
 """
 
 from __future__ import annotations

@@ -56,10 +56,14 @@ class SubmitRequest(BaseModel):
     outputStreaming: Literal[False] = False
 
 
-def bearer(token_of: Literal["control_plane_token", "admin_token"]) -> Any:
+def bearer(
+    token_of: Literal["control_plane_token", "admin_token"], *, spans_tenants: bool = False
+) -> Any:
     """A dependency that admits requests carrying the named token, or a token scoped to the
     route's tenant (``coordinator.access``): 401 for a missing or wrong token, 403 for a scoped
-    token on another tenant's route or a route of no tenant."""
+    token on another tenant's route. ``spans_tenants``: what the route changes serves every
+    tenant (a release, a worker), whatever tenant its path names, so no scoped token may use
+    it."""
 
     def check(request: Request) -> None:
         scopes: TokenScopes = request.app.state.token_scopes
@@ -72,7 +76,7 @@ def bearer(token_of: Literal["control_plane_token", "admin_token"]) -> Any:
         if grant is None or not allowed:
             raise ApiError(401, "UNAUTHORIZED", "missing or wrong bearer token")
         tenant_id = request.path_params.get("tenant_id")
-        if grant.scoped and (tenant_id is None or not grant.admits(tenant_id)):
+        if grant.scoped and (spans_tenants or tenant_id is None or not grant.admits(tenant_id)):
             raise ApiError(403, "FORBIDDEN", "this token is scoped to other tenants")
 
     return Depends(check)

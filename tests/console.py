@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from coordinator.admin import admin_router
 from coordinator.api import create_app
 from coordinator.console import install_console
 from coordinator.testing import InMemoryCoordinator
+from coordinator.workers_api import workers_router
 
 CONTROL, ADMIN = "control-token-0123456789", "admin-token-0123456789"
 ACME_ONLY = "acme-only-token-0123456789"
@@ -27,6 +29,7 @@ async def console_client(coordinator: InMemoryCoordinator) -> AsyncIterator[http
         control_plane_token=CONTROL,
         admin_token=ADMIN,
         tenant_tokens={ACME_ONLY: ["acme"]},
+        routers=[admin_router(coordinator.operations), workers_router(coordinator.workers)],
         max_body_bytes=16 * 1024,
     )
     install_console(app, coordinator, session_ttl_s=600)

@@ -204,6 +204,13 @@ async def test_the_api_applies_tenant_scopes_too(
     assert (await browser.get(globex, headers={"Authorization": f"Bearer {CONTROL}"})).is_success
     wrong = {"Authorization": "Bearer acme-only-token-0123456780"}
     assert (await browser.get(acme, headers=wrong)).status_code == 401
+    dead = records[1]
+    redrive = f"/tpf/admin/tenants/acme/executions/{dead.execution_id}/redrive"
+    assert (await browser.post(redrive, headers=scoped)).status_code == 200
+    # Workers serve every tenant: draining one is not a tenant's business.
+    workers = "/tpf/admin/tenants/acme/pipelines/org.example.orders/workers"
+    assert (await browser.get(workers, headers=scoped)).status_code == 403
+    assert (await browser.get(workers, headers={"Authorization": f"Bearer {ADMIN}"})).is_success
 
 
 def test_a_scope_never_widens_a_token_and_an_empty_scope_admits_nothing() -> None:
