@@ -1,7 +1,8 @@
 """The operations console, served by the coordinator at ``/console``: server-rendered pages over
 the same services as the API.
 
-One module per page group: ``signin``, ``executions``, ``inbox``, ``dead_letters``; what they
+One module per page group: ``signin``, ``executions``, ``inbox``, ``dead_letters``,
+``releases``; what they
 share (templates, sessions, CSRF, error pages) is in ``pages`` and ``sessions``.
 """
 
@@ -16,6 +17,7 @@ from coordinator.console.dead_letters import dead_letters_router
 from coordinator.console.executions import executions_router
 from coordinator.console.inbox import inbox_router
 from coordinator.console.pages import CONSOLE
+from coordinator.console.releases import releases_router
 from coordinator.console.sessions import SessionStore
 from coordinator.console.signin import sign_in_router
 from coordinator.wiring import Coordinator
@@ -31,6 +33,7 @@ def install_console(app: FastAPI, coordinator: Coordinator, *, session_ttl_s: fl
         executions_router(coordinator),
         inbox_router(coordinator),
         dead_letters_router(coordinator),
+        releases_router(coordinator),
     ):
         app.include_router(router)
 

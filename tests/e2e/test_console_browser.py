@@ -246,6 +246,18 @@ def test_a_token_scoped_to_globex_cannot_open_an_acme_execution(
     expect(page.get_by_role("heading", name="Executions")).to_contain_text("globex")
 
 
+def test_the_releases_page_shows_the_active_release_and_a_healthy_worker(
+    page: Page, fleet: OwnedStack, acme: httpx.Client, shots: Path
+) -> None:
+    dead_letter(fleet, acme, f"rel-{uuid.uuid4().hex[:8]}")  # the page lists pipelines in use
+    sign_in(page, fleet, "/console/tenants/acme/releases")
+    section = page.locator(f"section[data-pipeline='{FIXABLE}']")
+    expect(section.locator(".active-release")).to_have_text(fleet.spec.release)
+    expect(section.locator("table.workers")).to_contain_text("HEALTHY")
+    expect(section.get_by_role("button", name="Drain")).to_be_visible()
+    page.screenshot(path=shots / "releases.png", full_page=True)
+
+
 def test_a_wrong_token_does_not_sign_in(page: Page, fleet: OwnedStack) -> None:
     page.goto(fleet.api_url + "/console")
     page.get_by_label("Bearer token").fill("not-our-token")

@@ -13,6 +13,7 @@ from coordinator.access import TokenScopes
 from coordinator.console.forms import answer_of, response_form
 from coordinator.console.sessions import COOKIE, SessionStore
 from coordinator.testing import InMemoryCoordinator
+from coordinator.workers import WorkerRegistration
 from examples.restaurant_approval import RestaurantDecision, restaurant_approval
 from tests.console import ACME_ONLY, ADMIN, CONTROL, console_client, csrf_of, sign_in
 from tpf.contract import Contract
@@ -274,3 +275,23 @@ def test_a_schema_beyond_a_form_is_answered_as_json() -> None:
     assert answer_of(form, {"response": '{"lines": [1]}'}) == {"lines": [1]}
     with pytest.raises(InvalidInput):
         answer_of(form, {"response": "{"})
+
+
+async def test_the_releases_page_shows_the_active_release_and_drains_a_worker(
+    browser: httpx.AsyncClient, coordinator: InMemoryCoordinator, records: list[ExecutionRecord]
+) -> None:
+    pipeline = records[0].pipeline_id
+    registration = WorkerRegistration(
+        worker_id="w-1", contract_version=records[0].contract_version, release_version="1.0.0"
+    )
+    await coordinator.workers.register(pipeline, registration, NOW)
+    await sign_in(browser, ACME_ONLY)
+    scoped = (await browser.get("/console/tenants/acme/releases")).text
+    assert pipeline in scoped and "active-release" in scoped and "w-1" in scoped
+    assert "Drain</button>" not in scoped  # a worker serves every tenant
+    await sign_in(browser, ADMIN)
+    html = (await browser.get("/console/tenants/acme/releases")).text
+    drain = f"/console/tenants/acme/pipelines/{pipeline}/workers/w-1/drain"
+    assert (await browser.post(drain, data={"csrf": csrf_of(html)})).status_code == 303
+    [worker] = await coordinator.workers.list(pipeline, NOW)
+    assert worker.drain_requested_at_epoch_ms is not None

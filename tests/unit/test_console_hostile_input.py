@@ -107,6 +107,7 @@ def pages(execution_id: str) -> list[str]:
         "/console/tenants/acme/inbox",
         f"/console/tenants/acme/inbox/{execution_id}-0",
         "/console/tenants/acme/dead-letters",
+        "/console/tenants/acme/releases",
     ]
 
 
@@ -118,6 +119,7 @@ def actions(execution_id: str) -> list[str]:
         f"/console/tenants/acme/executions/{execution_id}/cancel",
         f"/console/tenants/acme/inbox/{execution_id}-0",
         "/console/tenants/acme/dead-letters/redrive",
+        "/console/tenants/acme/pipelines/p/workers/w/drain",
     ]
 
 
@@ -128,7 +130,7 @@ def inert(response: httpx.Response) -> None:
 
 
 @EXAMPLES
-@given(page=st.integers(0, 7), pairs=PAIRS)
+@given(page=st.integers(0, 8), pairs=PAIRS)
 async def test_no_query_string_gets_a_5xx_or_comes_back_unescaped(
     signed_in: tuple[httpx.AsyncClient, str, str], page: int, pairs: list[tuple[str, str]]
 ) -> None:
@@ -155,7 +157,7 @@ async def test_no_tenant_or_id_in_the_path_gets_a_5xx_or_comes_back_unescaped(
 
 @EXAMPLES
 @given(
-    action=st.integers(0, 5),
+    action=st.integers(0, 6),
     pairs=PAIRS,
     with_csrf=st.booleans(),
     raw=st.one_of(st.none(), st.binary(max_size=200)),
