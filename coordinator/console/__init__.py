@@ -1,8 +1,8 @@
 """The operations console, served by the coordinator at ``/console``: server-rendered pages over
 the same services as the API.
 
-One module per page group: ``signin``, ``executions``, ``inbox``, ``dead_letters``,
-``releases``; what they
+One module per page group: ``signin``, ``overview``, ``executions``, ``inbox``,
+``dead_letters``, ``releases``; what they
 share (templates, sessions, CSRF, error pages) is in ``pages`` and ``sessions``.
 """
 
@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from coordinator.console.dead_letters import dead_letters_router
 from coordinator.console.executions import executions_router
 from coordinator.console.inbox import inbox_router
+from coordinator.console.overview import overview_router
 from coordinator.console.pages import CONSOLE
 from coordinator.console.releases import releases_router
 from coordinator.console.sessions import SessionStore
@@ -34,6 +35,7 @@ def install_console(app: FastAPI, coordinator: Coordinator, *, session_ttl_s: fl
         inbox_router(coordinator),
         dead_letters_router(coordinator),
         releases_router(coordinator),
+        overview_router(coordinator),
     ):
         app.include_router(router)
 

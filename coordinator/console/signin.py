@@ -82,7 +82,7 @@ def sign_in_router() -> APIRouter:
         if not tenant:
             scope = session.grant.tenants
             tenant = sorted(scope)[0] if scope else "default"
-        return see_other(f"{CONSOLE}/tenants/{tenant_of(session, tenant)}/executions")
+        return see_other(f"{CONSOLE}/tenants/{tenant_of(session, tenant)}/overview")
 
     return router
 

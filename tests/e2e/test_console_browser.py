@@ -243,7 +243,7 @@ def test_a_token_scoped_to_globex_cannot_open_an_acme_execution(
     expect(page.get_by_role("heading", name="403")).to_be_visible()
     expect(page.locator("main")).not_to_contain_text(dead["executionId"])
     page.goto(fleet.api_url + "/console")
-    expect(page.get_by_role("heading", name="Executions")).to_contain_text("globex")
+    expect(page.get_by_role("heading", name="Overview")).to_contain_text("globex")
 
 
 def test_the_releases_page_shows_the_active_release_and_a_healthy_worker(
@@ -256,6 +256,18 @@ def test_the_releases_page_shows_the_active_release_and_a_healthy_worker(
     expect(section.locator("table.workers")).to_contain_text("HEALTHY")
     expect(section.get_by_role("button", name="Drain")).to_be_visible()
     page.screenshot(path=shots / "releases.png", full_page=True)
+
+
+def test_the_overview_counts_by_status_and_shows_queue_depths(
+    page: Page, fleet: OwnedStack, acme: httpx.Client, shots: Path
+) -> None:
+    dead_letter(fleet, acme, f"ov-{uuid.uuid4().hex[:8]}")
+    sign_in(page, fleet, "/console?tenant=acme")
+    expect(page.get_by_role("heading", name="Overview")).to_contain_text("acme")
+    dead = page.locator("table.counts a[href$='status=DLQ']")
+    expect(dead).not_to_have_text("0")
+    expect(page.locator("table.depths")).to_contain_text("results")
+    page.screenshot(path=shots / "overview.png", full_page=True)
 
 
 def test_a_wrong_token_does_not_sign_in(page: Page, fleet: OwnedStack) -> None:

@@ -295,3 +295,14 @@ async def test_the_releases_page_shows_the_active_release_and_drains_a_worker(
     assert (await browser.post(drain, data={"csrf": csrf_of(html)})).status_code == 303
     [worker] = await coordinator.workers.list(pipeline, NOW)
     assert worker.drain_requested_at_epoch_ms is not None
+
+
+async def test_the_overview_counts_the_newest_executions_by_status(
+    browser: httpx.AsyncClient, records: list[ExecutionRecord]
+) -> None:
+    await sign_in(browser, CONTROL)
+    landing = await browser.get("/console?tenant=acme")
+    assert landing.headers["location"] == "/console/tenants/acme/overview"
+    html = (await browser.get(landing.headers["location"])).text
+    assert "The newest 2 executions by status" in html
+    assert 'executions?status=DLQ">1</a>' in html and 'executions?status=RUNNING">1</a>' in html

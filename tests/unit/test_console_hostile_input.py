@@ -108,6 +108,7 @@ def pages(execution_id: str) -> list[str]:
         f"/console/tenants/acme/inbox/{execution_id}-0",
         "/console/tenants/acme/dead-letters",
         "/console/tenants/acme/releases",
+        "/console/tenants/acme/overview",
     ]
 
 
@@ -130,7 +131,7 @@ def inert(response: httpx.Response) -> None:
 
 
 @EXAMPLES
-@given(page=st.integers(0, 8), pairs=PAIRS)
+@given(page=st.integers(0, 9), pairs=PAIRS)
 async def test_no_query_string_gets_a_5xx_or_comes_back_unescaped(
     signed_in: tuple[httpx.AsyncClient, str, str], page: int, pairs: list[tuple[str, str]]
 ) -> None:
