@@ -34,6 +34,7 @@ from coordinator.workers import WorkerDirectory
 from coordinator.workers.dynamodb import DynamoWorkerTable
 from coordinator.workers.lambda_mappings import LambdaEventSourceMappings
 from coordinator.workers_api import workers_router
+from infra.resources import describe
 from tpf.artifacts import artifact_readers
 from tpf.artifacts.port import ArtifactReader
 from tpf.errors import ConfigurationError
@@ -144,6 +145,14 @@ async def sampled_queues(coordinator: Coordinator) -> dict[str, Queue]:
     }
 
 
+async def dead_letter_queues(settings: Settings, aws: AwsClients) -> dict[str, Queue]:
+    """The stack's dead-letter queues (``<queue>-dlq``), sampled with the others so the console
+    and ``/q/metrics`` show what waits in them. (A release's work queue has one too; its depth
+    is on the workers' side of the dashboard, as the work queue's is.)"""
+    names = [q.dead_letter_name for q in describe(settings).queues]
+    return {name: await SqsQueue.open(aws.sqs, settings.resource(name)) for name in names}
+
+
 def scoped_tokens(settings: Settings) -> dict[str, frozenset[str]]:
     """``TPF_TENANT_TOKENS``, refused at start when a token is too short to be a secret."""
     for token in settings.tenant_tokens:
@@ -189,7 +198,8 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             quota=TenantQuota(rate=settings.tenant_submit_rate, burst=settings.tenant_submit_burst),
         )
         install_console(app, coordinator, session_ttl_s=settings.console_session_ttl_s)
-        depth = QueueDepthSampler(await sampled_queues(coordinator), interval_s=DEPTH_INTERVAL_S)
+        sampled = {**await sampled_queues(coordinator), **await dead_letter_queues(settings, aws)}
+        depth = QueueDepthSampler(sampled, interval_s=DEPTH_INTERVAL_S)
         server = _Server(
             uvicorn.Config(
                 app,

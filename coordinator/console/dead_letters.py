@@ -1,5 +1,6 @@
 """Dead letters: a tenant's failed executions grouped by error code, and bulk re-drive with a
-dry-run count first, through the same bulk re-drive as ``POST .../executions/redrive``."""
+dry-run count first, through the same bulk re-drive as ``POST .../executions/redrive``; and the
+messages waiting in each SQS dead-letter queue (``tpf dlq replay`` moves them back)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import Counter
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from coordinator.console.overview import queue_depths
 from coordinator.console.pages import (
     CONSOLE,
     ConsoleError,
@@ -40,7 +42,13 @@ def dead_letters_router(coordinator: Coordinator) -> APIRouter:
         tenant_of(session, tenant_id)
         groups, more = await _groups(coordinator, tenant_id)
         return render(
-            request, "dead_letters.html", tenant=tenant_id, groups=groups, more=more, report=None
+            request,
+            "dead_letters.html",
+            tenant=tenant_id,
+            groups=groups,
+            more=more,
+            report=None,
+            queues=_dead_letter_queues(),
         )
 
     @router.post("/redrive")
@@ -73,9 +81,15 @@ def dead_letters_router(coordinator: Coordinator) -> APIRouter:
             more=more,
             report=report,
             asked={"status": status.value, "errorCode": error_code or ""},
+            queues=_dead_letter_queues(),
         )
 
     return router
+
+
+def _dead_letter_queues() -> list[tuple[str, int]]:
+    """Messages waiting in each dead-letter queue, as last sampled (every tenant's)."""
+    return [(q, n) for q, state, n in queue_depths() if q.endswith("-dlq") and state == "visible"]
 
 
 def _status(text: str) -> Status:

@@ -40,7 +40,7 @@ def overview_router(coordinator: Coordinator) -> APIRouter:
             counts=[(s.value, counts.get(s.value, 0)) for s in Status],
             counted=sum(counts.values()),
             more=more,
-            depths=_queue_depths(),
+            depths=queue_depths(),
             awaits=_await_latencies(),
         )
 
@@ -60,7 +60,8 @@ async def _newest_by_status(coordinator: Coordinator, tenant_id: str) -> tuple[C
     return counts, cursor is not None
 
 
-def _queue_depths() -> list[tuple[str, str, int]]:
+def queue_depths() -> list[tuple[str, str, int]]:
+    """(queue, state, messages) as last sampled by this replica."""
     return sorted(
         (s.labels["queue"], s.labels["state"], int(s.value))
         for family in metrics.QUEUE_DEPTH.collect()

@@ -199,6 +199,7 @@ def test_a_bulk_redrive_counts_in_a_dry_run_before_it_moves_anything(
     expect(group).to_contain_text(str(count))
     group.get_by_role("button", name="Re-drive… (dry run first)").click()
     expect(page.get_by_role("status")).to_contain_text(f"Dry run: {count} DLQ")
+    expect(page.locator("table.dlq-depths")).to_contain_text("results-dlq")
     page.screenshot(path=shots / "dead_letters.png", full_page=True)
     for execution in dead:  # the dry run moved nothing
         assert acme.get(f"/executions/{execution['executionId']}").json()["status"] == "DLQ"
