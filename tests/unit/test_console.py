@@ -3,6 +3,7 @@ their CSRF token, tenant scopes, and escaping."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -10,12 +11,14 @@ import httpx
 import pytest
 
 from coordinator.access import TokenScopes
+from coordinator.awaits.model import AwaitUnit, Interaction
 from coordinator.console.forms import answer_of, response_form
 from coordinator.console.sessions import COOKIE, SessionStore
 from coordinator.testing import InMemoryCoordinator
 from coordinator.workers import WorkerRegistration
-from examples.restaurant_approval import RestaurantDecision, restaurant_approval
+from examples.restaurant_approval import AWAIT_STEP, RestaurantDecision, restaurant_approval
 from tests.console import ACME_ONLY, ADMIN, CONTROL, console_client, csrf_of, sign_in
+from tpf.clock import now_ms
 from tpf.contract import Contract
 from tpf.errors import InvalidInput
 from tpf.payloads import PayloadRef
@@ -306,3 +309,53 @@ async def test_the_overview_counts_the_newest_executions_by_status(
     html = (await browser.get(landing.headers["location"])).text
     assert "The newest 2 executions by status" in html
     assert 'executions?status=DLQ">1</a>' in html and 'executions?status=RUNNING">1</a>' in html
+
+
+async def test_the_inbox_lists_a_waiting_order_and_its_form_keeps_a_wrong_answer(
+    browser: httpx.AsyncClient, coordinator: InMemoryCoordinator, records: list[ExecutionRecord]
+) -> None:
+    waiting, order_id = records[0], str(uuid.uuid4())
+    deadline = now_ms() + 3_600_000
+    unit = AwaitUnit(
+        tenant_id="acme",
+        unit_id="u-1",
+        execution_id=waiting.execution_id,
+        step_id=AWAIT_STEP,
+        step_index=2,
+        resume_step=3,
+        transport="interaction-api",
+        itemized=False,
+        total=1,
+        deadline_ms=deadline,
+        created_at_ms=NOW,
+    )
+    request = {"orderId": order_id, "customerName": "<b>Ada</b>"}
+    interaction = Interaction(
+        tenant_id="acme",
+        unit_id="u-1",
+        item_index=0,
+        execution_id=waiting.execution_id,
+        step_id=AWAIT_STEP,
+        step_index=2,
+        correlation_id="c-1",
+        idempotency_key="k-1",
+        request=json.dumps(request),
+        deadline_ms=deadline,
+        created_at_ms=NOW,
+    )
+    await coordinator.await_table.create(unit, [interaction])
+    await sign_in(browser, CONTROL)
+    listed = (await browser.get(f"/console/tenants/acme/inbox?stepId={AWAIT_STEP}")).text
+    assert f"/console/tenants/acme/inbox/{interaction.interaction_id}" in listed
+    other = (await browser.get("/console/tenants/acme/inbox?pipelineId=org.other")).text
+    assert interaction.interaction_id not in other
+    route = f"/console/tenants/acme/inbox/{interaction.interaction_id}"
+    form = (await browser.get(route)).text
+    assert 'type="radio" class="choice" name="type" value="accepted"' in form
+    assert f'name="accepted.orderId" value="{order_id}"' in form
+    assert "&lt;b&gt;Ada&lt;/b&gt;" in form
+    no_choice = {"csrf": csrf_of(form), "accepted.note": "kept"}
+    refused = await browser.post(route, data=no_choice)
+    assert refused.status_code == 400
+    assert "choose accepted or declined" in refused.text
+    assert 'name="accepted.note" value="kept"' in refused.text
