@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# checkov pins its dependencies tighter than the project does: it gets a virtualenv of its own.
+CHECKOV_VENV  ?= .venv-checkov
+CHECKOV_STAMP  = $(CHECKOV_VENV)/.installed
 
-.PHONY: demo test test-fast lint bench stack-up stack-down clean
+.PHONY: demo test test-fast lint scan bench stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,13 +15,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(CHECKOV_STAMP): requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements/checkov.txt
+	touch $(CHECKOV_STAMP)
+
 demo: $(STAMP)            ## the main job on the embedded substrate
 	$(BIN)/tpf demo
 
-test: $(STAMP)            ## every tier; LocalStack tests skip (locally) when the stack is down
+test: $(STAMP) $(CHECKOV_STAMP)  ## every tier; LocalStack tests skip (locally) when the stack is down
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)       ## unit tests only
+test-fast: $(STAMP) $(CHECKOV_STAMP)  ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q
 
 lint: $(STAMP)            ## ruff, mypy, and the import layers (import-linter)
@@ -26,6 +35,9 @@ lint: $(STAMP)            ## ruff, mypy, and the import layers (import-linter)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+
+scan: $(STAMP) $(CHECKOV_STAMP)  ## checkov and cfn-lint over the generated CloudFormation template
+	$(BIN)/python -m pytest -q tests/unit/test_template_scan.py tests/unit/test_template.py
 
 bench: $(STAMP)           ## benchmarks on the LocalStack stack (make stack-up first); BENCH_ARGS to size them
 	$(BIN)/tpf bench $(BENCH_ARGS)
@@ -37,4 +49,4 @@ stack-down:
 	localstack/down
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -43,6 +43,7 @@ from tpf.payloads.dynamodb_s3 import payload_store
 from tpf.queues import Queue, SqsQueue
 from tpf.registry import Registry, ReleaseRecord
 from tpf.registry.dynamodb import DynamoRegistryTable
+from tpf.secret_references import resolve_token
 from tpf.settings import Settings
 from tpf.signing import Signer, signer_for
 from tpf.substrate import AwsClients, open_clients, resolve_endpoints
@@ -58,12 +59,13 @@ MIN_TOKEN_CHARS = 16
 
 def tokens(settings: Settings) -> tuple[str, str]:
     """The API's two bearer tokens; a replica refuses to start without good ones (fail closed)."""
-    if settings.control_plane_token is None or settings.admin_token is None:
+    control = resolve_token(settings.control_plane_token, settings)
+    admin = resolve_token(settings.admin_token, settings)
+    if control is None or admin is None:
         raise ConfigurationError(
-            "set TPF_CONTROL_PLANE_TOKEN and TPF_ADMIN_TOKEN (bearer tokens of the HTTP API)"
+            "set TPF_CONTROL_PLANE_TOKEN and TPF_ADMIN_TOKEN (bearer tokens of the HTTP API, "
+            "or secretsmanager: references to them)"
         )
-    control = settings.control_plane_token.get_secret_value()
-    admin = settings.admin_token.get_secret_value()
     for name, value in (("TPF_CONTROL_PLANE_TOKEN", control), ("TPF_ADMIN_TOKEN", admin)):
         if len(value.strip()) < MIN_TOKEN_CHARS:
             raise ConfigurationError(

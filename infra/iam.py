@@ -5,9 +5,10 @@
     worker       work queue: receive, delete, change visibility     results queue: send
                  payloads table and bucket: read, write             registry table: read
                  inbox bucket: read (uploads)   outbox bucket: write (CSV results)
-                 its own log group: write
+                 its own log group: write       the signing key secret: read
     coordinator  every table: read, write                           buckets: as it uses each
                  queues: send to those it feeds, consume those it reads
+                 the signing key and API token secrets: read
 
 Every grant names the stack's own ARNs; no statement has ``*`` as its action or resource.
 Each role also carries an explicit Deny for what it must never do (a worker rewriting the
@@ -52,6 +53,7 @@ OBJECT_WRITE = ("s3:PutObject",)
 # payload store tells "not written yet" from "forbidden" by that status.
 BUCKET_LIST = ("s3:ListBucket",)
 LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
+SECRET_READ = ("secretsmanager:GetSecretValue",)
 
 WORKER_SENDS_TO = "results"
 WORKER_PAYLOADS = "payloads"
@@ -128,10 +130,16 @@ def _role(description: str, service: Any, statements: list[dict[str, Any]]) -> d
 
 
 def worker_role(
-    stack: StackDescription, ids: LogicalId, *, log_group: str, work_queues: list[str]
+    stack: StackDescription,
+    ids: LogicalId,
+    *,
+    log_group: str,
+    work_queues: list[str],
+    secrets: Sequence[str],
 ) -> dict[str, Any]:
-    """The Lambda worker's execution role; ``log_group`` is the function's log group id and
-    ``work_queues`` the logical names of its release's work queues, the only ones it consumes."""
+    """The Lambda worker's execution role; ``log_group`` is the function's log group id,
+    ``work_queues`` the logical names of its release's work queues, the only ones it consumes,
+    and ``secrets`` the logical ids of the secrets it reads."""
     results = ids("queue", WORKER_SENDS_TO)
     payloads = ids("bucket", WORKER_PAYLOADS)
     records = [t.name for t in stack.tables if t.name != WORKER_PAYLOADS]
@@ -169,6 +177,7 @@ def worker_role(
             [arn(ids("table", "executions"))],
         ),
         _statement("WriteLogs", LOG_WRITE, [arn(log_group)]),
+        _statement("ReadSecrets", SECRET_READ, [{"Ref": s} for s in secrets]),
         _statement(
             "NeverChangeRecords",
             ITEM_CHANGES,
@@ -184,10 +193,17 @@ def worker_role(
 
 
 def coordinator_role(
-    stack: StackDescription, ids: LogicalId, *, service: Any, worker_function: str
+    stack: StackDescription,
+    ids: LogicalId,
+    *,
+    service: Any,
+    worker_function: str,
+    secrets: Sequence[str],
 ) -> dict[str, Any]:
-    """The coordinator's role, assumed by ``service`` (the compute it runs on)."""
+    """The coordinator's role, assumed by ``service`` (the compute it runs on); ``secrets`` are
+    the logical ids of the secrets it reads."""
     statements = [
+        _statement("ReadSecrets", SECRET_READ, [{"Ref": s} for s in secrets]),
         _statement(
             "ReadWriteTables",
             (*TABLE_READ, "dynamodb:Scan", *TABLE_WRITE),
@@ -250,11 +266,11 @@ def release_queues_arn(stack: StackDescription) -> dict[str, Any]:
     }
 
 
-def s3_send_policy(stack: StackDescription, queue: str, ids: LogicalId) -> dict[str, Any]:
+def s3_send_statement(stack: StackDescription, queue: str, ids: LogicalId) -> dict[str, Any]:
     """Lets S3 deliver object events from the stack's buckets that notify ``queue``.
 
     The bucket ARNs are spelled out rather than taken from the buckets: each bucket waits for
-    this policy (S3 checks it when the notification is written), so it cannot name them.
+    the queue's policy (S3 checks it when the notification is written), so it cannot name them.
     Bucket names are global; the account condition refuses another account's namesake.
     """
     senders = sorted(
@@ -262,7 +278,7 @@ def s3_send_policy(stack: StackDescription, queue: str, ids: LogicalId) -> dict[
         for b in stack.buckets
         if b.notification and b.notification.queue == queue
     )
-    statement = {
+    return {
         "Sid": "ObjectEventsFromStackBuckets",
         "Effect": "Allow",
         "Principal": {"Service": "s3.amazonaws.com"},
@@ -273,12 +289,5 @@ def s3_send_policy(stack: StackDescription, queue: str, ids: LogicalId) -> dict[
                 "aws:SourceArn": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{b}"} for b in senders]
             },
             "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
-        },
-    }
-    return {
-        "Type": "AWS::SQS::QueuePolicy",
-        "Properties": {
-            "Queues": [{"Ref": ids("queue", queue)}],
-            "PolicyDocument": {"Version": POLICY_VERSION, "Statement": [statement]},
         },
     }

@@ -1,6 +1,8 @@
 """The stack as an AWS CloudFormation template, read from the same description ``tpf infra up``
 provisions (``infra.resources.describe``), plus what only a deployment has: the Lambda worker
-fed by the work queue, and least-privilege roles for it and the coordinator (``infra.iam``).
+fed by the work queue, least-privilege roles for it and the coordinator (``infra.iam``), the
+secrets both read at start (``infra._secrets``), and what a security review asks of every
+resource (``infra._hardening``: checkov finds nothing it does not explain).
 
 Physical names are the provisioner's (``<stack>-<name>``), so a coordinator configured with
 ``TPF_STACK`` finds a deployed stack exactly as it finds a provisioned one. The coordinator runs
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from infra import _buckets, _tables, iam
+from infra import _buckets, _hardening, _secrets, _tables, iam
 from infra.resources import (
     LAMBDA_VISIBILITY_FACTOR,
     Queue,
@@ -63,12 +65,6 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "Type": "String",
         "Description": "Comma-separated module:attribute references of the pipelines to run",
         "AllowedPattern": r"^[\w.]+(:\w+)?(,[\w.]+(:\w+)?)*$",
-    },
-    "SigningSecret": {
-        "Type": "String",
-        "NoEcho": True,
-        "MinLength": 32,
-        "Description": "HMAC key of commands and results; the coordinator must use the same",
     },
     "CoordinatorService": {
         "Type": "String",
@@ -117,12 +113,14 @@ def stack_template(
         raise ConfigurationError("a template needs at least one pipeline for its worker")
     stack = describe(settings, releases=[(p, release) for p in pipelines])
     resources = {**_table_resources(stack), **_queue_resources(stack), **_bucket_resources(stack)}
+    resources |= _secrets.resources(settings.stack, _tags(stack))
     resources |= _worker(stack, release, list(pipelines))
     resources[COORDINATOR_ROLE] = iam.coordinator_role(
         stack,
         logical_id,
         service={"Ref": "CoordinatorService"},
         worker_function=WORKER_FUNCTION,
+        secrets=_secrets.COORDINATOR_SECRETS,
     )
     resources[COORDINATOR_INSTANCE_PROFILE] = {
         "Type": "AWS::IAM::InstanceProfile",
@@ -165,11 +163,14 @@ def _table_resources(stack: StackDescription) -> dict[str, Any]:
                 "Enabled": True,
             }
         properties["Tags"] = _tags(stack)
-        resources[logical_id("table", table.name)] = {
-            "Type": "AWS::DynamoDB::Table",
-            **KEPT,
-            "Properties": properties,
-        }
+        resources[logical_id("table", table.name)] = _hardening.waived(
+            {
+                "Type": "AWS::DynamoDB::Table",
+                **KEPT,
+                "Properties": _hardening.protected_table(properties),
+            },
+            _hardening.TABLE_WAIVERS,
+        )
     return resources
 
 
@@ -184,28 +185,39 @@ def _queue_resources(stack: StackDescription) -> dict[str, Any]:
         resources[dead_letters] = {
             "Type": "AWS::SQS::Queue",
             **DISPOSABLE,
-            "Properties": {
-                "QueueName": stack.physical(queue.dead_letter_name),
-                "MessageRetentionPeriod": _seconds(queue.dead_letter_retention),
-                "Tags": _tags(stack),
-            },
+            "Properties": _hardening.encrypted_queue(
+                {
+                    "QueueName": stack.physical(queue.dead_letter_name),
+                    "MessageRetentionPeriod": _seconds(queue.dead_letter_retention),
+                    "Tags": _tags(stack),
+                }
+            ),
         }
         resources[logical_id("queue", queue.name)] = {
             "Type": "AWS::SQS::Queue",
             **DISPOSABLE,
-            "Properties": {
-                "QueueName": stack.physical(queue.name),
-                "VisibilityTimeout": _seconds(queue.visibility_timeout),
-                "MessageRetentionPeriod": _seconds(queue.retention),
-                "RedrivePolicy": {
-                    "deadLetterTargetArn": iam.arn(dead_letters),
-                    "maxReceiveCount": queue.max_receive_count,
-                },
-                "Tags": _tags(stack),
-            },
+            "Properties": _hardening.encrypted_queue(
+                {
+                    "QueueName": stack.physical(queue.name),
+                    "VisibilityTimeout": _seconds(queue.visibility_timeout),
+                    "MessageRetentionPeriod": _seconds(queue.retention),
+                    "RedrivePolicy": {
+                        "deadLetterTargetArn": iam.arn(dead_letters),
+                        "maxReceiveCount": queue.max_receive_count,
+                    },
+                    "Tags": _tags(stack),
+                }
+            ),
         }
-    for queue_name in sorted({b.notification.queue for b in stack.buckets if b.notification}):
-        resources[_policy_id(queue_name)] = iam.s3_send_policy(stack, queue_name, logical_id)
+    resources = {
+        id_: _hardening.waived(r, _hardening.QUEUE_WAIVERS) for id_, r in resources.items()
+    }
+    notified = {b.notification.queue for b in stack.buckets if b.notification}
+    for name in [n for q in stack.queues for n in (q.name, q.dead_letter_name)]:
+        grants = [iam.s3_send_statement(stack, name, logical_id)] if name in notified else []
+        resources[_policy_id(name)] = _hardening.tls_only_queue_policy(
+            logical_id("queue", name), grants
+        )
     return resources
 
 
@@ -217,27 +229,20 @@ def _bucket_resources(stack: StackDescription) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     for bucket in stack.buckets:
         properties: dict[str, Any] = {"BucketName": stack.physical(bucket.name)}
+        # Every deployed bucket is versioned (``_hardening.private_bucket``), so an overwritten or
+        # deleted object expires as long after as a current one would: retention stays what
+        # the stack promises.
         rules = [
             {
                 "Id": rule["ID"],
                 "Status": rule["Status"],
                 "ExpirationInDays": rule["Expiration"]["Days"],
-                **(
-                    {
-                        "NoncurrentVersionExpiration": {
-                            "NoncurrentDays": rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
-                        }
-                    }
-                    if "NoncurrentVersionExpiration" in rule
-                    else {}
-                ),
+                "NoncurrentVersionExpiration": {"NoncurrentDays": rule["Expiration"]["Days"]},
             }
             for rule in _buckets.lifecycle_rules(bucket)
         ]
         if rules:
             properties["LifecycleConfiguration"] = {"Rules": rules}
-        if bucket.versioned:
-            properties["VersioningConfiguration"] = {"Status": "Enabled"}
         resource: dict[str, Any] = {"Type": "AWS::S3::Bucket", **KEPT}
         if bucket.notification:
             note = bucket.notification
@@ -256,8 +261,10 @@ def _bucket_resources(stack: StackDescription) -> dict[str, Any]:
             # S3 checks that it may send to the queue when the notification is written.
             resource["DependsOn"] = [_policy_id(note.queue)]
         properties["Tags"] = _tags(stack)
-        resource["Properties"] = properties
-        resources[logical_id("bucket", bucket.name)] = resource
+        resource["Properties"] = _hardening.private_bucket(properties)
+        bucket_id = logical_id("bucket", bucket.name)
+        resources[bucket_id] = _hardening.waived(resource, _hardening.BUCKET_WAIVERS)
+        resources[bucket_id + "Policy"] = _hardening.tls_only_policy(bucket_id)
     return resources
 
 
@@ -286,9 +293,8 @@ def _worker(stack: StackDescription, release: str, pipeline_ids: list[str]) -> d
         "TPF_REGION": {"Ref": "AWS::Region"},
         "TPF_WORKER_CONCURRENCY": str(batch),
         "TPF_PIPELINES": {"Ref": "Pipelines"},
-        # tpf.signing reads keys from env: or file: references only.
-        "TPF_SIGNING_KEY": "env:TPF_SIGNING_SECRET",
-        "TPF_SIGNING_SECRET": {"Ref": "SigningSecret"},
+        # Where the key is, not the key: the function reads it once per cold start.
+        "TPF_SIGNING_KEY": _secrets.reference(_secrets.SIGNING_KEY),
         "TPF_RELEASE": release,
     }
     queues = [work_queue(p, release) for p in pipeline_ids]
@@ -305,35 +311,43 @@ def _worker(stack: StackDescription, release: str, pipeline_ids: list[str]) -> d
         }
         for queue in queues
     }
+    function = {
+        "Type": "AWS::Lambda::Function",
+        "Properties": {
+            "FunctionName": function_name,
+            "Description": f"Transition worker of stack {settings.stack}, release {release}",
+            "Runtime": RUNTIME,
+            "Handler": HANDLER,
+            "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Ref": "ArtifactKey"}},
+            "Role": iam.arn(WORKER_ROLE),
+            "Timeout": function_timeout(stack.queue(queues[0])),
+            "MemorySize": MEMORY_MB,
+            "Environment": {"Variables": environment},
+            "LoggingConfig": {"LogGroup": {"Ref": WORKER_LOG_GROUP}},
+            "Tags": _tags(stack, {"tpf:release": release}),
+        },
+    }
     return {
-        WORKER_LOG_GROUP: {
-            "Type": "AWS::Logs::LogGroup",
-            **DISPOSABLE,
-            "Properties": {
-                "LogGroupName": f"/aws/lambda/{function_name}",
-                "RetentionInDays": LOG_RETENTION_DAYS,
-                "Tags": _tags(stack),
+        WORKER_LOG_GROUP: _hardening.waived(
+            {
+                "Type": "AWS::Logs::LogGroup",
+                **DISPOSABLE,
+                "Properties": {
+                    "LogGroupName": f"/aws/lambda/{function_name}",
+                    "RetentionInDays": LOG_RETENTION_DAYS,
+                    "Tags": _tags(stack),
+                },
             },
-        },
-        WORKER_ROLE: iam.worker_role(
-            stack, logical_id, log_group=WORKER_LOG_GROUP, work_queues=queues
+            _hardening.LOG_GROUP_WAIVERS,
         ),
-        WORKER_FUNCTION: {
-            "Type": "AWS::Lambda::Function",
-            "Properties": {
-                "FunctionName": function_name,
-                "Description": f"Transition worker of stack {settings.stack}, release {release}",
-                "Runtime": RUNTIME,
-                "Handler": HANDLER,
-                "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Ref": "ArtifactKey"}},
-                "Role": iam.arn(WORKER_ROLE),
-                "Timeout": function_timeout(stack.queue(queues[0])),
-                "MemorySize": MEMORY_MB,
-                "Environment": {"Variables": environment},
-                "LoggingConfig": {"LogGroup": {"Ref": WORKER_LOG_GROUP}},
-                "Tags": _tags(stack, {"tpf:release": release}),
-            },
-        },
+        WORKER_ROLE: iam.worker_role(
+            stack,
+            logical_id,
+            log_group=WORKER_LOG_GROUP,
+            work_queues=queues,
+            secrets=_secrets.WORKER_SECRETS,
+        ),
+        WORKER_FUNCTION: _hardening.waived(function, _hardening.FUNCTION_WAIVERS),
         **mappings,
     }
 
@@ -360,6 +374,17 @@ def _outputs(stack: StackDescription) -> dict[str, Any]:
         ),
         "WorkerFunctionName": _output("The worker function", {"Ref": WORKER_FUNCTION}),
         "WorkerFunctionArn": _output("The worker function", iam.arn(WORKER_FUNCTION)),
+        "SigningKeyReference": _output(
+            "TPF_SIGNING_KEY of the coordinator", _secrets.reference(_secrets.SIGNING_KEY)
+        ),
+        "ControlPlaneTokenReference": _output(
+            "TPF_CONTROL_PLANE_TOKEN of the coordinator",
+            _secrets.reference(_secrets.CONTROL_PLANE_TOKEN),
+        ),
+        "AdminTokenReference": _output(
+            "TPF_ADMIN_TOKEN of the coordinator and of operators' `tpf` commands",
+            _secrets.reference(_secrets.ADMIN_TOKEN),
+        ),
     }
     for table in stack.tables:
         id_ = logical_id("table", table.name)

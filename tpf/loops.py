@@ -33,6 +33,11 @@ async def pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
+CONSUMER_CAPACITY = 32
+"""Messages one consumer handles at once. Each is a task of its own, so a slow one (an await of
+100,000 items being opened) never holds the messages behind it, whose signatures would expire."""
+
+
 async def consume(
     queue: Queue,
     handle: Callable[[Received], Awaitable[None]],
@@ -41,15 +46,22 @@ async def consume(
     wait_s: int,
     what: str,
     role: str,
+    capacity: int = CONSUMER_CAPACITY,
 ) -> None:
-    while not stop.is_set():
-        try:
-            messages = await queue.receive(wait_s=max(1, wait_s))
-        except Exception:
-            log.exception("receiving %s failed", what, extra={"action": f"receive-{what}"})
-            await pause(stop, 1.0)
-            continue
-        await asyncio.gather(*(isolated(handle, m, queue=what, role=role) for m in messages))
+    """Receive and handle messages until ``stop``; then let those started finish."""
+    receiver = BoundedReceiver(queue, capacity=capacity, wait_s=max(1, wait_s))
+    running: set[asyncio.Task[None]] = set()
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        while not stop.is_set() and (batch := await receiver.next(running, stopped)) is not None:
+            for message in batch:
+                task = asyncio.create_task(isolated(handle, message, queue=what, role=role))
+                running.add(task)
+                task.add_done_callback(running.discard)
+    finally:
+        stopped.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
 
 async def isolated(

@@ -111,11 +111,14 @@ class Settings(BaseSettings):
     """Where `tpf up` records the endpoint and tokens of the stack it owns."""
 
     signing_key: str = _DEFAULT_KEY
-    """Secret reference (``env:NAME`` or ``file:PATH``) of the HMAC key for commands and results."""
+    """Secret reference (``env:NAME``, ``file:PATH`` or ``secretsmanager:ARN-or-name``, see
+    ``tpf.secret_references``) of the HMAC key for commands and results."""
     signing_key_previous: str | None = None
     """The key being rotated out; still accepted when verifying."""
     control_plane_token: SecretStr | None = None
+    """Bearer token of the control-plane API, or a ``secretsmanager:`` reference to it."""
     admin_token: SecretStr | None = None
+    """Bearer token of the admin API, or a ``secretsmanager:`` reference to it."""
     tenant_tokens: dict[str, frozenset[str]] = Field(default_factory=dict, repr=False)
     """Bearer tokens scoped to tenants, as JSON ``{"<token>": ["acme", "globex"]}``: each sees
     and acts on its tenants only, on the API and in the console; listing the control-plane or

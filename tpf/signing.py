@@ -18,8 +18,8 @@ the nonce cache::
 
     headers present ─ timestamp in window ─ signature (current or previous key) ─ nonce unseen
 
-Keys come from secret references (``env:NAME``, ``file:PATH``); the previous key is accepted
-too, so keys rotate without a flag day.
+Keys come from secret references (``env:``, ``file:``, ``secretsmanager:``, see
+:mod:`tpf.secret_references`); the previous key is accepted too, so keys rotate without a flag day.
 """
 
 from __future__ import annotations
@@ -30,16 +30,15 @@ import heapq
 import hmac
 import ipaddress
 import json
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from tpf.errors import ConfigurationError, TpfError
+from tpf.secret_references import SECRETS_MANAGER, resolve_secret
 from tpf.settings import Settings
 from tpf.substrate import read_state
 from tpf.wire import Signature, Wire
@@ -65,25 +64,6 @@ class SignatureRejected(TpfError):
         self.reason = reason
 
 
-def resolve_secret(reference: str) -> bytes:
-    """``env:NAME`` or ``file:PATH``; anything else is refused so secrets stay out of config."""
-    scheme, _, target = reference.partition(":")
-    if scheme == "env":
-        value = os.environ.get(target)
-        if not value:
-            raise ConfigurationError(f"secret reference {reference!r}: variable {target} is unset")
-        return value.encode()
-    if scheme == "file":
-        try:
-            secret = Path(target).read_bytes().strip()
-        except OSError as exc:
-            raise ConfigurationError(f"secret reference {reference!r}: {exc.strerror}") from exc
-        if not secret:
-            raise ConfigurationError(f"secret reference {reference!r}: the file is empty")
-        return secret
-    raise ConfigurationError(f"secret reference {reference!r} must start with env: or file:")
-
-
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
@@ -104,10 +84,13 @@ class Signer:
         self._keys = {k.key_id: k for k in (current, previous) if k is not None}
 
     @classmethod
-    def from_references(cls, current: str, previous: str | None = None) -> Signer:
+    def from_references(
+        cls, current: str, previous: str | None = None, *, settings: Settings | None = None
+    ) -> Signer:
+        """Keys read once, here; ``settings`` locate Secrets Manager for its references."""
         return cls(
-            SigningKey(resolve_secret(current)),
-            SigningKey(resolve_secret(previous)) if previous else None,
+            SigningKey(resolve_secret(current, settings)),
+            SigningKey(resolve_secret(previous, settings)) if previous else None,
         )
 
     def sign(self, envelope: W, *, channel: str, now_ms: int, ttl_ms: int) -> W:
@@ -309,8 +292,13 @@ def signer_for(settings: Settings) -> Signer:
     """The process's signer: the configured key references, or else the key of the stack that
     ``tpf up`` owns (its state file names it), so a worker started in another terminal joins."""
     try:
-        return Signer.from_references(settings.signing_key, settings.signing_key_previous)
+        return Signer.from_references(
+            settings.signing_key, settings.signing_key_previous, settings=settings
+        )
     except ConfigurationError:
+        # A key kept in Secrets Manager was asked for by name: never stand a local one in for it.
+        if settings.signing_key.startswith(f"{SECRETS_MANAGER}:"):
+            raise
         state = read_state(settings) or {}
         reference = state.get("signing_key")
         # Only a stack on this machine lends its key: never one whose services are elsewhere.

@@ -125,7 +125,10 @@ def sync_client(
 ) -> Any:
     """A boto3 client for scripts and provisioning (not for the hot path)."""
     endpoints = endpoints or resolve_endpoints(settings)
-    client = boto3.session.Session().client(service, **client_kwargs(settings, service, endpoints))
+    kwargs = client_kwargs(settings, service, endpoints)
+    if service not in SERVICES:
+        kwargs["endpoint_url"] = service_endpoint(settings, endpoints, service)
+    client = boto3.session.Session().client(service, **kwargs)
     ledger.attach(client.meta.events)
     return client
 
@@ -142,12 +145,17 @@ class AwsClients:
     """Reads the event source mappings of Lambda workers (never invokes them)."""
 
 
-def lambda_endpoint(settings: Settings, endpoints: Endpoints) -> str | None:
-    """Lambda is no service of the LocalStack stack; moto's server (embedded) serves it."""
-    explicit = os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or settings.endpoint_url
+def service_endpoint(settings: Settings, endpoints: Endpoints, service: str) -> str | None:
+    """Services outside the LocalStack stack (Lambda, Secrets Manager): an explicit endpoint,
+    else moto's server when embedded (it serves every service), else the SDK's own."""
+    explicit = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or settings.endpoint_url
     if explicit or settings.substrate != "embedded":
         return explicit
     return endpoints.dynamodb
+
+
+def lambda_endpoint(settings: Settings, endpoints: Endpoints) -> str | None:
+    return service_endpoint(settings, endpoints, "lambda")
 
 
 @asynccontextmanager

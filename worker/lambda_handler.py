@@ -123,7 +123,9 @@ async def _command_handler(
     release_version: str,
     resources: AsyncExitStack,
 ) -> CommandHandler:
-    signer = Signer.from_references(settings.signing_key, settings.signing_key_previous)
+    signer = Signer.from_references(
+        settings.signing_key, settings.signing_key_previous, settings=settings
+    )
     aws = await resources.enter_async_context(open_clients(settings))
     # A function deployed with code that is not the release it names refuses every command
     # rather than run it: the cold start fails, and the messages stay for a correct one.

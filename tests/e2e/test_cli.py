@@ -181,6 +181,7 @@ def test_roles_that_cannot_start_say_why_in_one_line(
     unreachable = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
     unprovisioned = {"AWS_ENDPOINT_URL": moto_server.endpoint_url, "TPF_STACK": "never-made"}
     reachable = {"AWS_ENDPOINT_URL": moto_server.endpoint_url}
+    kept_nowhere = "secretsmanager:tpf/never-made"
     cases = [
         (["coordinator"], unreachable, "cannot reach"),
         (["coordinator"], unprovisioned, "tpf infra up"),
@@ -190,6 +191,12 @@ def test_roles_that_cannot_start_say_why_in_one_line(
         (["coordinator"], {"TPF_DUE_SHARDS": "0"}, "TPF_DUE_SHARDS"),
         (["coordinator"], {"TPF_ADMIN_TOKEN": "", **reachable}, "TPF_ADMIN_TOKEN must be"),
         (["coordinator"], {"TPF_CONTROL_PLANE_TOKEN": "short", **reachable}, "must be at least"),
+        (["coordinator"], {"TPF_ADMIN_TOKEN": kept_nowhere, **reachable}, kept_nowhere),
+        (
+            ["worker", "--pipeline", "examples.orders:orders"],
+            {"TPF_SIGNING_KEY": kept_nowhere, **reachable},
+            "Secrets Manager refused",
+        ),
     ]
     for args, extra, said in cases:
         done = tpf(*args, env=clean_env(tmp_path, **(tokens | extra)), timeout=90)

@@ -4,10 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tpf.errors import ConfigurationError
+from tpf.secret_references import resolve_secret, resolve_token
 from tpf.settings import Settings
-from tpf.signing import SignatureRejected, Signer, SigningKey, resolve_secret, signer_for
+from tpf.signing import SignatureRejected, Signer, SigningKey, signer_for
 from tpf.wire import Heartbeat, WorkerIdentity
 
 NOW = 1_800_000_000_000
@@ -116,3 +118,11 @@ def test_only_a_stack_on_this_machine_lends_its_signing_key(
     else:
         with pytest.raises(ConfigurationError):
             signer_for(settings)
+
+
+def test_an_api_token_is_read_as_a_reference_only_when_it_names_secrets_manager() -> None:
+    settings = Settings(stack="tokens")
+    for literal in ("env:looks-like-a-reference", "file:/etc/passwd", "plain-token-" + "x" * 16):
+        assert resolve_token(SecretStr(literal), settings) == literal
+    with pytest.raises(ConfigurationError, match="must start with"):
+        resolve_token(SecretStr("secretsmanager:"), settings)

@@ -18,6 +18,7 @@ import pytest
 from cfnlint.api import ManualArgs, lint_file
 
 from infra import _buckets
+from infra._secrets import ADMIN_TOKEN, CONTROL_PLANE_TOKEN, SIGNING_KEY
 from infra.resources import StackDescription, describe, work_queue
 from infra.template import (
     COORDINATOR_ROLE,
@@ -32,7 +33,6 @@ from infra.template import (
 )
 from tpf.errors import ConfigurationError
 from tpf.settings import PROFILES, Settings
-from tpf.signing import resolve_secret
 
 ACCOUNT, REGION, PARTITION = "123456789012", "eu-west-1", "aws"
 PSEUDO_PARAMETERS = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": PARTITION}
@@ -40,7 +40,6 @@ PARAMETER_VALUES = {
     "ArtifactBucket": "artifacts",
     "ArtifactKey": "worker.zip",
     "Pipelines": "examples.orders:orders",
-    "SigningSecret": "s" * 32,
     "CoordinatorService": "ecs-tasks.amazonaws.com",
 }
 STACK = "tmpl"
@@ -49,6 +48,7 @@ HOSTED = {ORDERS: "examples.orders:orders"}
 RELEASE_QUEUE = work_queue(ORDERS, "1.0.0")
 WORK_EVENT_SOURCE = work_event_source(RELEASE_QUEUE)
 RECORD_TABLES = ("executions", "awaits", "registry")
+SECRET = "AWS::SecretsManager::Secret"
 ITEM_WRITES = (
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -92,6 +92,8 @@ ARNS = {
     ),
 }
 """ARN pattern (as ``Fn::GetAtt <id>.Arn`` gives it) and the property holding the name."""
+SECRET_ARN = "arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-AbCdEf"
+"""A secret's ``Ref``; CloudFormation names an unnamed secret after its logical id."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ class Resolver:
 
     def arn(self, logical_id: str) -> str:
         resource = self.template["Resources"][logical_id]
+        if resource["Type"] == "AWS::SecretsManager::Secret":
+            name = f"{logical_id}-x1y2z3"
+            return SECRET_ARN.format(partition=PARTITION, region=REGION, account=ACCOUNT, name=name)
         pattern, name_property = ARNS[resource["Type"]]
         name = resource["Properties"][name_property]
         return pattern.format(partition=PARTITION, region=REGION, account=ACCOUNT, name=name)
@@ -111,6 +116,8 @@ class Resolver:
             return value
         ((function, argument),) = value.items()
         if function == "Ref":
+            if argument in self.template["Resources"]:
+                return self.arn(argument)  # the resources referred to give their ARN
             return {**PSEUDO_PARAMETERS, **PARAMETER_VALUES}[argument]
         if function == "Fn::GetAtt":
             target, attribute = argument
@@ -123,6 +130,8 @@ class Resolver:
     def _variable(self, name: str) -> str:
         if name.endswith(".Arn"):
             return self.arn(name.removesuffix(".Arn"))
+        if name in self.template["Resources"]:
+            return self.arn(name)
         return PSEUDO_PARAMETERS[name]
 
 
@@ -258,13 +267,11 @@ def test_buckets_expire_the_inbox_keeps_versions_and_notifies_ingest_once_s3_may
         p = resources[logical_id("bucket", bucket.name)]["Properties"]
         days = [r["ExpirationInDays"] for r in p.get("LifecycleConfiguration", {}).get("Rules", [])]
         assert days == ([bucket.expire_after.days] if bucket.expire_after else []), bucket.name
-        versioning = p.get("VersioningConfiguration")
-        assert versioning == ({"Status": "Enabled"} if bucket.versioned else None), bucket.name
+        # Deployed, every bucket keeps versions; an old one expires as a current one would.
+        assert p["VersioningConfiguration"] == {"Status": "Enabled"}, bucket.name
         for rule in p.get("LifecycleConfiguration", {}).get("Rules", []):
-            noncurrent = rule.get("NoncurrentVersionExpiration")
-            assert noncurrent == (
-                {"NoncurrentDays": rule["ExpirationInDays"]} if bucket.versioned else None
-            )
+            noncurrent = rule["NoncurrentVersionExpiration"]
+            assert noncurrent == {"NoncurrentDays": rule["ExpirationInDays"]}
     inbox = resources[logical_id("bucket", "inbox")]
     (target,) = inbox["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
     assert target == {
@@ -276,7 +283,11 @@ def test_buckets_expire_the_inbox_keeps_versions_and_notifies_ingest_once_s3_may
     queue_policy = resources[policy_id]
     assert queue_policy["Type"] == "AWS::SQS::QueuePolicy"
     assert queue_policy["Properties"]["Queues"] == [{"Ref": logical_id("queue", "ingest")}]
-    (statement,) = queue_policy["Properties"]["PolicyDocument"]["Statement"]
+    (statement,) = [
+        s
+        for s in queue_policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow"
+    ]
     resolve = Resolver(template)
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
@@ -347,7 +358,10 @@ def test_the_worker_environment_configures_settings_for_this_stack(
     assert [seen.resource(t.name) for t in stack.tables] == [
         stack.physical(t.name) for t in stack.tables
     ]
-    assert resolve_secret(seen.signing_key) == PARAMETER_VALUES["SigningSecret"].encode()
+    signing_secret = Resolver(template).arn(SIGNING_KEY)
+    assert seen.signing_key == f"secretsmanager:{signing_secret}"
+    # The reference is all the function is given: no variable holds a secret.
+    assert not {"TPF_SIGNING_SECRET", "TPF_WORKER_SECRET"} & set(variables)
     assert variables["TPF_RELEASE"] == "1.0.0"
 
 
@@ -479,7 +493,8 @@ def test_no_statement_grants_every_action_or_every_resource(template: dict[str, 
     resolve = Resolver(template)
     statements = [s for d in _policy_documents(template) for s in d["Statement"]]
     assert len(statements) > 10
-    for statement in statements:
+    # A Deny of everything is how a bucket refuses plain HTTP; only grants must be narrow.
+    for statement in [s for s in statements if s["Effect"] == "Allow"]:
         if statement["Sid"] == "ReadWorkerMappings":
             continue  # ListEventSourceMappings has no resource-level permission; read-only
         for action in _listed(statement["Action"]):
@@ -491,12 +506,14 @@ def test_no_statement_grants_every_action_or_every_resource(template: dict[str, 
 def test_every_role_grant_names_a_resource_of_this_stack(
     template: dict[str, Any], worker: Policy, coordinator: Policy
 ) -> None:
+    secrets = {Resolver(template).arn(id_) for id_ in _of_type(template, SECRET)}
     for policy in (worker, coordinator):
         for statement in policy.statements:
             if statement["Sid"] == "ReadWorkerMappings":
                 continue  # no resource-level permission; read-only, tested above
             for resource in statement["Resource"]:
-                assert f"{STACK}-" in resource, (statement["Sid"], resource)
+                own_secret = resource in secrets
+                assert own_secret or f"{STACK}-" in resource, (statement["Sid"], resource)
 
 
 # -- the template as a whole ---------------------------------------------------------------
@@ -529,3 +546,106 @@ def test_cfn_lint_finds_nothing_to_report(template: dict[str, Any], tmp_path: Pa
     matches = lint_file(path, ManualArgs(include_checks=["I"], regions=["us-east-1", REGION]))
 
     assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
+
+
+# -- what a security review asks -----------------------------------------------------------
+
+
+def test_every_table_survives_a_mistaken_delete_and_restores_to_any_second(
+    template: dict[str, Any],
+) -> None:
+    tables = _of_type(template, "AWS::DynamoDB::Table")
+    assert tables
+    for id_, table in tables.items():
+        p = table["Properties"]
+        assert p["DeletionProtectionEnabled"] is True, id_
+        assert p["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, id_
+        assert table["DeletionPolicy"] == "Retain", id_
+
+
+def test_every_queue_is_encrypted_at_rest(template: dict[str, Any]) -> None:
+    queues = _of_type(template, "AWS::SQS::Queue")
+    assert queues
+    for id_, queue in queues.items():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True, id_
+
+
+def test_every_bucket_is_encrypted_private_and_refuses_plain_http(
+    template: dict[str, Any],
+) -> None:
+    resolve = Resolver(template)
+    policies = {
+        p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"]
+        for p in _of_type(template, "AWS::S3::BucketPolicy").values()
+    }
+    buckets = _of_type(template, "AWS::S3::Bucket")
+    assert set(policies) == set(buckets)
+    for id_, bucket in buckets.items():
+        p = bucket["Properties"]
+        (rule,) = p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256", id_
+        assert all(p["PublicAccessBlockConfiguration"].values()), id_
+        assert len(p["PublicAccessBlockConfiguration"]) == 4, id_
+        assert p["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        (deny,) = policies[id_]["Statement"]
+        assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "s3:*")
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        arn = resolve.arn(id_)
+        assert [resolve(r) for r in deny["Resource"]] == [arn, f"{arn}/*"]
+
+
+def test_every_queue_refuses_plain_http_in_its_one_policy(template: dict[str, Any]) -> None:
+    resolve = Resolver(template)
+    policies: dict[str, list[dict[str, Any]]] = {}
+    for policy in _of_type(template, "AWS::SQS::QueuePolicy").values():
+        (queue,) = policy["Properties"]["Queues"]
+        assert queue["Ref"] not in policies, "a queue has one policy: a second would replace it"
+        policies[queue["Ref"]] = policy["Properties"]["PolicyDocument"]["Statement"]
+    queues = _of_type(template, "AWS::SQS::Queue")
+    assert set(policies) == set(queues)
+    for id_, statements in policies.items():
+        (deny,) = [s for s in statements if s["Effect"] == "Deny"]
+        assert (deny["Principal"], deny["Action"]) == ("*", "sqs:*")
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert [resolve(r) for r in deny["Resource"]] == [resolve.arn(id_)]
+
+
+def test_the_template_carries_no_secret_value_only_generated_secrets(
+    template: dict[str, Any],
+) -> None:
+    assert not [n for n, p in template["Parameters"].items() if p.get("NoEcho")]
+    secrets = _of_type(template, SECRET)
+    assert set(secrets) == {SIGNING_KEY, CONTROL_PLANE_TOKEN, ADMIN_TOKEN}
+    for id_, secret in secrets.items():
+        p = secret["Properties"]
+        assert "SecretString" not in p, id_
+        assert p["GenerateSecretString"]["PasswordLength"] >= 32, id_
+
+
+def test_each_role_reads_exactly_the_secrets_it_uses(
+    template: dict[str, Any], worker: Policy, coordinator: Policy
+) -> None:
+    resolve = Resolver(template)
+    read = "secretsmanager:GetSecretValue"
+    signing, control, admin = (
+        resolve.arn(s) for s in (SIGNING_KEY, CONTROL_PLANE_TOKEN, ADMIN_TOKEN)
+    )
+    assert worker.allows(read, signing)
+    assert not worker.allows(read, control) and not worker.allows(read, admin)
+    for secret in (signing, control, admin):
+        assert coordinator.allows(read, secret)
+    other = signing.replace(SIGNING_KEY, "SomeoneElsesSecret")
+    assert not worker.allows(read, other) and not coordinator.allows(read, other)
+
+
+def test_the_outputs_configure_the_coordinator_with_references_to_its_secrets(
+    template: dict[str, Any],
+) -> None:
+    resolve = Resolver(template)
+    outputs = template["Outputs"]
+    for output, secret in (
+        ("SigningKeyReference", SIGNING_KEY),
+        ("ControlPlaneTokenReference", CONTROL_PLANE_TOKEN),
+        ("AdminTokenReference", ADMIN_TOKEN),
+    ):
+        assert resolve(outputs[output]["Value"]) == f"secretsmanager:{resolve.arn(secret)}"

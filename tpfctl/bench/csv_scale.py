@@ -38,11 +38,13 @@ MEMORY_GROWTH = 1.25
 
 
 def synthetic_file(rows: int) -> bytes:
+    """``rows`` payments with ids of their own (``R<rows>-<n>``): a payment id is paid once per
+    tenant, so a file sharing ids with an earlier one would be mostly ``DUPLICATE``."""
     lines = ["ID,Recipient,Amount,Currency"]
     for n in range(rows):
         amount = "25000" if n % 97 == 0 else f"{n % 900 + 1}.{n % 100:02d}"
         recipient = "Blocked Corp" if n % 89 == 0 else f"Recipient {n}"
-        lines.append(f"P{n:06d},{recipient},{amount},{'EUR' if n % 3 else 'USD'}")
+        lines.append(f"R{rows}-{n:06d},{recipient},{amount},{'EUR' if n % 3 else 'USD'}")
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from tpf.accounting import LEDGER
 from tpf.errors import ConfigurationError, TpfError
+from tpf.secret_references import resolve_token
 from tpf.settings import Settings
 from tpf.substrate import read_state
 
@@ -52,8 +53,7 @@ class Api:
         if not self.base_url:
             self.base_url = f"http://127.0.0.1:{settings.api_port}"
         name = "admin_token" if admin else "control_plane_token"
-        token = getattr(settings, name)
-        self.token = token.get_secret_value() if token else state.get(name)
+        self.token = resolve_token(getattr(settings, name), settings) or state.get(name)
         if not self.token:
             raise ConfigurationError(f"no {name}: set TPF_{name.upper()} or run `tpf up`")
 
