@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import APIRouter
+from pydantic import SecretStr
 
 from coordinator.admin import admin_router
 from coordinator.api import create_app
@@ -156,13 +157,17 @@ async def dead_letter_queues(settings: Settings, aws: AwsClients) -> dict[str, Q
 
 
 def scoped_tokens(settings: Settings) -> dict[str, frozenset[str]]:
-    """``TPF_TENANT_TOKENS``, refused at start when a token is too short to be a secret."""
-    for token in settings.tenant_tokens:
+    """``TPF_TENANT_TOKENS``, each token itself or a ``secretsmanager:`` reference to it (as
+    the API's two tokens), refused at start when one is too short to be a secret."""
+    scoped: dict[str, frozenset[str]] = {}
+    for given, tenants in settings.tenant_tokens.items():
+        token = resolve_token(SecretStr(given), settings) or ""
         if len(token.strip()) < MIN_TOKEN_CHARS:
             raise ConfigurationError(
                 f"every token in TPF_TENANT_TOKENS must be at least {MIN_TOKEN_CHARS} characters"
             )
-    return dict(settings.tenant_tokens)
+        scoped[token] = tenants
+    return scoped
 
 
 def admin_routers(coordinator: Coordinator, artifacts: ArtifactReader) -> list[APIRouter]:

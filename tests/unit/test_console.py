@@ -14,15 +14,17 @@ from coordinator.access import TokenScopes
 from coordinator.awaits.model import AwaitUnit, Interaction
 from coordinator.console.forms import answer_of, response_form
 from coordinator.console.sessions import COOKIE, SessionStore
+from coordinator.role import scoped_tokens
 from coordinator.testing import InMemoryCoordinator
 from coordinator.workers import WorkerRegistration
 from examples.restaurant_approval import AWAIT_STEP, RestaurantDecision, restaurant_approval
 from tests.console import ACME_ONLY, ADMIN, CONTROL, console_client, csrf_of, sign_in
 from tpf.clock import now_ms
 from tpf.contract import Contract
-from tpf.errors import InvalidInput
+from tpf.errors import ConfigurationError, InvalidInput
 from tpf.payloads import PayloadRef
 from tpf.records import ExecutionRecord, Status, new_execution
+from tpf.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -359,3 +361,10 @@ async def test_the_inbox_lists_a_waiting_order_and_its_form_keeps_a_wrong_answer
     assert refused.status_code == 400
     assert "choose accepted or declined" in refused.text
     assert 'name="accepted.note" value="kept"' in refused.text
+
+
+def test_a_tenant_token_too_short_to_be_a_secret_stops_the_coordinator() -> None:
+    good = Settings(tenant_tokens={ACME_ONLY: ["acme"]})
+    assert scoped_tokens(good) == {ACME_ONLY: frozenset({"acme"})}
+    with pytest.raises(ConfigurationError, match="TPF_TENANT_TOKENS"):
+        scoped_tokens(Settings(tenant_tokens={"short": ["acme"]}))
