@@ -7,13 +7,14 @@ conflict. Health and metrics need no token.
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from coordinator.access import TokenScopes
 from coordinator.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from coordinator.quota import TenantQuota, retry_after
 from coordinator.search_params import search_request
@@ -55,17 +56,28 @@ class SubmitRequest(BaseModel):
     outputStreaming: Literal[False] = False
 
 
-def bearer(token_of: str) -> Any:
-    """A dependency that admits requests carrying the named token."""
+def bearer(
+    token_of: Literal["control_plane_token", "admin_token"], *, spans_tenants: bool = False
+) -> Any:
+    """A dependency that admits requests carrying the named token, or a token scoped to the
+    route's tenant (``coordinator.access``): 401 for a missing or wrong token, 403 for a scoped
+    token on another tenant's route. ``spans_tenants``: what the route changes serves every
+    tenant (a release, a worker), whatever tenant its path names, so no scoped token may use
+    it."""
 
     def check(request: Request) -> None:
-        expected = getattr(request.app.state, token_of)
+        scopes: TokenScopes = request.app.state.token_scopes
         header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
-        ok = scheme.lower() == "bearer" and expected is not None
-        # compare_digest runs in time independent of where the strings differ.
-        if not (ok and hmac.compare_digest(presented.encode(), expected.encode())):
+        grant = scopes.grant(presented) if scheme.lower() == "bearer" else None
+        allowed = grant is not None and (
+            grant.admin if token_of == "admin_token" else grant.control
+        )
+        if grant is None or not allowed:
             raise ApiError(401, "UNAUTHORIZED", "missing or wrong bearer token")
+        tenant_id = request.path_params.get("tenant_id")
+        if grant.scoped and (spans_tenants or tenant_id is None or not grant.admits(tenant_id)):
+            raise ApiError(403, "FORBIDDEN", "this token is scoped to other tenants")
 
     return Depends(check)
 
@@ -206,11 +218,17 @@ def create_app(
     routers: list[APIRouter] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     quota: TenantQuota | None = None,
+    tenant_tokens: Mapping[str, Iterable[str]] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="tpf coordinator", docs_url=None, redoc_url=None, openapi_url="/q/openapi")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.state.control_plane_token = control_plane_token
     app.state.admin_token = admin_token
+    app.state.token_scopes = TokenScopes(
+        control_plane_token=control_plane_token,
+        admin_token=admin_token,
+        tenant_tokens=tenant_tokens,
+    )
     app.state.ready = False
     app.include_router(control_plane(service, quota or TenantQuota(rate=0, burst=1)))
     for router in routers or []:

@@ -145,9 +145,16 @@ class OperatorActions:
         return report
 
     async def cancel(
-        self, tenant_id: str, execution_id: str, *, actor: str, now_ms: int, reason: str | None
+        self,
+        tenant_id: str,
+        execution_id: str,
+        *,
+        actor: str,
+        now_ms: int,
+        reason: str | None,
+        expected_version: int | None = None,
     ) -> Acted:
-        record = await self._current(tenant_id, execution_id, None)
+        record = await self._current(tenant_id, execution_id, expected_version)
         if record.terminal:
             raise Conflict(
                 f"execution {execution_id} already ended {record.status.value}",

@@ -84,7 +84,7 @@ def releases_router(
     release-scoped resources (its queue, say) exist before any submission is pinned to it; if it
     raises, nothing is activated.
     """
-    router = APIRouter(prefix=ADMIN, dependencies=[bearer("admin_token")])
+    router = APIRouter(prefix=ADMIN, dependencies=[bearer("admin_token", spans_tenants=True)])
 
     @router.post(PIPELINE + "/releases/register")
     async def register(tenant_id: str, pipeline_id: str, request: Request) -> dict[str, Any]:
@@ -166,7 +166,9 @@ async def _descriptor(body: dict[str, Any]) -> ReleaseDescriptor:
 def retirement_router(retirement: ReleaseRetirement) -> APIRouter:
     """``POST .../pipelines/{p}/releases/{v}/retire`` (ours): delete a release's work queue
     once it is not active and no execution pinned to it may run again (409 else)."""
-    router = APIRouter(prefix="/tpf/admin", dependencies=[bearer("admin_token")])
+    router = APIRouter(
+        prefix="/tpf/admin", dependencies=[bearer("admin_token", spans_tenants=True)]
+    )
 
     @router.post("/tenants/{tenant_id}/pipelines/{pipeline_id}/releases/{release_version}/retire")
     async def retire(tenant_id: str, pipeline_id: str, release_version: str) -> dict[str, Any]:

@@ -15,10 +15,12 @@ from typing import Any
 
 import uvicorn
 from fastapi import APIRouter
+from pydantic import SecretStr
 
 from coordinator.admin import admin_router
 from coordinator.api import create_app
 from coordinator.awaits import DynamoAwaitTable
+from coordinator.console import install_console
 from coordinator.depth import QueueDepthSampler
 from coordinator.history import DynamoHistoryTable, History
 from coordinator.interactions import interactions_router
@@ -33,6 +35,7 @@ from coordinator.workers import WorkerDirectory
 from coordinator.workers.dynamodb import DynamoWorkerTable
 from coordinator.workers.lambda_mappings import LambdaEventSourceMappings
 from coordinator.workers_api import workers_router
+from infra.resources import describe
 from tpf.artifacts import artifact_readers
 from tpf.artifacts.port import ArtifactReader
 from tpf.errors import ConfigurationError
@@ -145,6 +148,28 @@ async def sampled_queues(coordinator: Coordinator) -> dict[str, Queue]:
     }
 
 
+async def dead_letter_queues(settings: Settings, aws: AwsClients) -> dict[str, Queue]:
+    """The stack's dead-letter queues (``<queue>-dlq``), sampled with the others so the console
+    and ``/q/metrics`` show what waits in them. (A release's work queue has one too; its depth
+    is on the workers' side of the dashboard, as the work queue's is.)"""
+    names = [q.dead_letter_name for q in describe(settings).queues]
+    return {name: await SqsQueue.open(aws.sqs, settings.resource(name)) for name in names}
+
+
+def scoped_tokens(settings: Settings) -> dict[str, frozenset[str]]:
+    """``TPF_TENANT_TOKENS``, each token itself or a ``secretsmanager:`` reference to it (as
+    the API's two tokens), refused at start when one is too short to be a secret."""
+    scoped: dict[str, frozenset[str]] = {}
+    for given, tenants in settings.tenant_tokens.items():
+        token = resolve_token(SecretStr(given), settings) or ""
+        if len(token.strip()) < MIN_TOKEN_CHARS:
+            raise ConfigurationError(
+                f"every token in TPF_TENANT_TOKENS must be at least {MIN_TOKEN_CHARS} characters"
+            )
+        scoped[token] = tenants
+    return scoped
+
+
 def admin_routers(coordinator: Coordinator, artifacts: ArtifactReader) -> list[APIRouter]:
     """Every route behind the admin token, and the interaction routes."""
 
@@ -176,9 +201,12 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             admin_token=admin_token,
             routers=admin_routers(coordinator, artifact_readers(aws.s3)),
             max_body_bytes=settings.max_request_bytes,
+            tenant_tokens=scoped_tokens(settings),
             quota=TenantQuota(rate=settings.tenant_submit_rate, burst=settings.tenant_submit_burst),
         )
-        depth = QueueDepthSampler(await sampled_queues(coordinator), interval_s=DEPTH_INTERVAL_S)
+        install_console(app, coordinator, session_ttl_s=settings.console_session_ttl_s)
+        sampled = {**await sampled_queues(coordinator), **await dead_letter_queues(settings, aws)}
+        depth = QueueDepthSampler(sampled, interval_s=DEPTH_INTERVAL_S)
         server = _Server(
             uvicorn.Config(
                 app,

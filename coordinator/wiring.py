@@ -35,7 +35,7 @@ from tpf.queues import Queue
 from tpf.registry import Registry
 from tpf.runtime import InvocationRuntime
 from tpf.settings import Settings
-from tpf.signing import Signer
+from tpf.signing import ProviderKeys, Signer
 from tpf.wire import TransitionResult
 
 
@@ -180,6 +180,7 @@ def assemble(
             awaits=await_service,
             timings=timings,
             provider_auth=settings.provider_auth,
+            provider_keys=ProviderKeys.from_references(settings.provider_keys, settings=settings),
         ),
         ingest=IngestConsumer(queue=ingest, submit=submit_upload, timings=timings),
         workers=workers,

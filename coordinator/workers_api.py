@@ -25,7 +25,7 @@ def worker_body(record: WorkerRecord) -> dict[str, Any]:
 
 
 def workers_router(directory: WorkerDirectory) -> APIRouter:
-    router = APIRouter(prefix=ADMIN, dependencies=[bearer("admin_token")])
+    router = APIRouter(prefix=ADMIN, dependencies=[bearer("admin_token", spans_tenants=True)])
 
     @router.post(f"{WORKERS}/register")
     async def register(tenant_id: str, pipeline_id: str, request: Request) -> dict[str, Any]:

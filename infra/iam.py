@@ -219,6 +219,12 @@ def coordinator_role(
             QUEUE_CONSUME + QUEUE_LOOKUP,
             [arn(ids("queue", name)) for name in COORDINATOR_CONSUMES],
         ),
+        # The console counts what waits in each dead-letter queue (GetQueueAttributes only).
+        _statement(
+            "CountDeadLetterQueues",
+            QUEUE_LOOKUP,
+            [arn(ids("queue", q.dead_letter_name)) for q in stack.queues],
+        ),
         _statement(
             "ReleaseWorkQueues",
             QUEUE_SEND + QUEUE_LOOKUP + RELEASE_QUEUE_MANAGEMENT,

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     """Bearer token of the control-plane API, or a ``secretsmanager:`` reference to it."""
     admin_token: SecretStr | None = None
     """Bearer token of the admin API, or a ``secretsmanager:`` reference to it."""
+    tenant_tokens: dict[str, frozenset[str]] = Field(default_factory=dict, repr=False)
+    """Bearer tokens scoped to tenants, as JSON ``{"<token>": ["acme", "globex"]}``: each sees
+    and acts on its tenants only, on the API and in the console; listing the control-plane or
+    admin token narrows it too (``coordinator.access``)."""
+    console_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    """How long a console sign-in lasts; the operator signs in again after."""
     api_host: str = "127.0.0.1"
     api_port: int = Field(
         default=8081,
@@ -181,6 +187,11 @@ class Settings(BaseSettings):
     """Completions on the provider lane (the await-completions queue) must echo their request's
     signed resume token: ``enforce`` refuses one without, ``warn`` records it and logs (for a
     rollout while providers learn to echo it)."""
+    provider_keys: dict[str, str] = Field(default_factory=dict)
+    """Optional, on top of the resume token: ``{"<provider>": "<secret reference>"}`` (JSON;
+    ``env:``, ``file:`` or ``secretsmanager:``). When set, every completion on the provider lane
+    must be signed with one of these keys (``tpf.signing.ProviderKeys``); ``provider_auth``
+    applies to a missing or wrong signature as to a missing token."""
 
     ledger_file: Path | None = None
     """Where a role process writes its request ledger (JSON) when it exits."""

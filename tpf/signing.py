@@ -78,6 +78,43 @@ class SigningKey:
         return hashlib.sha256(b"tpf-key-id:" + self.secret).hexdigest()[:12]
 
 
+PROVIDER_CHANNEL = "provider-completion"
+"""What a provider's own key signs: its completions on the provider lane."""
+
+
+class ProviderKeys:
+    """Each payment (or other) provider's own key, on top of the resume token its completions
+    echo: a completion must then be signed (``Signer.sign(..., channel=PROVIDER_CHANNEL)``)
+    with the key of one of them, and names its provider by the key's id."""
+
+    def __init__(self, keys: Mapping[str, SigningKey]) -> None:
+        self._by_id = {key.key_id: (name, Signer(key)) for name, key in keys.items()}
+
+    @classmethod
+    def from_references(
+        cls, references: Mapping[str, str], *, settings: Settings | None = None
+    ) -> ProviderKeys:
+        """``{provider: secret reference}``, each read once, here (fails closed)."""
+        return cls(
+            {name: SigningKey(resolve_secret(ref, settings)) for name, ref in references.items()}
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self._by_id)
+
+    def verify(self, envelope: object, *, now_ms: int) -> str:
+        """The provider whose key signed ``envelope``, or :class:`SignatureRejected`."""
+        signature: Signature | None = getattr(envelope, "signature", None)
+        if signature is None or not isinstance(envelope, Wire):
+            raise SignatureRejected("unsigned")
+        found = self._by_id.get(signature.key_id)
+        if found is None:
+            raise SignatureRejected("unknown key")
+        name, signer = found
+        signer.verify(envelope, channel=PROVIDER_CHANNEL, now_ms=now_ms)
+        return name
+
+
 class Signer:
     def __init__(self, current: SigningKey, previous: SigningKey | None = None) -> None:
         self.current = current

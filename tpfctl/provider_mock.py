@@ -27,12 +27,15 @@ from typing import Any
 from tpf.errors import ConfigurationError
 from tpf.loops import BoundedReceiver
 from tpf.queues import BATCH, Outgoing, Queue, Received
+from tpf.signing import PROVIDER_CHANNEL, Signer
 from tpf.wire import AwaitCompletion, AwaitRequest, MalformedMessage, Payload, decode
 
 log = logging.getLogger("tpf.provider")
 
 ACTOR = "provider-mock"
 ANSWER_TYPE = "payments.ProviderAnswer"
+SIGNATURE_TTL_MS = 15 * 60 * 1000
+"""How long a signed answer stays valid: longer than it may wait on the completion queue."""
 RECORDS_MODULE = "examples.csv_payments.records"
 
 Decide = Callable[[dict[str, Any]], dict[str, Any]]
@@ -123,8 +126,10 @@ class ProviderMock:
         wait_s: int = 20,
         grace_s: float = 5.0,
         max_inflight: int | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.requests, self.completions = requests, completions
+        self.signer = signer
         self.behaviour, self.decide = behaviour, decide
         self.wait_s, self.grace_s = wait_s, grace_s
         self.pacer = Pacer(behaviour.per_second)
@@ -218,7 +223,13 @@ class ProviderMock:
         due = received_at + behaviour.delay_s
         while (wait := due - asyncio.get_running_loop().time()) > 0:  # timers may fire early
             await asyncio.sleep(wait)
-        body = completion(request, answer).to_json()
+        answered = completion(request, answer)
+        if self.signer is not None:  # the provider's own key, on top of the resume token
+            now = int(time.time() * 1000)
+            answered = self.signer.sign(
+                answered, channel=PROVIDER_CHANNEL, now_ms=now, ttl_ms=SIGNATURE_TTL_MS
+            )
+        body = answered.to_json()
         for _ in range(copies):
             await self.pacer.acquire()
             if not await self._try(self.completions.send(Outgoing(body)), message):

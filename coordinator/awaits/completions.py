@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Literal
 
 from coordinator.awaits.completing import CompletionRequest
 from coordinator.awaits.service import AwaitService
 from tpf import metrics
+from tpf.clock import now_ms
 from tpf.codec import decode_value
 from tpf.errors import Conflict, InvalidInput, NotFound, TpfError
 from tpf.loops import message_failed, pause
 from tpf.queues import BATCH, Queue, Received
 from tpf.settings import Timings
+from tpf.signing import ProviderKeys, SignatureRejected
 from tpf.untrusted import check_bounds
 from tpf.wire import (
     AwaitCompletion,
@@ -53,9 +56,11 @@ class CompletionConsumer:
         awaits: AwaitService,
         timings: Timings,
         provider_auth: Literal["enforce", "warn"] = "enforce",
+        provider_keys: ProviderKeys | None = None,
     ) -> None:
         self.queue, self.awaits, self.timings = queue, awaits, timings
         self.provider_auth = provider_auth
+        self.provider_keys = provider_keys or ProviderKeys({})
 
     async def run(self, stop: asyncio.Event) -> None:
         # Rounds wait mostly on DynamoDB and SQS: a few at once keep both busy.
@@ -94,7 +99,7 @@ class CompletionConsumer:
         settled: list[Received] = []
         for message in messages:
             try:
-                accepted.append((message, self._verified(message, self._request(message))))
+                accepted.append((message, self._verified(message, *self._request(message))))
             except MalformedMessage as exc:
                 await self._release_malformed(message, exc)
             except InvalidInput as exc:
@@ -127,14 +132,16 @@ class CompletionConsumer:
                 extra={"action": "completion-delete-failed"},
             )
 
-    def _request(self, message: Received) -> CompletionRequest:
+    def _request(self, message: Received) -> tuple[CompletionRequest, object]:
+        """The completion, and the envelope it came in (whose signature may be checked)."""
         try:
             envelope = decode(message.body)
         except MalformedMessage as ours:
             try:
-                return _from_tpf_provider(decode_provider_completion(message.body))
+                theirs = decode_provider_completion(message.body)
             except MalformedMessage:
                 raise ours from None
+            return _from_tpf_provider(theirs), theirs
         if not isinstance(envelope, AwaitCompletion):
             raise MalformedMessage(f"a {envelope.kind} envelope on the completion queue")
         payload = envelope.response_payload
@@ -146,27 +153,49 @@ class CompletionConsumer:
             resume_token=envelope.resume_token,
             idempotency_key=envelope.idempotency_key,
             actor=envelope.actor,
-        )
+        ), envelope
 
-    def _verified(self, message: Received, request: CompletionRequest) -> CompletionRequest:
+    def _verified(
+        self, message: Received, request: CompletionRequest, envelope: object
+    ) -> CompletionRequest:
         """Anything that can send to this queue could otherwise answer any interaction it can
         name: a completion must echo its request's resume token (signed, naming the tenant
-        and the interaction), which the recorder then checks against the interaction."""
-        if request.resume_token is not None:
-            return request
+        and the interaction), which the recorder then checks against the interaction; with
+        provider keys configured, it must also be signed by a provider's key."""
+        if request.resume_token is None:
+            self._unverified(
+                message,
+                "unverified",
+                "a provider's completion must echo its request's resumeToken",
+                pointer="/resumeToken",
+            )
+        if self.provider_keys:
+            try:
+                provider = self.provider_keys.verify(envelope, now_ms=now_ms())
+            except SignatureRejected as exc:
+                self._unverified(
+                    message,
+                    exc.reason,
+                    f"a provider's completion must be signed with its key ({exc.reason})",
+                    pointer="/signature",
+                )
+            else:
+                request = replace(request, actor=request.actor or provider)
+        return request
+
+    def _unverified(self, message: Received, reason: str, why: str, *, pointer: str) -> None:
+        """Count it; refuse it, unless ``TPF_PROVIDER_AUTH=warn`` lets it through, logged."""
         metrics.MESSAGES_REJECTED.labels(
-            role="coordinator", queue="completions", reason="unverified"
+            role="coordinator", queue="completions", reason=reason
         ).inc()
         if self.provider_auth == "warn":
             log.warning(
-                "completion without a resume token accepted (TPF_PROVIDER_AUTH=warn)",
+                "completion accepted unverified (TPF_PROVIDER_AUTH=warn): %s",
+                why,
                 extra={"action": "completion-unverified", "messageId": message.message_id},
             )
-            return request
-        raise InvalidInput(
-            "a provider's completion must echo its request's resumeToken",
-            pointer="/resumeToken",
-        )
+            return
+        raise InvalidInput(why, pointer=pointer)
 
     async def _release_malformed(self, message: Received, exc: Exception) -> None:
         metrics.MESSAGES_REJECTED.labels(

@@ -19,6 +19,7 @@ from tpf.queues import Outgoing
 from tpf.records import Status
 from tpf.runtime import InvocationRuntime
 from tpf.settings import Settings
+from tpf.signing import PROVIDER_CHANNEL, Signer, SigningKey
 from tpf.wire import AwaitCompletion, Payload
 from worker.transition import run_transition
 
@@ -338,6 +339,54 @@ async def test_a_provider_completion_must_echo_its_resume_token(
     status = (await c.service.status("acme", execution_id)).status
     # A forged token is refused in both modes; a missing one only where it is enforced.
     assert status is (Status.WAITING_EXTERNAL if auth == "enforce" else Status.SUCCEEDED)
+
+
+@pytest.mark.parametrize(
+    ("sign_with", "recorded"),
+    [
+        (None, False),  # unsigned, though it echoes its resume token
+        ("some-other-providers-secret", False),
+        ("payments-provider-secret", True),
+    ],
+)
+async def test_with_provider_keys_a_completion_must_also_be_signed_by_its_provider(
+    monkeypatch: pytest.MonkeyPatch, sign_with: str | None, recorded: bool
+) -> None:
+    monkeypatch.setenv("PAYMENTS_PROVIDER_KEY", "payments-provider-secret")
+    settings = Settings(
+        profile="test",
+        due_shards=2,
+        submit_without_worker=True,
+        provider_keys={"payments": "env:PAYMENTS_PROVIDER_KEY"},
+    )
+    c = InMemoryCoordinator.create(settings)
+    await c.register(restaurant_approval)
+    execution_id, parked_at = await parked(c)
+    interaction: Interaction = parked_at["interaction"]
+    completion = AwaitCompletion(
+        tenant_id="acme",
+        interaction_id=interaction.interaction_id,
+        resume_token=c.awaits.admitter.token(interaction),
+        response_payload=Payload(
+            payload_type_id="Decision",
+            payload=json.dumps(accepted(parked_at["request"]["orderId"])),
+        ),
+    )
+    if sign_with is not None:
+        signer = Signer(SigningKey(sign_with.encode()))
+        completion = signer.sign(
+            completion, channel=PROVIDER_CHANNEL, now_ms=now_ms(), ttl_ms=60_000
+        )
+    await c.await_completions.send(Outgoing(completion.to_json()))
+    for message in await c.await_completions.receive(wait_s=0):
+        await c.completions.handle(message)
+    assert not c.await_completions.messages  # settled either way: refused for good, or recorded
+    await drive(c)
+    status = (await c.service.status("acme", execution_id)).status
+    assert status is (Status.SUCCEEDED if recorded else Status.WAITING_EXTERNAL)
+    if recorded:
+        stored = await c.await_table.get_interaction("acme", interaction.unit_id, 0)
+        assert stored is not None and stored.actor == "payments"  # named by its key
 
 
 async def test_a_transport_plugs_in_without_touching_the_coordinator() -> None:

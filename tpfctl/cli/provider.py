@@ -31,9 +31,17 @@ def provider_mock(
     seed: Annotated[
         int | None, typer.Option(help="Repeatable drop/duplicate choices per interaction.")
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="Sign answers with this provider key (a secret reference: env:, file: or "
+            "secretsmanager:), as the coordinator's TPF_PROVIDER_KEYS expects."
+        ),
+    ] = None,
 ) -> None:
     """Answer payment await requests on the await-requests queue, like a payment provider."""
     from tpf.queues import SqsQueue
+    from tpf.signing import Signer
     from tpf.substrate import open_clients
     from tpfctl.provider_mock import MockBehaviour, ProviderMock, load_default_decide
 
@@ -52,6 +60,7 @@ def provider_mock(
         seed=seed,
     )
     decide = load_default_decide()  # fail now, not on every request
+    signer = Signer.from_references(key, settings=settings) if key else None
 
     async def main(stop: asyncio.Event) -> None:
         async with open_clients(settings) as aws:
@@ -62,6 +71,7 @@ def provider_mock(
                 decide=decide,
                 wait_s=int(timings.long_poll.total_seconds()),
                 grace_s=timings.shutdown_grace.total_seconds(),
+                signer=signer,
             )
             await mock.run(stop)
 

@@ -57,6 +57,7 @@ def up(
         out.print(
             Panel(
                 f"API:        {stack.api_url}\n"
+                f"console:    {stack.api_url}/console (sign in with one of the tokens)\n"
                 f"substrate:  {substrate} ({stack.endpoints.dynamodb or 'AWS'}){generated}\n"
                 f"state file: {state_file} (other `tpf` commands read it)\n"
                 f"logs:       {stack.fleet.workdir}\n\n"
