@@ -21,6 +21,7 @@ from coordinator.admin import admin_router
 from coordinator.api import create_app
 from coordinator.awaits import DynamoAwaitTable
 from coordinator.console import install_console
+from coordinator.console.session_tables import DynamoSessionTable
 from coordinator.depth import QueueDepthSampler
 from coordinator.history import DynamoHistoryTable, History
 from coordinator.interactions import interactions_router
@@ -204,7 +205,12 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
             tenant_tokens=scoped_tokens(settings),
             quota=TenantQuota(rate=settings.tenant_submit_rate, burst=settings.tenant_submit_burst),
         )
-        install_console(app, coordinator, session_ttl_s=settings.console_session_ttl_s)
+        install_console(
+            app,
+            coordinator,
+            sessions=DynamoSessionTable(aws.dynamodb, settings.resource("registry")),
+            session_ttl_s=settings.console_session_ttl_s,
+        )
         sampled = {**await sampled_queues(coordinator), **await dead_letter_queues(settings, aws)}
         depth = QueueDepthSampler(sampled, interval_s=DEPTH_INTERVAL_S)
         server = _Server(

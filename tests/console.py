@@ -11,6 +11,8 @@ import httpx
 from coordinator.admin import admin_router
 from coordinator.api import create_app
 from coordinator.console import install_console
+from coordinator.console.session_tables import MemorySessionTable
+from coordinator.console.sessions import SessionTable
 from coordinator.testing import InMemoryCoordinator
 from coordinator.workers_api import workers_router
 
@@ -22,8 +24,11 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @asynccontextmanager
-async def console_client(coordinator: InMemoryCoordinator) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser-like client (it keeps cookies) of a coordinator serving the console."""
+async def console_client(
+    coordinator: InMemoryCoordinator, sessions: SessionTable | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser-like client (it keeps cookies) of a coordinator serving the console; replicas
+    given the same ``sessions`` share their sign-ins."""
     app = create_app(
         coordinator.service,
         control_plane_token=CONTROL,
@@ -32,7 +37,7 @@ async def console_client(coordinator: InMemoryCoordinator) -> AsyncIterator[http
         routers=[admin_router(coordinator.operations), workers_router(coordinator.workers)],
         max_body_bytes=16 * 1024,
     )
-    install_console(app, coordinator, session_ttl_s=600)
+    install_console(app, coordinator, sessions=sessions or MemorySessionTable(), session_ttl_s=600)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://coordinator") as client:
         yield client

@@ -11,14 +11,12 @@ from fastapi.responses import Response
 
 from coordinator.console.overview import queue_depths
 from coordinator.console.pages import (
-    CONSOLE,
     ConsoleError,
-    ConsoleRoute,
+    TenantSession,
     form_of,
     may_act,
     render,
-    signed_in,
-    tenant_of,
+    tenant_router,
 )
 from coordinator.operations import REDRIVABLE, Selection
 from coordinator.store.search import ExecutionQuery
@@ -33,13 +31,10 @@ BULK_RATE = 20.0
 
 
 def dead_letters_router(coordinator: Coordinator) -> APIRouter:
-    prefix = f"{CONSOLE}/tenants/{{tenant_id}}/dead-letters"
-    router = APIRouter(prefix=prefix, route_class=ConsoleRoute)
+    router = tenant_router("/dead-letters")
 
     @router.get("")
     async def dead_letters(tenant_id: str, request: Request) -> Response:
-        session = signed_in(request)
-        tenant_of(session, tenant_id)
         groups, more = await _groups(coordinator, tenant_id)
         return render(
             request,
@@ -52,10 +47,8 @@ def dead_letters_router(coordinator: Coordinator) -> APIRouter:
         )
 
     @router.post("/redrive")
-    async def redrive(tenant_id: str, request: Request) -> Response:
-        session = signed_in(request)
+    async def redrive(tenant_id: str, request: Request, session: TenantSession) -> Response:
         fields = await form_of(request, session)
-        tenant_of(session, tenant_id)
         may_act(session)
         status = _status(fields.get("status", ""))
         error_code = fields.get("errorCode") or None

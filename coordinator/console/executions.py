@@ -12,13 +12,12 @@ from fastapi.responses import Response
 from coordinator.console.pages import (
     CONSOLE,
     ConsoleError,
-    ConsoleRoute,
+    TenantSession,
     form_of,
     may_act,
     render,
     see_other,
-    signed_in,
-    tenant_of,
+    tenant_router,
 )
 from coordinator.operations import REDRIVABLE
 from coordinator.search_params import search_request
@@ -35,12 +34,10 @@ NOTICES = {"redriven": "Re-driven: the execution is queued again.", "cancelled":
 
 
 def executions_router(coordinator: Coordinator) -> APIRouter:
-    router = APIRouter(prefix=f"{CONSOLE}/tenants/{{tenant_id}}", route_class=ConsoleRoute)
+    router = tenant_router()
 
     @router.get("/executions")
     async def executions(tenant_id: str, request: Request) -> Response:
-        session = signed_in(request)
-        tenant_of(session, tenant_id)
         # An empty field of the filter form means "any": left out, as the API would have it.
         params = [(k, v) for k, v in request.query_params.multi_items() if v != ""]
         query, cursor = search_request(tenant_id, params)
@@ -62,8 +59,6 @@ def executions_router(coordinator: Coordinator) -> APIRouter:
 
     @router.get("/executions/{execution_id}")
     async def execution(tenant_id: str, execution_id: str, request: Request) -> Response:
-        session = signed_in(request)
-        tenant_of(session, tenant_id)
         record = await coordinator.service.status(tenant_id, execution_id)
         history = await coordinator.service.history(tenant_id, execution_id)
         unit, interactions = None, []
@@ -89,8 +84,6 @@ def executions_router(coordinator: Coordinator) -> APIRouter:
 
     @router.get("/executions/{execution_id}/payloads/{which}")
     async def payload(tenant_id: str, execution_id: str, which: str, request: Request) -> Response:
-        session = signed_in(request)
-        tenant_of(session, tenant_id)
         record = await coordinator.service.status(tenant_id, execution_id)
         ref = getattr(record, which) if which in PAYLOADS else None
         if ref is None:
@@ -108,10 +101,10 @@ def executions_router(coordinator: Coordinator) -> APIRouter:
         )
 
     @router.post("/executions/{execution_id}/redrive")
-    async def redrive(tenant_id: str, execution_id: str, request: Request) -> Response:
-        session = signed_in(request)
+    async def redrive(
+        tenant_id: str, execution_id: str, request: Request, session: TenantSession
+    ) -> Response:
         fields = await form_of(request, session)
-        tenant_of(session, tenant_id)
         may_act(session)
         await coordinator.operations.redrive(
             tenant_id,
@@ -125,10 +118,10 @@ def executions_router(coordinator: Coordinator) -> APIRouter:
         return see_other(f"{CONSOLE}/tenants/{tenant_id}/executions/{execution_id}?done=redriven")
 
     @router.post("/executions/{execution_id}/cancel")
-    async def cancel(tenant_id: str, execution_id: str, request: Request) -> Response:
-        session = signed_in(request)
+    async def cancel(
+        tenant_id: str, execution_id: str, request: Request, session: TenantSession
+    ) -> Response:
         fields = await form_of(request, session)
-        tenant_of(session, tenant_id)
         may_act(session)
         reason = fields.get("reason", "").strip()
         if not reason:

@@ -17,12 +17,11 @@ from coordinator.awaits.model import Interaction, InteractionStatus, parse_inter
 from coordinator.console.forms import ResponseForm, answer_of, response_form
 from coordinator.console.pages import (
     CONSOLE,
-    ConsoleRoute,
+    TenantSession,
     form_of,
     render,
     see_other,
-    signed_in,
-    tenant_of,
+    tenant_router,
 )
 from coordinator.wiring import Coordinator
 from tpf.errors import InvalidInput, NotFound
@@ -32,12 +31,10 @@ INBOX_LIMIT = 100
 
 
 def inbox_router(coordinator: Coordinator) -> APIRouter:
-    router = APIRouter(prefix=f"{CONSOLE}/tenants/{{tenant_id}}/inbox", route_class=ConsoleRoute)
+    router = tenant_router("/inbox")
 
     @router.get("")
     async def inbox(tenant_id: str, request: Request) -> Response:
-        session = signed_in(request)
-        tenant_of(session, tenant_id)
         pipeline_id = request.query_params.get("pipelineId") or None
         step_id = request.query_params.get("stepId") or None
         waiting = await coordinator.awaits.pending(
@@ -61,16 +58,14 @@ def inbox_router(coordinator: Coordinator) -> APIRouter:
 
     @router.get("/{interaction_id}")
     async def answer_page(tenant_id: str, interaction_id: str, request: Request) -> Response:
-        session = signed_in(request)
-        tenant_of(session, tenant_id)
         interaction, record, form = await _answerable(coordinator, tenant_id, interaction_id)
         return _answer_form(request, interaction, record, form)
 
     @router.post("/{interaction_id}")
-    async def answer(tenant_id: str, interaction_id: str, request: Request) -> Response:
-        session = signed_in(request)
+    async def answer(
+        tenant_id: str, interaction_id: str, request: Request, session: TenantSession
+    ) -> Response:
         fields = await form_of(request, session)
-        tenant_of(session, tenant_id)
         interaction, record, form = await _answerable(coordinator, tenant_id, interaction_id)
         try:
             response = answer_of(form, fields)

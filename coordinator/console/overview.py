@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from coordinator.console.pages import CONSOLE, ConsoleRoute, render, signed_in, tenant_of
+from coordinator.console.pages import render, tenant_router
 from coordinator.store.search import ExecutionQuery
 from coordinator.wiring import Coordinator
 from tpf import metrics
@@ -26,12 +26,10 @@ PAGE = 200
 
 
 def overview_router(coordinator: Coordinator) -> APIRouter:
-    router = APIRouter(prefix=f"{CONSOLE}/tenants/{{tenant_id}}", route_class=ConsoleRoute)
+    router = tenant_router()
 
     @router.get("/overview")
     async def overview(tenant_id: str, request: Request) -> Response:
-        session = signed_in(request)
-        tenant_of(session, tenant_id)
         counts, more = await _newest_by_status(coordinator, tenant_id)
         return render(
             request,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote
 
-from fastapi import Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -78,13 +78,37 @@ def sessions(request: Request) -> SessionStore:
     return store
 
 
-def signed_in(request: Request) -> Session:
+async def signed_in(request: Request) -> Session:
     """The request's session; a page asks the person to sign in without one."""
-    session = sessions(request).find(request.cookies.get(COOKIE))
+    session = await sessions(request).find(request.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired()
     request.state.session = session
     return session
+
+
+async def tenant_session(request: Request, tenant_id: str) -> Session:
+    """The session of a request for one tenant's page, once it may see that tenant."""
+    session = await signed_in(request)
+    tenant_of(session, tenant_id)
+    return session
+
+
+TenantSession = Annotated[Session, Depends(tenant_session)]
+"""A route's parameter for the session ``tenant_router`` already checked (resolved once)."""
+
+
+def tenant_router(path: str = "") -> APIRouter:
+    """A router of pages under ``/console/tenants/{tenant_id}``.
+
+    Every route on it depends on ``tenant_session``, whether or not its handler asks for the
+    session: a page added later cannot forget the check and show another tenant's data.
+    """
+    return APIRouter(
+        prefix=f"{CONSOLE}/tenants/{{tenant_id}}{path}",
+        route_class=ConsoleRoute,
+        dependencies=[Depends(tenant_session)],
+    )
 
 
 def tenant_of(session: Session, tenant_id: str) -> str:

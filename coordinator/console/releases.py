@@ -17,12 +17,11 @@ from fastapi.responses import Response
 from coordinator.console.pages import (
     CONSOLE,
     ConsoleError,
-    ConsoleRoute,
+    TenantSession,
     form_of,
     render,
     see_other,
-    signed_in,
-    tenant_of,
+    tenant_router,
 )
 from coordinator.store.search import ExecutionQuery
 from coordinator.wiring import Coordinator
@@ -35,12 +34,10 @@ ACTIVATIONS_SHOWN = 20
 
 
 def releases_router(coordinator: Coordinator) -> APIRouter:
-    router = APIRouter(prefix=f"{CONSOLE}/tenants/{{tenant_id}}", route_class=ConsoleRoute)
+    router = tenant_router()
 
     @router.get("/releases")
-    async def releases(tenant_id: str, request: Request) -> Response:
-        session = signed_in(request)
-        tenant_of(session, tenant_id)
+    async def releases(tenant_id: str, request: Request, session: TenantSession) -> Response:
         asked = request.query_params.get("pipelineId") or None
         if asked is not None:
             check_identifier(asked, what="pipelineId", pointer="/pipelineId", limit=MAX_PIPELINE)
@@ -57,10 +54,10 @@ def releases_router(coordinator: Coordinator) -> APIRouter:
         )
 
     @router.post("/pipelines/{pipeline_id}/workers/{worker_id}/drain")
-    async def drain(tenant_id: str, pipeline_id: str, worker_id: str, request: Request) -> Response:
-        session = signed_in(request)
+    async def drain(
+        tenant_id: str, pipeline_id: str, worker_id: str, request: Request, session: TenantSession
+    ) -> Response:
         await form_of(request, session)
-        tenant_of(session, tenant_id)
         if not session.grant.admin or session.grant.scoped:
             raise ConsoleError(403, "draining a worker every tenant shares needs the admin token")
         await coordinator.workers.drain(pipeline_id[:MAX_PIPELINE], worker_id[:200], now_ms())

@@ -52,7 +52,7 @@ def sign_in_router() -> APIRouter:
         grant = scopes.grant(fields.get("token", ""))
         if grant is None:
             return _sign_in_form(request, next_page, "that token is not one of ours", 401)
-        session = sessions(request).start(grant, user)
+        session = await sessions(request).start(grant, user)
         response = see_other(next_page if _NEXT.match(next_page) else CONSOLE)
         response.set_cookie(
             COOKIE,
@@ -68,16 +68,16 @@ def sign_in_router() -> APIRouter:
 
     @router.post("/sign-out")
     async def sign_out(request: Request) -> Response:
-        session = signed_in(request)
+        session = await signed_in(request)
         await form_of(request, session)
-        sessions(request).end(session.session_id)
+        await sessions(request).end(session.session_id)
         response = see_other(f"{CONSOLE}/sign-in")
         response.delete_cookie(COOKIE, path=CONSOLE)
         return response
 
     @router.get("")
     async def landing(request: Request) -> Response:
-        session = signed_in(request)
+        session = await signed_in(request)
         tenant = request.query_params.get("tenant", "")
         if not tenant:
             scope = session.grant.tenants

@@ -4,15 +4,19 @@ their CSRF token, tenant scopes, and escaping."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
 from coordinator.access import TokenScopes
 from coordinator.awaits.model import AwaitUnit, Interaction
+from coordinator.console import console_routers
 from coordinator.console.forms import answer_of, response_form
+from coordinator.console.session_tables import MemorySessionTable
 from coordinator.console.sessions import COOKIE, SessionStore
 from coordinator.role import scoped_tokens
 from coordinator.testing import InMemoryCoordinator
@@ -234,16 +238,56 @@ def test_a_scope_never_widens_a_token_and_an_empty_scope_admits_nothing() -> Non
     assert scopes.grant("") is None
 
 
-def test_a_session_ends_after_its_time() -> None:
+async def test_a_session_ends_after_its_time() -> None:
     now = [0.0]
-    store = SessionStore(ttl_s=60, clock=lambda: now[0])
+    store = SessionStore(MemorySessionTable(), ttl_s=60, clock=lambda: now[0])
     grant = TokenScopes(control_plane_token=CONTROL, admin_token=ADMIN).grant(ADMIN)
     assert grant is not None
-    session = store.start(grant, "ada")
+    session = await store.start(grant, "ada")
     now[0] = 59.0
-    assert store.find(session.session_id) == session
+    assert await store.find(session.session_id) == session
     now[0] = 60.0
-    assert store.find(session.session_id) is None
+    assert await store.find(session.session_id) is None
+
+
+async def test_a_sign_in_on_one_replica_holds_on_every_replica() -> None:
+    coordinator = InMemoryCoordinator.create()
+    shared = MemorySessionTable()
+    async with (
+        console_client(coordinator, shared) as first,
+        console_client(coordinator, shared) as second,
+    ):
+        await sign_in(first, ADMIN)
+        second.cookies.set(COOKIE, first.cookies[COOKIE])
+        page = await second.get("/console/tenants/acme/executions")
+        assert page.status_code == 200, page.text
+        signed_out = await second.post("/console/sign-out", data={"csrf": csrf_of(page.text)})
+        assert signed_out.status_code == 303
+        assert (await first.get("/console/tenants/acme/executions")).status_code == 303
+
+
+async def test_every_tenant_page_refuses_a_token_scoped_to_another_tenant() -> None:
+    """Walks the app's routes, so a page added later is covered without being listed here."""
+    coordinator = InMemoryCoordinator.create()
+    routes = [
+        route
+        for router in console_routers(coordinator)
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/console/tenants/")
+    ]
+    assert len(routes) >= 10
+    async with console_client(coordinator) as browser:
+        await sign_in(browser, ACME_ONLY)
+        csrf = csrf_of((await browser.get("/console/tenants/acme/executions")).text)
+        for route in routes:
+            path = re.sub(
+                r"\{(\w+)\}", lambda m: "x1" if m.group(1) != "tenant_id" else "", route.path
+            )
+            for method in route.methods:
+                theirs = path.replace("/tenants//", "/tenants/globex/")
+                answer = await browser.request(method, theirs, data={"csrf": csrf})
+                assert answer.status_code == 403, (method, theirs)
+                assert "may not see tenant globex" in answer.text
 
 
 async def test_signing_out_ends_the_session(browser: httpx.AsyncClient) -> None:
