@@ -17,6 +17,7 @@ from coordinator.dispatcher import Dispatcher
 from coordinator.identities import await_unit_id
 from coordinator.retries import decide
 from coordinator.store import ExecutionStore
+from coordinator.store.executions import ACTING_WORKER
 from tpf import metrics
 from tpf.contract import ContractRetry
 from tpf.errors import InvalidInput, StaleRecord
@@ -85,11 +86,14 @@ class TransitionCommitter:
             await self._reopen_if_parked_by(record, result)
             self._reject(result, "stale")
             return None
+        acting = ACTING_WORKER.set(result.worker.worker_id)
         try:
             committed = await self._apply(record, result, now_ms)
         except StaleRecord:  # a sweeper or another replica got there first
             self._reject(result, "stale")
             return None
+        finally:
+            ACTING_WORKER.reset(acting)
         metrics.TRANSITIONS.labels(role="coordinator", outcome=result.outcome).inc()
         return committed
 

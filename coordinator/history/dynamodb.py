@@ -27,6 +27,7 @@ def to_item(change: Change) -> dict[str, Any]:
         "tk": change.transition_key,
         "ec": change.error_code,
         "why": change.reason,
+        "w": change.worker,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     return item
@@ -46,6 +47,7 @@ def from_item(tenant_id: str, execution_id: str, item: dict[str, Any]) -> Change
         error_code=item.get("ec"),
         actor=str(item["by"]),
         reason=item.get("why"),
+        worker=item.get("w"),
     )
 
 

@@ -27,6 +27,8 @@ class Change:
     error_code: str | None = None
     actor: str = "coordinator"
     reason: str | None = None
+    worker: str | None = None
+    """The worker whose result made this change, when a result made it."""
 
     @classmethod
     def of(
@@ -36,6 +38,7 @@ class Change:
         *,
         actor: str = "coordinator",
         reason: str | None = None,
+        worker: str | None = None,
     ) -> Change:
         return cls(
             tenant_id=after.tenant_id,
@@ -50,6 +53,7 @@ class Change:
             error_code=after.error_code,
             actor=actor,
             reason=reason,
+            worker=worker,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -65,6 +69,7 @@ class Change:
             "errorCode": self.error_code,
             "actor": self.actor,
             "reason": self.reason,
+            "workerId": self.worker,
         }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec
 
@@ -27,6 +28,9 @@ from tpf.errors import AlreadyExists, IdempotencyKeyReused, StaleRecord
 from tpf.records import ExecutionRecord, Status
 
 P = ParamSpec("P")
+ACTING_WORKER: ContextVar[str | None] = ContextVar("acting_worker", default=None)
+"""The worker whose result the current task is applying: the history entries of the changes
+it causes name it. Set by the committer around one result (each message is its own task)."""
 Applied = Callable[
     Concatenate["ExecutionStore", ExecutionRecord, P], Coroutine[Any, Any, ExecutionRecord]
 ]
@@ -158,7 +162,7 @@ class ExecutionStore:
         """Replace under the move's guard; an operator's move is recorded durably."""
         await self.table.replace(move.new, move.guard)
         if move.actor is None:
-            self._remember(Change.of(before, move.new))
+            self._remember(Change.of(before, move.new, worker=ACTING_WORKER.get()))
         elif self.history is not None:
             change = Change.of(before, move.new, actor=move.actor, reason=move.reason)
             await self.history.record_now(change)
@@ -169,4 +173,4 @@ class ExecutionStore:
             self.history.record(change)
 
 
-__all__ = ["AlreadyExists", "ExecutionStore", "StaleRecord", "Submitted"]
+__all__ = ["ACTING_WORKER", "AlreadyExists", "ExecutionStore", "StaleRecord", "Submitted"]

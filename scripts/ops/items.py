@@ -78,6 +78,7 @@ def change(item: dict[str, Any]) -> dict[str, Any]:
         "errorCode": item.get("ec"),
         "actor": item["by"],
         "reason": item.get("why"),
+        "workerId": item.get("w"),
     }
 
 

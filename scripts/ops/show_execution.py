@@ -36,6 +36,7 @@ HISTORY_COLUMNS = (
     "status",
     "stepIndex",
     "attempt",
+    "workerId",
     "errorCode",
     "actor",
     "reason",

@@ -38,7 +38,7 @@ async def check(table: HistoryTable) -> None:
     execution_id = str(uuid.uuid4())
     history = History(table)
     for version in range(30):
-        history.record(change(execution_id, version))
+        history.record(change(execution_id, version, worker="w-1" if version % 2 else None))
     await history.close()
     # Operator actions carry who and why; writing a version twice keeps one entry.
     await history.record_now(change(execution_id, 29, actor="ada@ops", reason="fixed upstream"))
@@ -46,6 +46,7 @@ async def check(table: HistoryTable) -> None:
     entries = await history.list("acme", execution_id)
     assert [e.version for e in entries] == list(range(30))
     assert entries[0] == change(execution_id, 0)
+    assert entries[1] == change(execution_id, 1, worker="w-1")
     assert (entries[-1].actor, entries[-1].reason) == ("ada@ops", "fixed upstream")
     assert await history.list("acme", str(uuid.uuid4())) == []
 

@@ -65,6 +65,8 @@ async def test_redrive_resets_the_budget_dispatches_and_records_who_and_why(
         "reason": "downstream fixed",
     }
     assert [e["status"] for e in entries][:3] == ["RUNNING", "WAIT_RETRY", "DLQ"]
+    # A change a worker's result made names that worker; dispatches and operators name none.
+    assert [e["workerId"] for e in entries] == [None, "w-test", "w-test", None, None, "w-test"]
 
 
 async def test_redrive_refuses_a_stale_version_a_live_execution_and_failed_unless_allowed(
