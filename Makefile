@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# The benchmarks' own dependencies (the peer's Celery), on top of the development install.
+BENCH_STAMP = $(VENV)/.installed-bench
 # checkov pins its dependencies tighter than the project does: it gets a virtualenv of its own.
 CHECKOV_VENV  ?= .venv-checkov
 CHECKOV_STAMP  = $(CHECKOV_VENV)/.installed
@@ -14,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 $(CHECKOV_STAMP): requirements/checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
@@ -39,7 +45,7 @@ lint: $(STAMP)            ## ruff, mypy, and the import layers (import-linter)
 scan: $(STAMP) $(CHECKOV_STAMP)  ## checkov and cfn-lint over the generated CloudFormation template
 	$(BIN)/python -m pytest -q tests/unit/test_template_scan.py tests/unit/test_template.py
 
-bench: $(STAMP)           ## benchmarks on the LocalStack stack (make stack-up first); BENCH_ARGS to size them
+bench: $(BENCH_STAMP)     ## benchmarks on the LocalStack stack (make stack-up first); BENCH_ARGS to size them
 	$(BIN)/tpf bench $(BENCH_ARGS)
 
 stack-up:                 ## LocalStack (S3, SQS) and DynamoDB Local on loopback

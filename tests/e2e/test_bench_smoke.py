@@ -49,7 +49,8 @@ def finite(value: Any) -> bool:
 def test_every_benchmark_prints_json_lines_naming_itself_and_the_substrate(
     lines: dict[str, list[dict[str, Any]]],
 ) -> None:
-    assert set(lines) == {"cost", "throughput", "coordinator_cpu", "latency", "csv", "search"}
+    named = {"cost", "throughput", "coordinator_cpu", "latency", "csv", "search", "peer"}
+    assert set(lines) == named
     assert all(e["substrate"] == "embedded" for entries in lines.values() for e in entries)
 
 
@@ -133,3 +134,12 @@ def test_the_search_benchmark_pages_through_filtered_searches_within_two_queries
     assert entry["max_queries_per_page"] <= 2
     assert entry["max_scanned_per_page"] <= entry["target"]["scanned_per_page"]
     assert entry["mean_executions_per_page"] > 0
+
+
+def test_the_peer_says_why_it_does_not_run_on_the_embedded_substrate(
+    lines: dict[str, list[dict[str, Any]]],
+) -> None:
+    # Without the bench extra it names the extra; with it, the substrate (LocalStack only).
+    (entry,) = lines["peer"]
+    assert "bench" in entry["skipped"] or "LocalStack" in entry["skipped"]
+    assert "tpf_executions_per_second" not in entry

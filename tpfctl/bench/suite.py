@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from tpfctl.bench import cost, csv_scale, latency, search, throughput
+from tpfctl.bench.peer import compare as peer
 from tpfctl.bench.session import LazySession, Options
 
 Benchmark = Callable[[LazySession], list[dict[str, Any]]]
@@ -22,6 +23,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "latency": latency.run,
     "csv": csv_scale.run,
     "search": search.run,
+    "peer": peer.run,
 }
 
 

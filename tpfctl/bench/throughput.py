@@ -49,15 +49,18 @@ class Round:
         return self.executions / self.ceiling_seconds
 
 
-def one_round(session: Session, number: int, concurrency: dict[str, int]) -> Round:
+def framework_round(session: Session, tenant: str) -> Measured:
+    """One batch of the plain pipeline through the fleet, at the options' size (the peer
+    benchmark runs the same rounds)."""
     options = session.options
     load = Load(
-        PLAIN,
-        tenant=f"throughput-{number}",
-        executions=options.throughput,
-        concurrency=options.concurrency,
+        PLAIN, tenant=tenant, executions=options.throughput, concurrency=options.concurrency
     )
-    measured = session.measure(load, settle=False)
+    return session.measure(load, settle=False)
+
+
+def one_round(session: Session, number: int, concurrency: dict[str, int]) -> Round:
+    measured = framework_round(session, f"throughput-{number}")
     bare = run_ceiling(
         session.stack,
         measured.window,

@@ -11,7 +11,7 @@ from tpf.errors import ConfigurationError
 
 app = typer.Typer()
 
-NAMES = ("cost", "throughput", "latency", "csv", "search")
+NAMES = ("cost", "throughput", "latency", "csv", "search", "peer")
 
 
 @app.command()
