@@ -55,6 +55,18 @@ def test_the_line_sets_the_median_rates_side_by_side_against_the_target() -> Non
     json.dumps(found)  # printable as it is
 
 
+def test_the_ratio_is_the_median_of_the_rounds_own_not_of_the_two_medians() -> None:
+    # Rates 10/30, 20/10, 30/20: each round's pair shares the machine's load of the moment.
+    rounds = [
+        PeerRound(timed(300, 30.0, "SUCCEEDED"), timed(300, 10.0, "COMPLETED")),
+        PeerRound(timed(300, 15.0, "SUCCEEDED"), timed(300, 30.0, "COMPLETED")),
+        PeerRound(timed(300, 10.0, "SUCCEEDED"), timed(300, 15.0, "COMPLETED")),
+    ]
+    found = line(rounds, SETUP)
+    assert found["tpf_executions_per_second"] == found["celery_executions_per_second"] == 20.0
+    assert found["ratio"] == {"value": 1.5, "target": 1.5, "met": True}
+
+
 def test_a_peer_as_fast_as_tpf_misses_the_target() -> None:
     found = line([PeerRound(timed(300, 13.0, "SUCCEEDED"), timed(300, 13.0, "COMPLETED"))], SETUP)
     assert found["ratio"] == {"value": 1.0, "target": 1.5, "met": False}
