@@ -7,7 +7,7 @@ Configured the way a Python team would for this pipeline: kombu's SQS transport 
 defaults (long polling, prefetch), no result backend (nobody reads a chain's result: the last
 step's output is the end), remote control and events off, since SQS has no broadcast. Workers
 read their settings from the environment (:func:`worker_env`); the benchmark's own process
-configures the same app with :func:`configure`.
+publishes through an app of its own (:func:`client`).
 
 Completion is observed without a request: the chain's last task appends ``<execution id>
 <epoch seconds>`` to its worker's own file, so the clock stops where tpf's does, when the last
@@ -67,9 +67,14 @@ def settings(endpoint: str, queue_prefix: str, *, submit_lanes: int = 10) -> dic
     }
 
 
-def configure(endpoint: str, queue_prefix: str, *, submit_lanes: int) -> Celery:
-    app.conf.update(settings(endpoint, queue_prefix, submit_lanes=submit_lanes))
-    return app
+def client(endpoint: str, queue_prefix: str, *, submit_lanes: int) -> Celery:
+    """An app of its own for the benchmark's process, which only publishes (by task name):
+    each run's queue prefix gets fresh connections, closed with the app."""
+    return Celery(
+        "peer-client",
+        set_as_current=False,
+        config_source=settings(endpoint, queue_prefix, submit_lanes=submit_lanes),
+    )
 
 
 def worker_env(endpoint: str, queue_prefix: str, ready: Path, done: Path) -> dict[str, str]:
@@ -102,10 +107,12 @@ def confirm(order: Any, execution_id: str) -> Any:
     return confirmation
 
 
-def submit(order: Any, execution_id: str) -> None:
+def submit(publisher: Celery, order: Any, execution_id: str) -> None:
     """One execution: validate | price | confirm, each step's output the next one's input."""
     chain(
-        validate.s(order, execution_id), price.s(execution_id), confirm.s(execution_id)
+        publisher.signature(validate.name, args=(order, execution_id)),
+        publisher.signature(price.name, args=(execution_id,)),
+        publisher.signature(confirm.name, args=(execution_id,)),
     ).apply_async()
 
 

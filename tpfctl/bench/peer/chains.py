@@ -48,7 +48,9 @@ class Peer:
         self.queue_prefix = f"peer-{uuid.uuid4().hex[:6]}-"
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[IO[bytes]] = []
-        celery_app.configure(endpoint, self.queue_prefix, submit_lanes=shape.submit_lanes)
+        self.publisher = celery_app.client(
+            endpoint, self.queue_prefix, submit_lanes=shape.submit_lanes
+        )
 
     def done_file(self, number: int) -> Path:
         return self.workdir / f"worker-{number}.done"
@@ -99,7 +101,12 @@ class Peer:
         submitted_at = time.time()
         with ThreadPoolExecutor(self.shape.submit_lanes) as lanes:
             # Consuming the results re-raises the first failed submit, if any.
-            list(lanes.map(lambda i: celery_app.submit(plain_input(i), ids[i]), range(executions)))
+            list(
+                lanes.map(
+                    lambda i: celery_app.submit(self.publisher, plain_input(i), ids[i]),
+                    range(executions),
+                )
+            )
         finished = self._wait_done(set(ids), timeout_s)
         cpu_after = self._cpu_seconds()
         return Timed(
@@ -143,6 +150,7 @@ class Peer:
             lifeline.stop_group(process, grace=STOP_GRACE_S)
         for log in self.logs:
             log.close()
+        self.publisher.close()
         self._delete_queues()
 
     def _delete_queues(self) -> None:
