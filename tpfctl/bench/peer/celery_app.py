@@ -3,15 +3,15 @@
 Only the peer benchmark imports this module (and the Celery workers it starts, through ``-A``):
 Celery is a benchmark dependency, the ``bench`` extra, never a runtime one.
 
-Configured the way a Python team would for this pipeline: kombu's SQS transport with its
-defaults (long polling, prefetch), no result backend (nobody reads a chain's result: the last
-step's output is the end), remote control and events off, since SQS has no broadcast. Workers
+Celery's defaults, plus what SQS asks for: kombu's SQS transport as it comes (long polling,
+prefetch), no result backend (nobody reads a chain's result: the last step's output is the
+end), remote control and events off, since SQS has no broadcast. Workers
 read their settings from the environment (:func:`worker_env`); the benchmark's own process
 publishes through an app of its own (:func:`client`).
 
 Completion is observed without a request: the chain's last task appends ``<execution id>
-<epoch seconds>`` to its worker's own file, so the clock stops where tpf's does, when the last
-step's outcome is settled, and the peer pays for no result store it would not otherwise have.
+<epoch seconds>`` to its worker's own file once the step has run (tpf's clock stops at the
+commit of the last result), and the peer pays for no result store it would not otherwise have.
 """
 
 from __future__ import annotations
