@@ -65,6 +65,10 @@ def profile(measured: Measured, stack_name: str) -> dict[str, Any]:
             "rru_per_execution": {k: per(v, n) for k, v in ddb["rru"].items()},
             "failed_conditional_writes_per_execution": per(ddb["failed_conditional_writes"], n),
             "by_table_per_execution": by_table,
+            "by_operation_per_execution": {
+                name.removeprefix(prefix): {k: per(v, n) for k, v in sorted(counters.items())}
+                for name, counters in ddb.get("by_operation", {}).items()
+            },
         },
         "s3": {"put_per_execution": per(s3_put, n), "get_per_execution": per(s3_get, n)},
         "inbox": {"lists": measured.outcome.inbox_lists, "answers": measured.outcome.inbox_answers},

@@ -1,0 +1,87 @@
+"""How large an execution record is as DynamoDB bills it, and how much payload it can carry.
+
+A record under 1 KB costs one WRU per change. A payload small enough to ride inside the record
+costs nothing more to store, where a payload item costs a WRU and a read of its own. How small
+is small depends on the record: ``inline_room`` grows it to the largest shape any later change
+can give it (every counter at its cap, an error message at its cap, a transition key, an await
+unit, the other payloads as claim checks) and leaves the payload what remains of
+``RECORD_BUDGET``. So a record never passes 1 KB, however it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Literal
+
+from tpf.payloads import MAX_INLINE, PayloadRef, digest_of
+from tpf.records import (
+    MAX_COUNTER,
+    MAX_EPOCH_MS,
+    MAX_ERROR_CODE,
+    MAX_ERROR_MESSAGE,
+    MAX_UNIT_ID,
+    ExecutionRecord,
+    Status,
+    to_item,
+    transition_key,
+)
+
+RECORD_BUDGET = 1000
+"""Bytes a record may take: under the 1,024 of one write unit, with a margin."""
+Slot = Literal["input", "continuation", "result"]
+_CLAIM_CHECK = PayloadRef(tier="s3", digest=digest_of(b""))
+_LONGEST_STATUS = max(Status, key=lambda s: len(s.value))
+_MAX_SHARDS = 256
+
+
+def number_size(value: int | Decimal) -> int:
+    """DynamoDB: one byte per two significant digits, plus one."""
+    digits = str(abs(int(value))).strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """Item size as DynamoDB bills it: attribute names plus values (strings and numbers)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if isinstance(value, str):
+            size += len(value.encode())
+        elif isinstance(value, int | Decimal):
+            size += number_size(value)
+        else:
+            raise TypeError(f"unexpected attribute type {type(value)} for {name}")
+    return size
+
+
+def inline_room(record: ExecutionRecord, slot: Slot) -> int:
+    """Bytes of JSON ``slot`` may hold inline while every later shape of ``record`` fits
+    ``RECORD_BUDGET``; never less than the fixed ``MAX_INLINE`` every record has room for."""
+    others = {
+        name: _larger(getattr(record, name)) for name in ("continuation", "result") if name != slot
+    }
+    grown = record.change(
+        status=_LONGEST_STATUS,
+        version=MAX_COUNTER - 1,
+        attempt=MAX_COUNTER - 1,
+        retries_used=MAX_COUNTER - 1,
+        redrive_generation=MAX_COUNTER - 1,
+        step_index=10_000,
+        due_at_ms=MAX_EPOCH_MS - 1,
+        updated_at_ms=MAX_EPOCH_MS - 1,
+        transition_key=transition_key(record.execution_id, 10_000, MAX_COUNTER - 1),
+        await_unit_id="u" * MAX_UNIT_ID,
+        error_code="E" * MAX_ERROR_CODE,
+        error_message="e" * MAX_ERROR_MESSAGE,
+        **others,
+        **{slot: PayloadRef.of_inline("")},
+    )
+    return max(MAX_INLINE, RECORD_BUDGET - item_size(to_item(grown, shards=_MAX_SHARDS)))
+
+
+def _larger(ref: PayloadRef | None) -> PayloadRef:
+    """What a slot may hold later: its payload if inline and longer than a claim check."""
+    if ref is not None and len(ref.compact()) > len(_CLAIM_CHECK.compact()):
+        return ref
+    return _CLAIM_CHECK
