@@ -30,7 +30,12 @@ from tpf.records import (
 RECORD_BUDGET = 1000
 """Bytes a record may take: under the 1,024 of one write unit, with a margin."""
 Slot = Literal["input", "continuation", "result"]
-_CLAIM_CHECK = PayloadRef(tier="s3", digest=digest_of(b""))
+_SMALLEST_LATER = max(
+    PayloadRef(tier="s3", digest=digest_of(b"")),
+    PayloadRef.of_inline("x" * MAX_INLINE),
+    key=lambda ref: len(ref.compact()),
+)
+"""The least a continuation to come may take: a claim check, or the inline floor."""
 _LONGEST_STATUS = max(Status, key=lambda s: len(s.value))
 _MAX_SHARDS = 256
 
@@ -58,10 +63,32 @@ def item_size(item: Mapping[str, Any]) -> int:
 def inline_room(record: ExecutionRecord, slot: Slot) -> int:
     """Bytes of JSON ``slot`` may hold inline while every later shape of ``record`` fits
     ``RECORD_BUDGET``; never less than the fixed ``MAX_INLINE`` every record has room for."""
-    others = {
-        name: _larger(getattr(record, name)) for name in ("continuation", "result") if name != slot
-    }
-    grown = record.change(
+    shape = _succeeded(record) if slot == "result" else _largest_in_flight(record, slot)
+    return max(MAX_INLINE, RECORD_BUDGET - item_size(to_item(shape, shards=_MAX_SHARDS)))
+
+
+def _succeeded(record: ExecutionRecord) -> ExecutionRecord:
+    """The one shape a record with a result takes. SUCCEEDED is final, and succeeding clears
+    the continuation, the deadline, the keys and the error (``coordinator.store.moves``)."""
+    return record.change(
+        status=Status.SUCCEEDED,
+        version=record.version + 1,
+        updated_at_ms=MAX_EPOCH_MS - 1,
+        due_at_ms=None,
+        transition_key=None,
+        await_unit_id=None,
+        continuation=None,
+        error_code=None,
+        error_message=None,
+        result=PayloadRef.of_inline(""),
+    )
+
+
+def _largest_in_flight(record: ExecutionRecord, slot: Slot) -> ExecutionRecord:
+    """Every field at its cap at once: larger than any shape the record can take before it
+    succeeds. A continuation to come counts at its floor: its own room is reckoned then."""
+    later = {} if slot == "continuation" else {"continuation": _larger(record.continuation)}
+    return record.change(
         status=_LONGEST_STATUS,
         version=MAX_COUNTER - 1,
         attempt=MAX_COUNTER - 1,
@@ -74,14 +101,14 @@ def inline_room(record: ExecutionRecord, slot: Slot) -> int:
         await_unit_id="u" * MAX_UNIT_ID,
         error_code="E" * MAX_ERROR_CODE,
         error_message="e" * MAX_ERROR_MESSAGE,
-        **others,
+        result=None,
+        **later,
         **{slot: PayloadRef.of_inline("")},
     )
-    return max(MAX_INLINE, RECORD_BUDGET - item_size(to_item(grown, shards=_MAX_SHARDS)))
 
 
 def _larger(ref: PayloadRef | None) -> PayloadRef:
-    """What a slot may hold later: its payload if inline and longer than a claim check."""
-    if ref is not None and len(ref.compact()) > len(_CLAIM_CHECK.compact()):
+    """What the continuation may hold later: at least ``_SMALLEST_LATER``."""
+    if ref is not None and len(ref.compact()) > len(_SMALLEST_LATER.compact()):
         return ref
-    return _CLAIM_CHECK
+    return _SMALLEST_LATER

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from coordinator.store import moves
 from tpf.payloads import MAX_INLINE, PayloadRef, digest_of
 from tpf.record_size import RECORD_BUDGET, inline_room, item_size
 from tpf.records import (
@@ -131,8 +132,8 @@ def _payload(size: int, room: int) -> PayloadRef:
 def test_payloads_inlined_into_the_room_never_take_a_record_past_its_budget(
     tenant: str, pipeline: str, key: str, release: str, sizes: tuple[int, int, int]
 ) -> None:
-    """Every payload inlined as far as its room allows, then every field at its cap at once:
-    a shape larger than any the record can take, and still within the budget."""
+    """Every payload inlined as far as its room allows; then every field at its cap at once,
+    a shape larger than any the record takes in flight; then succeeded: within the budget."""
     record = new_execution(
         tenant_id=tenant,
         pipeline_id=pipeline,
@@ -145,8 +146,7 @@ def test_payloads_inlined_into_the_room_never_take_a_record_past_its_budget(
     )
     record = record.change(input=_payload(sizes[0], inline_room(record, "input")))
     record = record.change(continuation=_payload(sizes[1], inline_room(record, "continuation")))
-    record = record.change(result=_payload(sizes[2], inline_room(record, "result")))
-    largest = record.change(
+    in_flight = record.change(
         status=Status.WAITING_EXTERNAL,
         version=BIG_COUNTER,
         attempt=BIG_COUNTER,
@@ -160,7 +160,14 @@ def test_payloads_inlined_into_the_room_never_take_a_record_past_its_budget(
         error_code="E" * MAX_ERROR_CODE,
         error_message=cap_message("é" * 1000),
     )
-    assert item_size(to_item(largest, shards=256)) <= RECORD_BUDGET
+    assert item_size(to_item(in_flight, shards=256)) <= RECORD_BUDGET
+    succeeded = moves.succeed(
+        in_flight,
+        transition_key=in_flight.transition_key or "",
+        result=_payload(sizes[2], inline_room(in_flight, "result")),
+        now_ms=BIG_TIME,
+    ).new
+    assert item_size(to_item(succeeded, shards=256)) <= RECORD_BUDGET
 
 
 def test_a_record_with_short_ids_takes_a_small_payload_inline() -> None:
