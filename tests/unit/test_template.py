@@ -489,14 +489,29 @@ def _policy_documents(template: dict[str, Any]) -> list[dict[str, Any]]:
     return documents
 
 
+NO_RESOURCE_LEVEL_PERMISSION = {
+    "ReadWorkerMappings": ("lambda:GetEventSourceMapping", "lambda:ListEventSourceMappings"),
+    "GetRegistryToken": ("ecr:GetAuthorizationToken",),
+}
+"""Read-only grants AWS gives no resource-level permission for: their resource must be ``*``."""
+
+
+def test_the_grants_without_a_resource_are_read_only_and_only_those(
+    template: dict[str, Any],
+) -> None:
+    statements = [s for d in _policy_documents(template) for s in d["Statement"]]
+    unscoped = {s["Sid"]: tuple(s["Action"]) for s in statements if s.get("Resource") == ["*"]}
+    assert unscoped == NO_RESOURCE_LEVEL_PERMISSION
+
+
 def test_no_statement_grants_every_action_or_every_resource(template: dict[str, Any]) -> None:
     resolve = Resolver(template)
     statements = [s for d in _policy_documents(template) for s in d["Statement"]]
     assert len(statements) > 10
     # A Deny of everything is how a bucket refuses plain HTTP; only grants must be narrow.
     for statement in [s for s in statements if s["Effect"] == "Allow"]:
-        if statement["Sid"] == "ReadWorkerMappings":
-            continue  # ListEventSourceMappings has no resource-level permission; read-only
+        if statement["Sid"] in NO_RESOURCE_LEVEL_PERMISSION:
+            continue
         for action in _listed(statement["Action"]):
             assert action != "*" and not action.endswith(":*"), statement["Sid"]
         for resource in _listed(statement["Resource"]):
