@@ -10,6 +10,8 @@ run it: off until ``CoordinatorImage`` names the image built from the repository
 
 Each task runs ``tpf coordinator`` as the stack's coordinator role, with the stack's names and
 the ``secretsmanager:`` references of its secrets in the environment: never a secret's value.
+Given ``CoordinatorTlsCertificate`` and ``CoordinatorTlsKey`` (the deployer's secrets), the API
+serves HTTPS itself, and the role may read those two secrets as well.
 The two replicas share work as any two coordinators do (conditional writes, SQS), so ECS may
 replace either at any time; a deployment that never goes healthy rolls back.
 """
@@ -22,6 +24,8 @@ from infra import _hardening, _secrets, iam
 from infra.resources import StackDescription
 
 ON_FARGATE = "CoordinatorOnFargate"
+SERVES_HTTPS = "CoordinatorServesHttps"
+TLS_GRANT = "CoordinatorTlsSecretsPolicy"
 ECS_TASKS = "ecs-tasks.amazonaws.com"
 CLUSTER = "CoordinatorCluster"
 LOG_GROUP = "CoordinatorLogGroup"
@@ -39,14 +43,21 @@ HTTPS_PORT = 443
 """Every AWS API the coordinator and the image pull use answers on HTTPS; nothing else goes out."""
 STOP_TIMEOUT_S = 60
 """Seconds ECS waits after SIGTERM: the default profile's 30 s drain, and room to spare."""
-READY = f"http://127.0.0.1:{API_PORT}/q/health/ready"
+READY_PATH = "/q/health/ready"
 HEALTH_CHECK = [
     "CMD",
     "python",
     "-c",
-    # The slim image has no curl; urlopen raises on a 503, so the exit status says DOWN.
-    f"import urllib.request; urllib.request.urlopen('{READY}', timeout=4)",
+    # The slim image has no curl; urlopen raises on a 503, so the exit status says DOWN. Over
+    # HTTPS the certificate names the service, not 127.0.0.1, and the check asks its own
+    # process on loopback: nothing to verify.
+    "import os, ssl, urllib.request; "
+    "scheme = 'https' if os.environ.get('TPF_TLS_CERTIFICATE') else 'http'; "
+    f"urllib.request.urlopen(f'{{scheme}}://127.0.0.1:{API_PORT}{READY_PATH}', timeout=4, "
+    "context=ssl._create_unverified_context())",
 ]
+
+_SECRET_ARN = r"^$|^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$"
 
 PARAMETERS: dict[str, dict[str, Any]] = {
     "CoordinatorImage": {
@@ -75,6 +86,18 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "AllowedPattern": r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$",
         "Description": f"Addresses that may call the coordinator's API (TCP {API_PORT})",
     },
+    "CoordinatorTlsCertificate": {
+        "Type": "String",
+        "Default": "",
+        "AllowedPattern": _SECRET_ARN,
+        "Description": "Secret (ARN) holding the PEM certificate chain of the API; empty: HTTP",
+    },
+    "CoordinatorTlsKey": {
+        "Type": "String",
+        "Default": "",
+        "AllowedPattern": _SECRET_ARN,
+        "Description": "Secret (ARN) holding the PEM private key of CoordinatorTlsCertificate",
+    },
     "CoordinatorPublicIp": {
         "Type": "String",
         "Default": "DISABLED",
@@ -94,7 +117,14 @@ def _given(parameter: str) -> dict[str, Any]:
 CONDITIONS = {
     ON_FARGATE: {
         "Fn::And": [_given(p) for p in ("CoordinatorImage", "CoordinatorVpc", "CoordinatorSubnets")]
-    }
+    },
+    SERVES_HTTPS: {
+        "Fn::And": [
+            {"Condition": ON_FARGATE},
+            _given("CoordinatorTlsCertificate"),
+            _given("CoordinatorTlsKey"),
+        ]
+    },
 }
 RULES = {
     "FargateCoordinatorIsComplete": {
@@ -113,7 +143,21 @@ RULES = {
                 "AssertDescription": "A Fargate coordinator needs CoordinatorSubnets",
             },
         ],
-    }
+    },
+    # Half a pair would be refused by the coordinator at start, in a restart loop; refuse it here.
+    "CoordinatorTlsIsAPair": {
+        "RuleCondition": {
+            "Fn::Or": [_given("CoordinatorTlsCertificate"), _given("CoordinatorTlsKey")]
+        },
+        "Assertions": [
+            {
+                "Assert": {
+                    "Fn::And": [_given("CoordinatorTlsCertificate"), _given("CoordinatorTlsKey")]
+                },
+                "AssertDescription": "CoordinatorTlsCertificate and CoordinatorTlsKey go together",
+            }
+        ],
+    },
 }
 
 LOG_GROUP_WAIVERS = (
@@ -143,6 +187,42 @@ def environment(stack: StackDescription) -> list[dict[str, Any]]:
     return [{"Name": name, "Value": value} for name, value in variables.items()]
 
 
+def tls_environment() -> list[dict[str, Any]]:
+    """The certificate and key, by reference, when the deployer gave them (else no variable)."""
+    return [
+        {
+            "Fn::If": [
+                SERVES_HTTPS,
+                {"Name": name, "Value": {"Fn::Sub": f"secretsmanager:${{{parameter}}}"}},
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
+        for name, parameter in (
+            ("TPF_TLS_CERTIFICATE", "CoordinatorTlsCertificate"),
+            ("TPF_TLS_KEY", "CoordinatorTlsKey"),
+        )
+    ]
+
+
+def tls_grant(task_role: str) -> dict[str, Any]:
+    """The coordinator role's read of the deployer's two TLS secrets, attached only with them."""
+    statement = {
+        "Sid": "ReadTlsSecrets",
+        "Effect": "Allow",
+        "Action": list(iam.SECRET_READ),
+        "Resource": [{"Ref": "CoordinatorTlsCertificate"}, {"Ref": "CoordinatorTlsKey"}],
+    }
+    return {
+        "Type": "AWS::IAM::Policy",
+        "Condition": SERVES_HTTPS,
+        "Properties": {
+            "PolicyName": "tls-secrets",
+            "Roles": [{"Ref": task_role}],
+            "PolicyDocument": {"Version": iam.POLICY_VERSION, "Statement": [statement]},
+        },
+    }
+
+
 def resources(
     stack: StackDescription,
     tags: list[dict[str, str]],
@@ -158,7 +238,7 @@ def resources(
         "Image": {"Ref": "CoordinatorImage"},
         "Essential": True,
         "PortMappings": [{"ContainerPort": API_PORT, "Protocol": "tcp"}],
-        "Environment": environment(stack),
+        "Environment": environment(stack) + tls_environment(),
         "HealthCheck": {
             "Command": HEALTH_CHECK,
             "Interval": 15,
@@ -235,6 +315,7 @@ def resources(
                 "Tags": tags,
             },
         },
+        TLS_GRANT: tls_grant(task_role),
         TASK_DEFINITION: {
             "Type": "AWS::ECS::TaskDefinition",
             **conditional,
@@ -279,7 +360,15 @@ def resources(
                 },
                 "PropagateTags": "SERVICE",
                 "EnableECSManagedTags": True,
-                "Tags": tags,
+                # Naming the grant makes the service wait for it (only when there is one): a
+                # task that started before it could not read its certificate.
+                "Tags": [
+                    *tags,
+                    {
+                        "Key": "tpf:tls-grant",
+                        "Value": {"Fn::If": [SERVES_HTTPS, {"Ref": TLS_GRANT}, "none"]},
+                    },
+                ],
             },
         },
     }

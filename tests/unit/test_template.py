@@ -36,11 +36,15 @@ from tpf.settings import PROFILES, Settings
 
 ACCOUNT, REGION, PARTITION = "123456789012", "eu-west-1", "aws"
 PSEUDO_PARAMETERS = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": PARTITION}
+DEPLOYERS_SECRETS = f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret"
 PARAMETER_VALUES = {
     "ArtifactBucket": "artifacts",
     "ArtifactKey": "worker.zip",
     "Pipelines": "examples.orders:orders",
     "CoordinatorService": "ecs-tasks.amazonaws.com",
+    # The deployer's own secrets: the Fargate coordinator's certificate and key.
+    "CoordinatorTlsCertificate": f"{DEPLOYERS_SECRETS}:tls-crt-AbCdEf",
+    "CoordinatorTlsKey": f"{DEPLOYERS_SECRETS}:tls-key-AbCdEf",
 }
 STACK = "tmpl"
 ORDERS = "org.example.orders"
@@ -132,7 +136,7 @@ class Resolver:
             return self.arn(name.removesuffix(".Arn"))
         if name in self.template["Resources"]:
             return self.arn(name)
-        return PSEUDO_PARAMETERS[name]
+        return {**PSEUDO_PARAMETERS, **PARAMETER_VALUES}[name]
 
 
 # -- evaluating policies -------------------------------------------------------------------

@@ -31,6 +31,8 @@ from tpf.settings import Settings
 
 ON_FARGATE = {
     **PARAMETER_VALUES,
+    "CoordinatorTlsCertificate": "",
+    "CoordinatorTlsKey": "",
     "CoordinatorImage": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/tpf-coordinator:1.0.0",
     "CoordinatorVpc": "vpc-0123456789abcdef0",
     "CoordinatorSubnets": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
@@ -42,7 +44,13 @@ ADDED = (
     service.SECURITY_GROUP,
     service.TASK_DEFINITION,
     service.SERVICE,
+    service.TLS_GRANT,
 )
+WITH_HTTPS = {
+    **ON_FARGATE,
+    "CoordinatorTlsCertificate": PARAMETER_VALUES["CoordinatorTlsCertificate"],
+    "CoordinatorTlsKey": PARAMETER_VALUES["CoordinatorTlsKey"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +62,12 @@ def template() -> dict[str, Any]:
 def _holds(condition: Any, parameters: dict[str, str]) -> bool:
     """The template's condition functions (the ones it uses) over parameter values."""
     ((function, argument),) = condition.items()
+    if function == "Condition":
+        return _holds(service.CONDITIONS[argument], parameters)
     if function == "Fn::And":
         return all(_holds(c, parameters) for c in argument)
+    if function == "Fn::Or":
+        return any(_holds(c, parameters) for c in argument)
     if function == "Fn::Not":
         return not _holds(argument[0], parameters)
     if function == "Fn::Equals":
@@ -88,8 +100,10 @@ def test_with_the_defaults_the_stack_has_no_coordinator_service(
     assert _holds(condition, ON_FARGATE)
     for parameter in ("CoordinatorImage", "CoordinatorVpc", "CoordinatorSubnets"):
         assert not _holds(condition, {**ON_FARGATE, parameter: ""}), parameter
+    assert not _holds(template["Conditions"][service.SERVES_HTTPS], _defaults(template))
+    conditions = {service.ON_FARGATE, service.SERVES_HTTPS}
     conditional = {
-        id_ for id_, r in template["Resources"].items() if r.get("Condition") == service.ON_FARGATE
+        id_ for id_, r in template["Resources"].items() if r.get("Condition") in conditions
     }
     assert conditional == set(ADDED)
     for name in service.outputs():
@@ -97,7 +111,7 @@ def test_with_the_defaults_the_stack_has_no_coordinator_service(
 
 
 def test_an_incomplete_fargate_deployment_is_refused_by_a_rule(template: dict[str, Any]) -> None:
-    (rule,) = template["Rules"].values()
+    rule = template["Rules"]["FargateCoordinatorIsComplete"]
     assert not _holds(rule["RuleCondition"], _defaults(template))
     assert _holds(rule["RuleCondition"], {**_defaults(template), "CoordinatorImage": "img"})
     assertions = [a["Assert"] for a in rule["Assertions"]]
@@ -151,7 +165,9 @@ def test_the_task_environment_configures_the_coordinator_by_reference_only(
     for name in [n for n in os.environ if n.startswith("TPF_")]:
         monkeypatch.delenv(name)
     resolve = Resolver(template)
-    environment = {e["Name"]: resolve(e["Value"]) for e in _container(template)["Environment"]}
+    environment = {
+        e["Name"]: resolve(e["Value"]) for e in _container(template)["Environment"] if "Name" in e
+    }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
 
@@ -203,6 +219,61 @@ def test_cfn_lint_finds_nothing_with_the_fargate_coordinator_on(
     matches = lint_file(
         path,
         ManualArgs(include_checks=["I"], regions=["us-east-1", REGION], parameters=[ON_FARGATE]),
+    )
+
+    assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
+
+
+def test_with_a_certificate_and_key_the_tasks_serve_https_and_may_read_just_those_secrets(
+    template: dict[str, Any],
+) -> None:
+    serves_https = template["Conditions"][service.SERVES_HTTPS]
+    assert _holds(serves_https, WITH_HTTPS)
+    assert not _holds(serves_https, ON_FARGATE)
+    resolve = Resolver(template)
+    variables = {
+        e["Fn::If"][1]["Name"]: resolve(e["Fn::If"][1]["Value"])
+        for e in _container(template)["Environment"]
+        if "Fn::If" in e
+    }
+    assert variables == {
+        "TPF_TLS_CERTIFICATE": f"secretsmanager:{WITH_HTTPS['CoordinatorTlsCertificate']}",
+        "TPF_TLS_KEY": f"secretsmanager:{WITH_HTTPS['CoordinatorTlsKey']}",
+    }
+    grant = template["Resources"][service.TLS_GRANT]["Properties"]
+    assert grant["Roles"] == [{"Ref": COORDINATOR_ROLE}]
+    (statement,) = grant["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["secretsmanager:GetSecretValue"]
+    assert sorted(resolve(r) for r in statement["Resource"]) == sorted(
+        WITH_HTTPS[p] for p in ("CoordinatorTlsCertificate", "CoordinatorTlsKey")
+    )
+    tags = template["Resources"][service.SERVICE]["Properties"]["Tags"]
+    assert {
+        "Key": "tpf:tls-grant",
+        "Value": {"Fn::If": [service.SERVES_HTTPS, {"Ref": service.TLS_GRANT}, "none"]},
+    } in tags
+
+
+def test_half_a_tls_pair_is_refused_by_a_rule(template: dict[str, Any]) -> None:
+    rule = template["Rules"]["CoordinatorTlsIsAPair"]
+    assert not _holds(rule["RuleCondition"], ON_FARGATE)
+    (assertion,) = rule["Assertions"]
+    assert _holds(assertion["Assert"], WITH_HTTPS)
+    for half in ("CoordinatorTlsCertificate", "CoordinatorTlsKey"):
+        given = {**WITH_HTTPS, half: ""}
+        assert _holds(rule["RuleCondition"], given)
+        assert not _holds(assertion["Assert"], given)
+
+
+def test_cfn_lint_finds_nothing_with_the_fargate_coordinator_serving_https(
+    template: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "stack.json"
+    path.write_text(render(template))
+
+    matches = lint_file(
+        path,
+        ManualArgs(include_checks=["I"], regions=["us-east-1", REGION], parameters=[WITH_HTTPS]),
     )
 
     assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
