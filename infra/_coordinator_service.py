@@ -4,14 +4,15 @@ run it: off until ``CoordinatorImage`` names the image built from the repository
 
 ::
 
-    CoordinatorImage = ""          nothing below exists: the stack is what it was without it
-    CoordinatorImage = <image>     cluster, log group, security group, task definition, and a
-                                   service keeping two tasks healthy on /q/health/ready
+    CoordinatorImage = ""             nothing below exists: the stack is what it was without it
+    CoordinatorImage, CoordinatorVpc, cluster, log group, security group, task definition, and
+    CoordinatorSubnets given          a service keeping two tasks healthy on /q/health/ready
 
 Each task runs ``tpf coordinator`` as the stack's coordinator role, with the stack's names and
 the ``secretsmanager:`` references of its secrets in the environment: never a secret's value.
 Given ``CoordinatorTlsCertificate`` and ``CoordinatorTlsKey`` (the deployer's secrets), the API
 serves HTTPS itself, and the role may read those two secrets as well.
+
 The two replicas share work as any two coordinators do (conditional writes, SQS), so ECS may
 replace either at any time; a deployment that never goes healthy rolls back.
 """
