@@ -74,8 +74,9 @@ LIST_PRICES = PriceTable(
     # aws.amazon.com/secrets-manager/pricing
     secrets_manager_per_secret_month=0.40,
     # The Lambda page renders its prices in the browser: the durable figures here are from two
-    # transcriptions of it that agree, and the request price is its long-standing list price. The Fargate, load balancer and Secrets Manager figures
-    # are from published summaries of their pages that agree with each other.
+    # transcriptions of it that agree, and the request price is its long-standing list price.
+    # The Fargate, load balancer and Secrets Manager figures are from published summaries of
+    # their pages that agree with each other.
     unverified=(
         "lambda_per_million_requests",
         "lambda_durable_per_million_operations",
