@@ -197,11 +197,12 @@ def deployed() -> Iterator[Deployed]:
 
 
 def of_type(deployed: Deployed, resource_type: str) -> dict[str, dict[str, Any]]:
-    """The template's resources of one type (logical id -> its properties)."""
+    """The template's resources of one type that the stack holds (logical id -> properties);
+    those of conditions the defaults leave off (the coordinator's service) are not made."""
     return {
         logical_id: resource["Properties"]
         for logical_id, resource in deployed.template["Resources"].items()
-        if resource["Type"] == resource_type
+        if resource["Type"] == resource_type and logical_id in deployed.resources
     }
 
 
