@@ -83,9 +83,9 @@ class Following:
                 total=waited_on["total"],
                 completed=waited_on["answered"],
             )
-        else:  # no count to show: the bar pulses, the step says how far it is
+        else:  # the step says how far it is; the bar keeps an earlier await's count, if any
             state = f"{self.short} {status['status']} step {status['stepIndex']}"
-            self.progress.update(self.task, description=state, total=None, completed=0)
+            self.progress.update(self.task, description=state)
 
     def end(self, status: dict[str, Any]) -> None:
         """Full, whatever the outcome: the bar shows that the wait is over, not success."""
