@@ -3,6 +3,7 @@ one JSON object per line."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Annotated
 
@@ -77,7 +78,8 @@ def bench(
     )
     with bars(wanted=for_people()) as progress:
         phases = Phases(progress, chosen, unwatched=announce)
-        run(chosen, options, starting=phases.start)
+        # sys.stdout as it is now: while the bar is drawn, lines go above it.
+        run(chosen, options, out=sys.stdout, starting=phases.start)
         phases.finish()
 
 

@@ -2,6 +2,8 @@
 
 A bar is drawn only when stdout and stderr are both terminals and the command is not asked for
 JSON; otherwise the bar is disabled and draws nothing, so what scripts read stays as it was.
+While a bar is drawn, what the command prints to stdout goes above it (rich's redirection):
+written straight to the same screen, a line would land in the middle of the bar.
 """
 
 from __future__ import annotations
@@ -24,10 +26,7 @@ def for_people(*, as_json: bool = False) -> bool:
 
 
 def bars(*, wanted: bool, console: Console | None = None) -> Progress:
-    """A ``Progress`` on stderr (or ``console``), disabled unless ``wanted`` and a terminal.
-
-    stdout is never redirected into the bar's console: a line printed to stdout while a bar
-    runs stays on stdout (rich would otherwise send it to stderr, above the bar)."""
+    """A ``Progress`` on stderr (or ``console``), disabled unless ``wanted`` and a terminal."""
     console = console or Console(stderr=True)
     return Progress(
         TextColumn("{task.description}"),
@@ -35,6 +34,5 @@ def bars(*, wanted: bool, console: Console | None = None) -> Progress:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        redirect_stdout=False,
         disable=not (wanted and console.is_terminal),
     )
