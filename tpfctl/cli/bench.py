@@ -85,7 +85,8 @@ def bench(
 
 class Phases:
     """One bar over the benchmarks, the one running named; with no bar drawn, a line on
-    stderr per benchmark as before. The JSON lines on stdout are the same either way."""
+    stderr per benchmark as before. The JSON lines are the same either way (printed above the
+    bar while it is drawn, which is only when stdout is a terminal)."""
 
     def __init__(
         self, progress: Progress, names: list[str], unwatched: Callable[[str], None]
