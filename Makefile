@@ -36,14 +36,16 @@ test: $(STAMP) $(CHECKOV_STAMP)  ## every tier; LocalStack tests skip (locally) 
 test-fast: $(STAMP) $(CHECKOV_STAMP)  ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q
 
-lint: $(STAMP)            ## ruff, mypy, and the import layers (import-linter)
+lint: $(STAMP)            ## ruff, mypy, the import layers (import-linter), hadolint on the Dockerfile
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/hadolint --failure-threshold style Dockerfile
 
-scan: $(STAMP) $(CHECKOV_STAMP)  ## checkov and cfn-lint over the generated CloudFormation template
-	$(BIN)/python -m pytest -q tests/unit/test_template_scan.py tests/unit/test_template.py
+scan: $(STAMP) $(CHECKOV_STAMP)  ## checkov and cfn-lint over the generated template, hadolint on the Dockerfile
+	$(BIN)/python -m pytest -q tests/unit/test_template_scan.py tests/unit/test_template.py \
+	    tests/unit/test_template_coordinator_service.py tests/unit/test_dockerfile.py
 
 bench: $(BENCH_STAMP)     ## benchmarks on the LocalStack stack (make stack-up first); BENCH_ARGS to size them
 	$(BIN)/tpf bench $(BENCH_ARGS)

@@ -2,7 +2,8 @@
 
 ``GET .../interactions/pending`` lists what waits for an answer; ``POST .../complete`` answers by
 ``interactionId``, ``correlationId`` or ``resumeToken``, with the response in TPF's payload
-envelope (plain JSON or the ``java.util.Map`` item form).
+envelope (plain JSON or the ``java.util.Map`` item form). ``GET .../executions/{id}/await``
+(ours) says how far the await an execution waits on is answered.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coordinator.api import CONTROL_PLANE, bearer, parse_body
 from coordinator.awaits import AwaitService
-from coordinator.awaits.model import Interaction
+from coordinator.awaits.model import AwaitUnit, Interaction
 from tpf.codec import decode_envelope
 from tpf.errors import InvalidInput
 
@@ -62,6 +63,20 @@ def pending_body(i: Interaction, output_type: str | None = None) -> dict[str, An
     }
 
 
+def unit_body(unit: AwaitUnit) -> dict[str, Any]:
+    return {
+        "executionId": unit.execution_id,
+        "unitId": unit.unit_id,
+        "stepId": unit.step_id,
+        "stepIndex": unit.step_index,
+        "itemized": unit.itemized,
+        "status": unit.status.value,
+        "answered": unit.done,
+        "total": unit.total,
+        "deadlineEpochMs": unit.deadline_ms,
+    }
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -87,6 +102,12 @@ def interactions_router(awaits: AwaitService) -> APIRouter:
         )
         types = await awaits.response_types(found)
         return [pending_body(i, types.get(i.unit_id)) for i in found]
+
+    @router.get("/tenants/{tenant_id}/executions/{execution_id}/await")
+    async def waited_on(tenant_id: str, execution_id: str) -> dict[str, Any]:
+        """The await the execution waits on: of its ``total`` interactions (one per item when
+        itemized), how many are ``answered``; 404 when it waits on none."""
+        return unit_body(await awaits.waited_on(tenant_id, execution_id))
 
     @router.post("/tenants/{tenant_id}/interactions/complete")
     async def complete(tenant_id: str, request: Request) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from coordinator.retirement import ReleaseRetirement
 from coordinator.routing import SqsWorkQueues
 from coordinator.store import ExecutionStore
 from coordinator.store.dynamodb import DynamoExecutionTable
+from coordinator.tls import loaded, tls_pair
 from coordinator.wiring import Coordinator, assemble
 from coordinator.workers import WorkerDirectory
 from coordinator.workers.dynamodb import DynamoWorkerTable
@@ -195,6 +196,7 @@ def admin_routers(coordinator: Coordinator, artifacts: ArtifactReader) -> list[A
 async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
     """Run one coordinator replica until ``stop`` is set, then drain and return."""
     control_token, admin_token = tokens(settings)
+    tls = tls_pair(settings)
     async with running_coordinator(settings) as (coordinator, aws):
         app = create_app(
             coordinator.service,
@@ -214,13 +216,16 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
         sampled = {**await sampled_queues(coordinator), **await dead_letter_queues(settings, aws)}
         depth = QueueDepthSampler(sampled, interval_s=DEPTH_INTERVAL_S)
         server = _Server(
-            uvicorn.Config(
-                app,
-                host=settings.api_host,
-                port=settings.api_port,
-                log_level="warning",
-                lifespan="off",
-                access_log=False,
+            loaded(
+                uvicorn.Config(
+                    app,
+                    host=settings.api_host,
+                    port=settings.api_port,
+                    log_level="warning",
+                    lifespan="off",
+                    access_log=False,
+                ),
+                tls,
             )
         )
         health = LoopHealth()
@@ -245,7 +250,10 @@ async def serve(settings: Settings, stop: asyncio.Event, **extra: Any) -> None:
         app.state.ready = True
         log.info(
             "coordinator ready",
-            extra={"action": "start", "api": f"http://{settings.api_host}:{settings.api_port}"},
+            extra={
+                "action": "start",
+                "api": f"{'https' if tls else 'http'}://{settings.api_host}:{settings.api_port}",
+            },
         )
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *loops], return_when=asyncio.FIRST_COMPLETED)

@@ -14,14 +14,14 @@ from coordinator.store.search import ExecutionQuery, SearchPage
 from coordinator.workers import WorkerDirectory
 from tpf import metrics
 from tpf.errors import InvalidInput, NotFound, TpfError
-from tpf.payloads import PayloadStore
+from tpf.payloads import PayloadRef, PayloadStore
+from tpf.record_size import inline_room
 from tpf.records import (
     MAX_KEY,
     MAX_PIPELINE,
     MAX_TENANT,
     ExecutionRecord,
     check_identifier,
-    execution_id_for,
     new_execution,
 )
 from tpf.registry import Registry
@@ -99,20 +99,23 @@ class ExecutionService:
             await self._admit(pipeline_id, release.release_version, now_ms)
 
         data = canonical(value)
-        record = new_execution(
+        unstored = new_execution(
             tenant_id=tenant_id,
             pipeline_id=pipeline_id,
             idempotency_key=key,
             contract_version=release.contract_version,
             release_version=release.release_version,
-            input=await self.payloads.put(
-                tenant_id,
-                execution_id_for(tenant_id, pipeline_id, key),
-                data,
-            ),
+            input=PayloadRef.of_inline(""),
             now_ms=now_ms,
             dispatch_deadline_ms=self.dispatcher.deadline(now_ms),
         )
+        stored = await self.payloads.put(
+            tenant_id,
+            unstored.execution_id,
+            data,
+            inline_limit=inline_room(unstored, "input"),
+        )
+        record = unstored.change(input=stored)
         outcome = await self.store.submit(record, now_ms=now_ms)
         if outcome.duplicate:
             return Submission(outcome.record, duplicate=True)

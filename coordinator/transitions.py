@@ -22,6 +22,7 @@ from tpf import metrics
 from tpf.contract import ContractRetry
 from tpf.errors import InvalidInput, StaleRecord
 from tpf.payloads import PayloadRef, PayloadStore
+from tpf.record_size import Slot, inline_room
 from tpf.records import ExecutionRecord, Status
 from tpf.registry import Registry
 from tpf.settings import RetryOverride
@@ -109,8 +110,9 @@ class TransitionCommitter:
             return await self._park(record, result.suspension, result.next_step_index, now_ms)
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)
         assert result.output is not None and result.next_step_index is not None
-        data, ref = await self._stored(record, result.output)
-        if result.next_step_index >= len(contract.steps):
+        last = result.next_step_index >= len(contract.steps)
+        data, ref = await self._stored(record, result.output, last=last)
+        if last:
             return await self.store.succeed(record, transition_key=key, result=ref, now_ms=now_ms)
         running = await self.store.advance(
             record,
@@ -239,14 +241,17 @@ class TransitionCommitter:
         await self._open(record, suspension, result.next_step_index)
 
     async def _stored(
-        self, record: ExecutionRecord, payload: Payload
+        self, record: ExecutionRecord, payload: Payload, *, last: bool
     ) -> tuple[bytes | None, PayloadRef]:
         """The output's bytes (when carried inline) and its reference, written once."""
         if payload.payload_ref is not None:
             ref = PayloadRef(tier=payload.payload_ref.tier, digest=payload.payload_ref.digest)
             return None, ref
         data = (payload.payload or "null").encode()
-        ref = await self.payloads.put(record.tenant_id, record.execution_id, data)
+        slot: Slot = "result" if last else "continuation"
+        ref = await self.payloads.put(
+            record.tenant_id, record.execution_id, data, inline_limit=inline_room(record, slot)
+        )
         return data, ref
 
     def _reject(self, result: TransitionResult, reason: str) -> None:

@@ -9,8 +9,14 @@
     coordinator  every table: read, write                           buckets: as it uses each
                  queues: send to those it feeds, consume those it reads
                  the signing key and API token secrets: read
+    Fargate      this account's image repositories in this region: pull
+    task start   the coordinator task's log group: write
+                 (ECS starts a Fargate coordinator with it; the process runs as the coordinator)
 
-Every grant names the stack's own ARNs; no statement has ``*`` as its action or resource.
+Every grant names the stack's own ARNs (the image the deployer pushed: the account's
+repositories), and no statement has ``*`` as its action; only two grants that AWS offers no
+resource-level permission for have ``*`` as their resource (listing event source mappings, a
+registry login), and neither reads or changes data.
 Each role also carries an explicit Deny for what it must never do (a worker rewriting the
 records only the coordinator's conditional writes may change; the coordinator invoking the
 worker), so an Allow attached later, from inside or outside the stack, cannot grant it.
@@ -54,6 +60,8 @@ OBJECT_WRITE = ("s3:PutObject",)
 BUCKET_LIST = ("s3:ListBucket",)
 LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
 SECRET_READ = ("secretsmanager:GetSecretValue",)
+IMAGE_PULL = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+REGISTRY_TOKEN = ("ecr:GetAuthorizationToken",)
 
 WORKER_SENDS_TO = "results"
 WORKER_PAYLOADS = "payloads"
@@ -256,6 +264,28 @@ def coordinator_role(
         )
     )
     return _role(f"Coordinator of stack {stack.settings.stack}", service, statements)
+
+
+def coordinator_task_execution_role(stack: StackDescription, *, log_group: str) -> dict[str, Any]:
+    """The role ECS pulls a Fargate coordinator's image and writes its logs with (the process
+    itself runs as the coordinator role); ``log_group`` is the task's log group id.
+
+    The image's repository is named only by the deployer's image parameter, so the pull is
+    granted on this account's repositories in this region rather than parsed out of that URI."""
+    repositories = {
+        "Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*"
+    }
+    statements = [
+        # A registry login has no resource-level permission; it grants no image by itself.
+        _statement("GetRegistryToken", REGISTRY_TOKEN, ["*"]),
+        _statement("PullImage", IMAGE_PULL, [repositories]),
+        _statement("WriteLogs", LOG_WRITE, [arn(log_group)]),
+    ]
+    return _role(
+        f"Starts the Fargate coordinator tasks of stack {stack.settings.stack}",
+        "ecs-tasks.amazonaws.com",
+        statements,
+    )
 
 
 def release_queues_arn(stack: StackDescription) -> dict[str, Any]:

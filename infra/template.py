@@ -6,8 +6,9 @@ resource (``infra._hardening``: checkov finds nothing it does not explain).
 
 Physical names are the provisioner's (``<stack>-<name>``), so a coordinator configured with
 ``TPF_STACK`` finds a deployed stack exactly as it finds a provisioned one. The coordinator runs
-outside the template, on whatever long-running compute the user has: it gets a role and, as
-Outputs, every name, URL and ARN it needs.
+on whatever long-running compute the user has: it gets a role and, as Outputs, every name, URL
+and ARN it needs; or, given an image, the template runs it as a Fargate service
+(``infra._coordinator_service``, nothing of which exists without that parameter).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from infra import _buckets, _hardening, _secrets, _tables, iam
+from infra import _buckets, _coordinator_service, _hardening, _secrets, _tables, iam
 from infra.resources import (
     LAMBDA_VISIBILITY_FACTOR,
     Queue,
@@ -127,17 +128,22 @@ def stack_template(
         "Condition": ON_EC2,
         "Properties": {"Roles": [{"Ref": COORDINATOR_ROLE}]},
     }
+    resources |= _coordinator_service.resources(
+        stack, _tags(stack), task_role=COORDINATOR_ROLE, log_retention_days=LOG_RETENTION_DAYS
+    )
     return {
         "AWSTemplateFormatVersion": FORMAT_VERSION,
         "Description": (
             f"tpf stack {settings.stack}, release {release}: tables, queues, buckets, worker, roles"
         ),
-        "Parameters": _parameters(pipelines),
+        "Parameters": _parameters(pipelines) | copy.deepcopy(_coordinator_service.PARAMETERS),
+        "Rules": copy.deepcopy(_coordinator_service.RULES),
         "Conditions": {
-            ON_EC2: {"Fn::Equals": [{"Ref": "CoordinatorService"}, "ec2.amazonaws.com"]}
+            ON_EC2: {"Fn::Equals": [{"Ref": "CoordinatorService"}, "ec2.amazonaws.com"]},
+            **copy.deepcopy(_coordinator_service.CONDITIONS),
         },
         "Resources": resources,
-        "Outputs": _outputs(stack),
+        "Outputs": _outputs(stack) | _coordinator_service.outputs(),
     }
 
 

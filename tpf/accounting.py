@@ -55,6 +55,11 @@ class RequestLedger:
         self.sqs_billed_chunks = 0
         # Per physical table, so a cost target can name the table it is about.
         self.by_table: defaultdict[str, dict[str, float]] = defaultdict(_capacity_counters)
+        self.by_operation: defaultdict[str, defaultdict[str, float]] = defaultdict(
+            lambda: defaultdict(float)
+        )
+        """Per ``<table> <Operation>``: calls and capacity, each index by name: where the
+        WRU budget goes, write by write."""
         self._writer: threading.Thread | None = None
 
     # -- botocore hooks ---------------------------------------------------------------------
@@ -109,9 +114,16 @@ class RequestLedger:
             else:
                 self.wru_table += table
                 self.wru_indexes += indexes
-            counters = self.by_table[str(entry.get("TableName", "?"))]
+            name = str(entry.get("TableName", "?"))
+            counters = self.by_table[name]
             counters[f"{kind}_table"] += table
             counters[f"{kind}_indexes"] += indexes
+            detail = self.by_operation[f"{name} {operation}"]
+            detail["calls"] += 1
+            detail[f"{kind}_table"] += table
+            for group in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+                for index, used in (entry.get(group) or {}).items():
+                    detail[f"{kind}_index:{index}"] += float(used.get("CapacityUnits", 0.0))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -130,6 +142,9 @@ class RequestLedger:
                     "rru": {"table": self.rru_table, "indexes": self.rru_indexes},
                     "failed_conditional_writes": self.failed_conditional_writes,
                     "by_table": {name: dict(c) for name, c in sorted(self.by_table.items())},
+                    "by_operation": {
+                        name: dict(c) for name, c in sorted(self.by_operation.items())
+                    },
                 },
                 "sqs": {"billed_chunks": self.sqs_billed_chunks},
             }
@@ -156,6 +171,9 @@ class RequestLedger:
             for name, counters in ddb.get("by_table", {}).items():
                 for key, value in counters.items():
                     total.by_table[name][key] += value
+            for name, counters in ddb.get("by_operation", {}).items():
+                for key, value in counters.items():
+                    total.by_operation[name][key] += value
             total.sqs_billed_chunks += snap.get("sqs", {}).get("billed_chunks", 0)
         return total.snapshot()
 

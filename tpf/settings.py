@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         default=8081,
         validation_alias=AliasChoices("TPF_API_PORT", "TPF_COORDINATOR_PORT", "api_port"),
     )
+    tls_certificate: str | None = None
+    """Secret reference (``file:``, ``env:`` or ``secretsmanager:``) of the PEM certificate chain
+    the coordinator's API serves HTTPS with, for a deployment without a load balancer in front;
+    ``tls_key`` names its private key, and one without the other refuses to start."""
+    tls_key: str | None = None
+    """Secret reference of the PEM private key of ``tls_certificate``."""
     tenant_submit_rate: float = Field(default=1000.0, ge=0)
     """Submissions per second one tenant may make on one replica (429 beyond); 0 turns it off."""
     tenant_submit_burst: int = Field(default=2000, ge=1)

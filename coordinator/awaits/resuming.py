@@ -17,6 +17,7 @@ from tpf.clock import now_ms
 from tpf.errors import StaleRecord
 from tpf.pages import PAGE_ITEMS, PageWriter
 from tpf.payloads import PayloadStore
+from tpf.record_size import Slot, inline_room
 from tpf.records import ExecutionRecord, Status
 from tpf.registry import Registry
 
@@ -51,7 +52,10 @@ class Resumer:
             return
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)
         data = canonical(answers).encode()
-        ref = await self.payloads.put(unit.tenant_id, unit.execution_id, data)
+        slot: Slot = "result" if unit.resume_step >= len(contract.steps) else "continuation"
+        ref = await self.payloads.put(
+            unit.tenant_id, unit.execution_id, data, inline_limit=inline_room(record, slot)
+        )
         now = now_ms()
         try:
             if unit.resume_step >= len(contract.steps):

@@ -25,7 +25,7 @@ from typing import Any
 from coordinator.awaits.admission import Admission, Admitter
 from coordinator.awaits.completing import Completed, CompletionRequest, canonical
 from coordinator.awaits.deadlines import DeadlineSweeper
-from coordinator.awaits.model import Inbox, Interaction
+from coordinator.awaits.model import AwaitUnit, Inbox, Interaction
 from coordinator.awaits.opening import UnitOpener
 from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.recording import CompletionRecorder
@@ -35,7 +35,7 @@ from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
 from coordinator.store import ExecutionStore
 from tpf.clock import now_ms
-from tpf.errors import TpfError
+from tpf.errors import NotFound, TpfError
 from tpf.payloads import PayloadStore
 from tpf.queues import Queue
 from tpf.records import ExecutionRecord
@@ -67,7 +67,7 @@ class AwaitService:
         answers: Queue | None = None,
         shards: int = 4,
     ) -> None:
-        self.table, self.transports = table, transports
+        self.table, self.transports, self.store = table, transports, store
         self.resumer = Resumer(
             table=table, store=store, registry=registry, payloads=payloads, dispatcher=dispatcher
         )
@@ -153,6 +153,19 @@ class AwaitService:
     ) -> list[Interaction]:
         where = Inbox(not_before_ms=now_ms(), step_id=step_id, assignee=assignee, group=group)
         return await self.table.pending(tenant_id, limit=limit, where=where)
+
+    async def waited_on(self, tenant_id: str, execution_id: str) -> AwaitUnit:
+        """The await unit the execution waits on now, with how many of its interactions are
+        answered so far."""
+        record = await self.store.get(tenant_id, execution_id)
+        if record is None:
+            raise NotFound(f"no execution {execution_id} for tenant {tenant_id}")
+        unit = None
+        if record.await_unit_id is not None:
+            unit = await self.table.get_unit(tenant_id, record.await_unit_id)
+        if unit is None:  # not parked yet, or its unit is not open yet
+            raise NotFound(f"execution {execution_id} waits on no await")
+        return unit
 
     async def response_types(self, interactions: Sequence[Interaction]) -> dict[str, str | None]:
         """Unit id → the type id of the answer its interactions wait for (TPF's ``outputType``);

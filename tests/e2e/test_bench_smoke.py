@@ -80,6 +80,37 @@ def test_cost_counts_requests_and_prices_both_pipelines_at_both_loads(
             assert "cost_vs_step_functions" in entry["targets"]
 
 
+def test_cost_states_the_full_bill_and_where_tpf_breaks_even(
+    lines: dict[str, list[dict[str, Any]]],
+) -> None:
+    by_pipeline = {e["pipeline"]: e for e in lines["cost"]}
+    for pipeline, entry in by_pipeline.items():
+        assert entry["prices"]["as_of"] and "unverified" in entry["prices"]
+        bill = entry["bill"]
+        assert bill["fixed_monthly_usd"] > 0 and bill["assumptions"]
+        assert bill["fixed_monthly_usd"] == pytest.approx(
+            sum(item["usd"] for item in bill["breakdown"].values()), abs=0.05
+        )
+        alternatives = entry["alternatives"]
+        assert set(alternatives) == {
+            "step_functions_standard",
+            "step_functions_express",
+            "lambda_durable_functions",
+        }
+        for name, alternative in alternatives.items():
+            if not alternative.get("fits", True):
+                continue
+            for load in ("marginal", "low_load"):
+                found = alternative["break_even"][load]
+                above = found["tpf_cheaper_above_executions_per_month"]
+                assert (above is None and found["never"]) or above > 0, (name, load)
+        express = alternatives["step_functions_express"]
+        if pipeline == "org.pipelineframework.restaurantapproval":
+            assert express["fits"] is False and "5 minutes" in express["why"]
+        else:
+            assert express["fits"] is True and express["usd_per_million"] > 0
+
+
 def test_throughput_is_set_against_a_ceiling_with_a_finite_efficiency(
     lines: dict[str, list[dict[str, Any]]],
 ) -> None:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from decimal import Decimal
+import uuid
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from coordinator.store import moves
 from tpf.payloads import MAX_INLINE, PayloadRef, digest_of
+from tpf.record_size import RECORD_BUDGET, inline_room, item_size
 from tpf.records import (
     MAX_COUNTER,
     MAX_EPOCH_MS,
@@ -23,30 +25,10 @@ from tpf.records import (
     cap_message,
     execution_id_for,
     from_item,
+    new_execution,
     to_item,
     transition_key,
 )
-
-
-def number_size(value: int | Decimal) -> int:
-    """DynamoDB: one byte per two significant digits, plus one."""
-    digits = str(abs(int(value))).strip("0") or "0"
-    return (len(digits) + 1) // 2 + 1
-
-
-def dynamodb_item_size(item: dict[str, object]) -> int:
-    """Item size as DynamoDB bills it: attribute names plus values."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        if isinstance(value, str):
-            size += len(value.encode())
-        elif isinstance(value, int | Decimal):
-            size += number_size(value)
-        else:
-            raise TypeError(f"unexpected attribute type {type(value)} for {name}")
-    return size
-
 
 INLINE = PayloadRef.of_inline('"' + "x" * (MAX_INLINE - 2) + '"')
 BIG_COUNTER = MAX_COUNTER - 1  # 999999999: nine significant digits
@@ -89,7 +71,7 @@ def worst_case_record(status: Status) -> ExecutionRecord:
 
 @pytest.mark.parametrize("status", list(Status))
 def test_the_worst_case_record_of_every_status_stays_under_one_kilobyte(status: Status) -> None:
-    size = dynamodb_item_size(to_item(worst_case_record(status), shards=256))
+    size = item_size(to_item(worst_case_record(status), shards=256))
     assert size < 1024, f"{status}: {size} bytes"
 
 
@@ -129,3 +111,74 @@ def test_every_record_carries_its_search_lane_and_only_failures_share_one(status
     item = to_item(worst_case_record(status), shards=8)
     lane = "F" if status in (Status.FAILED, Status.DLQ) else "E"
     assert item[SEARCH_LANE] == f"{worst_case_record(status).tenant_id}#{lane}"
+
+
+_ID = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-", min_size=1)
+
+
+def _payload(size: int, room: int) -> PayloadRef:
+    if size > room:
+        return PayloadRef(tier="item", digest=digest_of(b"x" * size))
+    return PayloadRef.of_inline('"' + "x" * max(0, size - 2) + '"')
+
+
+@given(
+    tenant=_ID.filter(lambda t: t[0].isalnum()).map(lambda t: t[:MAX_TENANT]),
+    pipeline=_ID.map(lambda t: "p" + t[: MAX_PIPELINE - 1]),
+    key=_ID.map(lambda t: t[:MAX_KEY]),
+    release=_ID.map(lambda t: "r" + t[: MAX_RELEASE - 1]),
+    sizes=st.tuples(*[st.integers(min_value=2, max_value=1200)] * 3),
+)
+def test_payloads_inlined_into_the_room_never_take_a_record_past_its_budget(
+    tenant: str, pipeline: str, key: str, release: str, sizes: tuple[int, int, int]
+) -> None:
+    """Every payload inlined as far as its room allows; then every field at its cap at once,
+    a shape larger than any the record takes in flight; then succeeded: within the budget."""
+    record = new_execution(
+        tenant_id=tenant,
+        pipeline_id=pipeline,
+        idempotency_key=key,
+        contract_version="sha256:" + "f" * 64,
+        release_version=release,
+        input=PayloadRef.of_inline(""),
+        now_ms=BIG_TIME,
+        dispatch_deadline_ms=BIG_TIME,
+    )
+    record = record.change(input=_payload(sizes[0], inline_room(record, "input")))
+    record = record.change(continuation=_payload(sizes[1], inline_room(record, "continuation")))
+    in_flight = record.change(
+        status=Status.WAITING_EXTERNAL,
+        version=BIG_COUNTER,
+        attempt=BIG_COUNTER,
+        retries_used=BIG_COUNTER,
+        redrive_generation=BIG_COUNTER,
+        step_index=10_000,
+        due_at_ms=BIG_TIME,
+        updated_at_ms=BIG_TIME,
+        transition_key=transition_key(record.execution_id, 10_000, BIG_COUNTER),
+        await_unit_id="u" * MAX_UNIT_ID,
+        error_code="E" * MAX_ERROR_CODE,
+        error_message=cap_message("é" * 1000),
+    )
+    assert item_size(to_item(in_flight, shards=256)) <= RECORD_BUDGET
+    succeeded = moves.succeed(
+        in_flight,
+        transition_key=in_flight.transition_key or "",
+        result=_payload(sizes[2], inline_room(in_flight, "result")),
+        now_ms=BIG_TIME,
+    ).new
+    assert item_size(to_item(succeeded, shards=256)) <= RECORD_BUDGET
+
+
+def test_a_record_with_short_ids_takes_a_small_payload_inline() -> None:
+    record = new_execution(
+        tenant_id="acme",
+        pipeline_id="org.pipelineframework.restaurantapproval",
+        idempotency_key=str(uuid.uuid4()),
+        contract_version="sha256:" + "f" * 64,
+        release_version="1.0.0",
+        input=PayloadRef.of_inline(""),
+        now_ms=1_800_000_000_000,
+        dispatch_deadline_ms=1_800_000_030_000,
+    )
+    assert inline_room(record, "input") >= 200

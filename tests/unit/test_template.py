@@ -36,11 +36,15 @@ from tpf.settings import PROFILES, Settings
 
 ACCOUNT, REGION, PARTITION = "123456789012", "eu-west-1", "aws"
 PSEUDO_PARAMETERS = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": PARTITION}
+DEPLOYERS_SECRETS = f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret"
 PARAMETER_VALUES = {
     "ArtifactBucket": "artifacts",
     "ArtifactKey": "worker.zip",
     "Pipelines": "examples.orders:orders",
     "CoordinatorService": "ecs-tasks.amazonaws.com",
+    # The deployer's own secrets: the Fargate coordinator's certificate and key.
+    "CoordinatorTlsCertificate": f"{DEPLOYERS_SECRETS}:tls-crt-AbCdEf",
+    "CoordinatorTlsKey": f"{DEPLOYERS_SECRETS}:tls-key-AbCdEf",
 }
 STACK = "tmpl"
 ORDERS = "org.example.orders"
@@ -132,7 +136,7 @@ class Resolver:
             return self.arn(name.removesuffix(".Arn"))
         if name in self.template["Resources"]:
             return self.arn(name)
-        return PSEUDO_PARAMETERS[name]
+        return {**PSEUDO_PARAMETERS, **PARAMETER_VALUES}[name]
 
 
 # -- evaluating policies -------------------------------------------------------------------
@@ -489,14 +493,29 @@ def _policy_documents(template: dict[str, Any]) -> list[dict[str, Any]]:
     return documents
 
 
+NO_RESOURCE_LEVEL_PERMISSION = {
+    "ReadWorkerMappings": ("lambda:GetEventSourceMapping", "lambda:ListEventSourceMappings"),
+    "GetRegistryToken": ("ecr:GetAuthorizationToken",),
+}
+"""Read-only grants AWS gives no resource-level permission for: their resource must be ``*``."""
+
+
+def test_the_grants_without_a_resource_are_read_only_and_only_those(
+    template: dict[str, Any],
+) -> None:
+    statements = [s for d in _policy_documents(template) for s in d["Statement"]]
+    unscoped = {s["Sid"]: tuple(s["Action"]) for s in statements if s.get("Resource") == ["*"]}
+    assert unscoped == NO_RESOURCE_LEVEL_PERMISSION
+
+
 def test_no_statement_grants_every_action_or_every_resource(template: dict[str, Any]) -> None:
     resolve = Resolver(template)
     statements = [s for d in _policy_documents(template) for s in d["Statement"]]
     assert len(statements) > 10
     # A Deny of everything is how a bucket refuses plain HTTP; only grants must be narrow.
     for statement in [s for s in statements if s["Effect"] == "Allow"]:
-        if statement["Sid"] == "ReadWorkerMappings":
-            continue  # ListEventSourceMappings has no resource-level permission; read-only
+        if statement["Sid"] in NO_RESOURCE_LEVEL_PERMISSION:
+            continue
         for action in _listed(statement["Action"]):
             assert action != "*" and not action.endswith(":*"), statement["Sid"]
         for resource in _listed(statement["Resource"]):

@@ -1,10 +1,13 @@
 """Payloads, stored once, in the cheapest tier that fits (REFERENCE section 2, cost rules).
 
-| size              | where                                   | why                                |
-|-------------------|-----------------------------------------|------------------------------------|
-| <= 64 B           | inline in the execution record          | no extra request at all            |
-| <= 8 KiB          | an immutable payload item (DynamoDB)    | <= 8 WRU, cheaper than an S3 PUT   |
-| larger            | an S3 object                            | $5 per million PUTs beats WRU      |
+| size                  | where                                | why                           |
+|-----------------------|--------------------------------------|-------------------------------|
+| the record's room     | inline in the execution record       | no extra request at all       |
+| <= 8 KiB              | an immutable payload item (DynamoDB) | <= 8 WRU, cheaper than a PUT  |
+| larger                | an S3 object                         | $5 per million PUTs beats WRU |
+
+The record's room is at least ``MAX_INLINE`` bytes, more when its ids are short
+(``tpf.record_size``).
 
 Keys derive from tenant, execution and the content's digest, so writing the same content twice
 is harmless and a reference needs only the tier and digest. Reads verify the digest.
@@ -22,7 +25,8 @@ from tpf.errors import TpfError
 from tpf.payloads.port import PayloadBackend
 
 MAX_INLINE = 64
-"""Bytes of JSON kept inside the execution record; anything larger is a claim check."""
+"""Bytes of JSON every execution record has room for; a record with more room (short ids, see
+``tpf.record_size.inline_room``) takes more."""
 
 
 def digest_of(data: bytes) -> str:
@@ -79,8 +83,8 @@ def object_key(tenant_id: str, execution_id: str, digest: str) -> str:
     return f"{tenant_id}/{execution_id}/{digest}"
 
 
-def tier_for(size: int) -> str:
-    if size <= MAX_INLINE:
+def tier_for(size: int, inline_limit: int = MAX_INLINE) -> str:
+    if size <= inline_limit:
         return "inline"
     return "item" if size <= ITEM_LIMIT else "s3"
 
@@ -91,8 +95,11 @@ class PayloadStore:
     def __init__(self, backend: PayloadBackend) -> None:
         self.backend = backend
 
-    async def put(self, tenant_id: str, execution_id: str, data: bytes) -> PayloadRef:
-        tier = tier_for(len(data))
+    async def put(
+        self, tenant_id: str, execution_id: str, data: bytes, *, inline_limit: int = MAX_INLINE
+    ) -> PayloadRef:
+        """Store ``data`` once; inline (no request) when it is at most ``inline_limit`` bytes."""
+        tier = tier_for(len(data), inline_limit)
         if tier == "inline":
             return PayloadRef.of_inline(data.decode())
         digest = digest_of(data)

@@ -3,7 +3,10 @@
 For each pipeline two loads: a batch submitted at once (the marginal cost: SQS and history
 writes batch, idle polls vanish among the work) and executions one at a time (low load: every
 request carries one message, and the idle polls in between count). Beside them the same
-pipeline on Step Functions Standard, and the ratio.
+pipeline on Step Functions Standard, and the ratio; then the full bill: the deployment's fixed
+monthly cost (``bill``) and, against Step Functions Standard and Express and Lambda durable
+functions (``alternatives``), the volume above which tpf is the cheaper choice, or that it never
+is.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 from infra.resources import describe
 from tpf.loading import load_pipeline
 from tpf.pipeline import Pipeline, StepKind
+from tpfctl.bench.alternatives import break_even, lambda_durable, step_functions_express
+from tpfctl.bench.bill import fixed_monthly
 from tpfctl.bench.drive import APPROVAL, PLAIN, Load
 from tpfctl.bench.prices import (
     LIST_PRICES,
@@ -65,6 +70,10 @@ def profile(measured: Measured, stack_name: str) -> dict[str, Any]:
             "rru_per_execution": {k: per(v, n) for k, v in ddb["rru"].items()},
             "failed_conditional_writes_per_execution": per(ddb["failed_conditional_writes"], n),
             "by_table_per_execution": by_table,
+            "by_operation_per_execution": {
+                name.removeprefix(prefix): {k: per(v, n) for k, v in sorted(counters.items())}
+                for name, counters in ddb.get("by_operation", {}).items()
+            },
         },
         "s3": {"put_per_execution": per(s3_put, n), "get_per_execution": per(s3_get, n)},
         "inbox": {"lists": measured.outcome.inbox_lists, "answers": measured.outcome.inbox_answers},
@@ -125,17 +134,54 @@ def targets(
     return found
 
 
+def shape(pipeline_id: str) -> tuple[int, int]:
+    """(steps, awaits among them) of a reference pipeline."""
+    pipeline: Pipeline = load_pipeline(PIPELINES[pipeline_id])
+    return len(pipeline.steps), sum(1 for s in pipeline.steps if s.kind is StepKind.AWAIT)
+
+
 def step_functions_for(pipeline_id: str) -> dict[str, Any]:
     """Every step is a state; an await is a ``.waitForTaskToken`` task whose token a human
     inbox keeps in DynamoDB (one write)."""
-    pipeline: Pipeline = load_pipeline(PIPELINES[pipeline_id])
-    awaits = sum(1 for s in pipeline.steps if s.kind is StepKind.AWAIT)
-    return step_functions_standard(states_entered=len(pipeline.steps), inbox_writes=awaits)
+    steps, awaits = shape(pipeline_id)
+    return step_functions_standard(states_entered=steps, inbox_writes=awaits)
+
+
+def alternatives(
+    pipeline_id: str,
+    fixed_monthly_usd: float,
+    loads: dict[str, dict[str, Any]],
+    sfn: dict[str, Any],
+) -> dict[str, Any]:
+    """Each alternative's cost per execution and where tpf's fixed bill breaks even with it,
+    at both loads' cost per execution. Express is timed by one execution alone (low load)."""
+    steps, awaits = shape(pipeline_id)
+    low_load = loads["low_load"]
+    found: dict[str, dict[str, Any]] = {
+        "step_functions_standard": {"usd_per_million": sfn["usd_per_million"]},
+        "step_functions_express": step_functions_express(
+            seconds=low_load["wall_seconds"] / low_load["executions"], awaits=awaits
+        ),
+        "lambda_durable_functions": lambda_durable(steps=steps - awaits, awaits=awaits),
+    }
+    for alternative in found.values():
+        if alternative.get("fits", True):
+            alternative["break_even"] = {
+                load: break_even(
+                    fixed_monthly_usd=fixed_monthly_usd,
+                    tpf_usd_per_million=measured["usd_per_million_executions"]["total"],
+                    other_usd_per_million=alternative["usd_per_million"],
+                )
+                for load, measured in loads.items()
+            }
+    return found
 
 
 def run(bench: LazySession) -> list[dict[str, Any]]:
     session = bench.get()
     options, stack = bench.options, session.stack
+    releases = [(pipeline_id, stack.settings.release) for pipeline_id in PIPELINES]
+    bill = fixed_monthly(stack.settings, releases=releases)
     lines = []
     for pipeline_id in PIPELINES:
         tag = "plain" if pipeline_id == PLAIN else "approval"
@@ -171,6 +217,13 @@ def run(bench: LazySession) -> list[dict[str, Any]]:
                 "low_load": low_load,
                 "step_functions_standard": sfn,
                 "ratio_to_step_functions": ratios,
+                "bill": bill,
+                "alternatives": alternatives(
+                    pipeline_id,
+                    bill["fixed_monthly_usd"],
+                    {"marginal": marginal, "low_load": low_load},
+                    sfn,
+                ),
                 "targets": targets(
                     marginal,
                     ratios["marginal"],

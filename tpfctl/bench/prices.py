@@ -3,6 +3,10 @@
 One table, dated: when AWS changes a price, change it here and the date with it. DynamoDB
 reports transactional writes at double capacity already, so capacity units are priced as
 reported; a failed conditional write reports none and is priced as one WRU (the ledger's rule).
+
+Every figure is us-east-1 on demand, with no free tier. Each names its page; a figure read from
+a transcription of that page rather than the page itself is listed in ``unverified``, and every
+output that prints the table prints that list with it.
 """
 
 from __future__ import annotations
@@ -24,17 +28,65 @@ class PriceTable:
     s3_put_per_thousand: float
     s3_get_per_thousand: float
     step_functions_standard_per_million_transitions: float
+    step_functions_express_per_million_requests: float
+    step_functions_express_per_gb_hour: float
+    lambda_per_million_requests: float
+    lambda_durable_per_million_operations: float
+    lambda_durable_per_gb_written: float
+    lambda_durable_per_gb_month_retained: float
+    fargate_per_vcpu_hour: float
+    fargate_per_gb_hour: float
+    load_balancer_per_hour: float
+    secrets_manager_per_secret_month: float
+    unverified: tuple[str, ...] = ()
+    """Figures read from a transcription of their page, not from the page itself."""
 
 
 LIST_PRICES = PriceTable(
-    as_of="2026-01",
+    as_of="2026-12",
     region="us-east-1",
+    # aws.amazon.com/sqs/pricing (standard queue, after the first million)
     sqs_per_million_requests=0.40,
+    # aws.amazon.com/dynamodb/pricing/on-demand
     dynamodb_per_million_wru=0.625,
     dynamodb_per_million_rru=0.125,
+    # aws.amazon.com/s3/pricing (S3 Standard)
     s3_put_per_thousand=0.005,
     s3_get_per_thousand=0.0004,
+    # aws.amazon.com/step-functions/pricing: Standard per state transition; Express per request
+    # and per GB-hour of duration (the first 1,000 GB-hours of a month: the dearest tier), the
+    # duration rounded up to 100 ms and the memory billed in 64 MB chunks.
     step_functions_standard_per_million_transitions=25.0,
+    step_functions_express_per_million_requests=1.00,
+    step_functions_express_per_gb_hour=0.06,
+    # aws.amazon.com/lambda/pricing: requests, and durable functions' durable operations
+    # (steps, waits, callbacks), data they write and data retained.
+    lambda_per_million_requests=0.20,
+    lambda_durable_per_million_operations=8.00,
+    lambda_durable_per_gb_written=0.25,
+    lambda_durable_per_gb_month_retained=0.15,
+    # aws.amazon.com/fargate/pricing (Linux/x86)
+    fargate_per_vcpu_hour=0.04048,
+    fargate_per_gb_hour=0.004445,
+    # aws.amazon.com/elasticloadbalancing/pricing (Application Load Balancer hour; an idle one
+    # uses next to no LCUs)
+    load_balancer_per_hour=0.0225,
+    # aws.amazon.com/secrets-manager/pricing
+    secrets_manager_per_secret_month=0.40,
+    # The Lambda page renders its prices in the browser: the durable figures here are from two
+    # transcriptions of it that agree, and the request price is its long-standing list price.
+    # The Fargate, load balancer and Secrets Manager figures are from published summaries of
+    # their pages that agree with each other.
+    unverified=(
+        "lambda_per_million_requests",
+        "lambda_durable_per_million_operations",
+        "lambda_durable_per_gb_written",
+        "lambda_durable_per_gb_month_retained",
+        "fargate_per_vcpu_hour",
+        "fargate_per_gb_hour",
+        "load_balancer_per_hour",
+        "secrets_manager_per_secret_month",
+    ),
 )
 
 # S3 bills PUT, COPY, POST and LIST requests at the PUT rate, and GET and the rest at the GET rate.

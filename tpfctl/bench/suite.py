@@ -27,11 +27,21 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
-def run(names: Iterable[str], options: Options, out: TextIO = sys.stdout) -> list[dict[str, Any]]:
+def announce(name: str) -> None:
+    print(f"bench: {name}", file=sys.stderr, flush=True)
+
+
+def run(
+    names: Iterable[str],
+    options: Options,
+    out: TextIO = sys.stdout,
+    starting: Callable[[str], None] = announce,
+) -> list[dict[str, Any]]:
+    """Run ``names`` in order; ``starting`` is told each one's name as it starts."""
     lines = []
     with LazySession(options) as bench:
         for name in names:
-            print(f"bench: {name}", file=sys.stderr, flush=True)
+            starting(name)
             for found in BENCHMARKS[name](bench):
                 line = {"benchmark": found["benchmark"], "substrate": options.substrate, **found}
                 print(json.dumps(line), file=out, flush=True)

@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from examples.restaurant_approval import AWAIT_STEP, PIPELINE_ID
 from tpf.codec import encode_envelope
 from tpf.errors import InvalidInput, NotFound, TpfError
 from tpf.settings import Settings
-from tpfctl.cli.common import Api, print_json, table
+from tpfctl.cli.common import Api, out, print_json
 from tpfctl.cli.operations import default_actor
+from tpfctl.cli.tables import Column, Wide, build_table
 
 app = typer.Typer(help="Decide restaurant orders waiting in the inbox.", no_args_is_help=True)
 
@@ -46,9 +48,10 @@ def list_pending(
     step: Annotated[str, typer.Option(help=f"Await step id, or '{ALL_STEPS}'.")] = AWAIT_STEP,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     tenant: Tenant = "default",
+    wide: Wide = False,
     as_json: Json = False,
 ) -> None:
-    """List the interactions waiting for a decision, oldest first."""
+    """List the interactions waiting for a decision, oldest first (--wide: who ordered what)."""
     params: dict[str, Any] = {"limit": limit}
     if step != ALL_STEPS:
         params["stepId"] = step
@@ -56,7 +59,21 @@ def list_pending(
     if as_json:
         print_json(found)
         return
-    now_ms = time.time() * 1000
+    out.print(pending_table(found, now_ms=time.time() * 1000, wide=wide))
+
+
+PENDING = [
+    Column("interaction", whole=True),  # whole: `approve` and `decline` take it back
+    Column("order", identifier=True),
+    Column("total", whole=True),
+    Column("deadline", whole=True),
+    Column("restaurant", wide=True),
+    Column("customer", wide=True),
+    Column("items", wide=True),
+]
+
+
+def pending_table(found: list[dict[str, Any]], *, now_ms: float, wide: bool) -> Table:
     rows = []
     for i in found:
         order = i["requestPayload"] if isinstance(i["requestPayload"], dict) else {}
@@ -65,15 +82,14 @@ def list_pending(
             [
                 i["interactionId"],
                 order.get("orderId"),
+                None if total is None else f"{total} {order.get('currency', '')}".strip(),
+                relative(i["deadlineEpochMs"] - now_ms),
                 order.get("restaurantName"),
                 order.get("customerName"),
-                None if total is None else f"{total} {order.get('currency', '')}".strip(),
                 order.get("items"),
-                relative(i["deadlineEpochMs"] - now_ms),
             ]
         )
-    columns = ["interaction", "order", "restaurant", "customer", "total", "items", "deadline"]
-    table(f"{len(found)} pending", columns, rows)
+    return build_table(f"{len(found)} pending", PENDING, rows, wide=wide)
 
 
 @app.command()

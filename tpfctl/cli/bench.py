@@ -3,11 +3,15 @@ one JSON object per line."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from rich.progress import Progress
 
 from tpf.errors import ConfigurationError
+from tpfctl.cli.progress import bars, for_people
 
 app = typer.Typer()
 
@@ -50,7 +54,7 @@ def bench(
 ) -> None:
     """Measure on a stack of its own; print one JSON object per line per benchmark."""
     from tpfctl.bench.session import Options
-    from tpfctl.bench.suite import run
+    from tpfctl.bench.suite import announce, run
 
     chosen = names or list(NAMES)
     unknown = sorted(set(chosen) - set(NAMES))
@@ -72,4 +76,29 @@ def bench(
         csv_rows=csv_rows,
         search_records=search_records,
     )
-    run(chosen, options)
+    with bars(wanted=for_people()) as progress:
+        phases = Phases(progress, chosen, unwatched=announce)
+        # sys.stdout as it is now: while the bar is drawn, lines go above it.
+        run(chosen, options, out=sys.stdout, starting=phases.start)
+        phases.finish()
+
+
+class Phases:
+    """One bar over the benchmarks, the one running named; with no bar drawn, a line on
+    stderr per benchmark as before. The JSON lines are the same either way (printed above the
+    bar while it is drawn, which is only when stdout is a terminal)."""
+
+    def __init__(
+        self, progress: Progress, names: list[str], unwatched: Callable[[str], None]
+    ) -> None:
+        self.progress, self.unwatched, self.done = progress, unwatched, -1
+        self.task = progress.add_task("bench", total=len(names))
+
+    def start(self, name: str) -> None:
+        if self.progress.disable:
+            self.unwatched(name)
+        self.done += 1
+        self.progress.update(self.task, completed=self.done, description=f"bench: {name}")
+
+    def finish(self) -> None:
+        self.progress.update(self.task, completed=self.done + 1, description="bench: done")

@@ -1,4 +1,4 @@
-"""What the commands share: settings, where the API is, output as tables or JSON."""
+"""What the commands share: settings, where the API is, output as JSON (tables: ``tables``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from rich.console import Console
-from rich.table import Table
 
 from tpf.accounting import LEDGER
 from tpf.errors import ConfigurationError, TpfError
@@ -27,15 +26,6 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
-    t = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        t.add_column(column)
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
-    out.print(t)
-
-
 class ApiCallFailed(TpfError):
     """The API answered with an error; the message is what a person needs to read."""
 
@@ -46,6 +36,9 @@ class ApiCallFailed(TpfError):
 
 class Api:
     """The coordinator's HTTP API, located from the environment or `tpf up`'s state file."""
+
+    transport: ClassVar[httpx.BaseTransport | None] = None
+    """Where requests go; None: the network. Tests put an ``httpx.MockTransport`` here."""
 
     def __init__(self, settings: Settings, *, admin: bool = False) -> None:
         state = read_state(settings) or {}
@@ -59,13 +52,13 @@ class Api:
 
     def call(self, method: str, path: str, *, timeout: float = 10, **kwargs: Any) -> Any:
         try:
-            response = httpx.request(
-                method,
-                f"{self.base_url}{path}",
-                headers={"Authorization": f"Bearer {self.token}"},
-                timeout=timeout,
-                **kwargs,
-            )
+            with httpx.Client(transport=self.transport, timeout=timeout) as client:
+                response = client.request(
+                    method,
+                    f"{self.base_url}{path}",
+                    headers={"Authorization": f"Bearer {self.token}"},
+                    **kwargs,
+                )
         except httpx.HTTPError as exc:
             raise ConfigurationError(
                 f"cannot reach the coordinator at {self.base_url}: {exc}"

@@ -19,7 +19,8 @@ from tpf.accounting import RequestLedger
 from tpf.codec import encode_envelope
 from tpf.substrate import open_clients
 from tpfctl.cli import references
-from tpfctl.cli.common import out, table
+from tpfctl.cli.common import out
+from tpfctl.cli.tables import Column, short_id, table
 from tpfctl.stack import OwnedStack, StackSpec, owned_stack
 
 app = typer.Typer()
@@ -179,7 +180,7 @@ def _report(
 ) -> None:
     rows = [
         [
-            eid[:8],
+            short_id(eid),
             r["status"],
             r["attempt"],
             r["version"],
@@ -188,7 +189,9 @@ def _report(
         ]
         for eid, r in records.items()
     ]
-    table("executions", ["id", "status", "attempt", "version", "last error", "result"], rows)
+    columns: list[Column | str] = ["id", Column("status", whole=True), "attempt", "version"]
+    columns += ["last error", "result"]
+    table("executions", columns, rows)
     requests = ledger["requests"]
     total = sum(sum(ops.values()) for ops in requests.values())
     op_rows = [

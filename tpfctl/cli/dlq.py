@@ -15,13 +15,15 @@ from typing import Annotated, Any
 
 import typer
 from botocore.exceptions import ClientError
+from rich.table import Table
 
 from infra._queues import url_of
 from infra.resources import WORK_QUEUE_PREFIX, Queue, describe, work_visibility
 from tpf.errors import InvalidInput, TpfError
 from tpf.settings import Settings
 from tpf.substrate import sync_client
-from tpfctl.cli.common import print_json, table
+from tpfctl.cli.common import out, print_json
+from tpfctl.cli.tables import Column, Wide, build_table, short_id
 
 app = typer.Typer(help="Inspect and replay the dead-letter queues.", no_args_is_help=True)
 
@@ -227,6 +229,7 @@ def list_command(
         ),
     ] = False,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Messages to peek at.")] = 10,
+    wide: Wide = False,
     as_json: Json = False,
 ) -> None:
     """Count the messages in every DLQ, or peek at one queue's without removing them."""
@@ -240,19 +243,55 @@ def list_command(
         if as_json:
             print_json(rows)
             return
-        shown = [
-            [r["queue"], r["dlq"], r["visible"] if r["exists"] else "absent", r["inFlight"]]
-            for r in rows
-        ]
-        table(None, ["queue", "dlq", "messages", "in flight"], shown)
+        out.print(count_table(rows, wide=wide))
         return
     physical = chosen[0].name if source else chosen[0].dead_letter_name
     found = peek(sqs, _url(sqs, settings.resource(physical)), limit)
     if as_json:
         print_json(found)
         return
-    columns = ["messageId", "receiveCount", "sentAt", "summary"]
-    table(settings.resource(physical), columns, [[m[c] for c in columns] for m in found])
+    out.print(peek_table(settings.resource(physical), found, wide=wide))
+
+
+COUNTS = [
+    Column("queue", whole=True),
+    Column("messages", whole=True),
+    Column("in flight", whole=True),
+    Column("dlq", wide=True),
+]
+
+
+def count_table(rows: list[dict[str, Any]], *, wide: bool) -> Table:
+    """One row per DLQ; its physical name with ``--wide``."""
+    shown = [
+        [r["queue"], r["visible"] if r["exists"] else "absent", r["inFlight"], r["dlq"]]
+        for r in rows
+    ]
+    return build_table(None, COUNTS, shown, wide=wide)
+
+
+PEEKED = [
+    Column("message", identifier=True),
+    Column("receives", whole=True),
+    Column("sent", wide=True),
+    Column("summary"),
+]
+
+
+def peek_table(title: str, messages: list[dict[str, Any]], *, wide: bool) -> Table:
+    """Peeked messages; ids shortened and the execution in a summary too, unless ``--wide``."""
+    rows = [
+        [m["messageId"], m["receiveCount"], m["sentAt"], _brief(m, wide=wide)] for m in messages
+    ]
+    return build_table(title, PEEKED, rows, wide=wide)
+
+
+def _brief(message: dict[str, Any], *, wide: bool) -> str:
+    summary: str = message["summary"]
+    execution_id = message.get("executionId")
+    if wide or not isinstance(execution_id, str):
+        return summary
+    return summary.replace(execution_id, short_id(execution_id))
 
 
 @app.command("replay")

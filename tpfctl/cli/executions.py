@@ -8,12 +8,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.table import Table
 
 from tpf.codec import encode_envelope
 from tpf.errors import InvalidInput
 from tpf.records import MAX_EPOCH_MS, Status
 from tpf.settings import Settings
-from tpfctl.cli.common import Api, print_json, table
+from tpfctl.cli.common import Api, ApiCallFailed, out, print_json
+from tpfctl.cli.tables import Column, Wide, build_table
 
 if TYPE_CHECKING:
     from coordinator.store.search import ExecutionQuery
@@ -57,44 +59,96 @@ def submit(
 
 @app.command()
 def status(
-    execution_id: Annotated[str, typer.Argument()],
+    execution_id: Annotated[str, typer.Argument(help="The execution's id, whole.")],
     history: Annotated[bool, typer.Option(help="Also show every state change so far.")] = False,
     tenant: Tenant = "default",
+    wide: Wide = False,
     as_json: Json = False,
 ) -> None:
-    """Show one execution's status (and its result once it has one)."""
+    """Show one execution's status (and its result once it has one); while it waits on an
+    await, how many of the await's interactions are answered."""
     api = Api(Settings())
     base = f"/tpf/control-plane/tenants/{tenant}/executions/{execution_id}"
     record = api.call("GET", base)
+    waited_on = awaited(api, base) if record["status"] == Status.WAITING_EXTERNAL else None
     result = api.call("GET", f"{base}/result")
     changes = api.call("GET", f"{base}/history") if history else None
     if as_json:
         extra = {"history": changes} if history else {}
+        if waited_on is not None:
+            extra["await"] = waited_on
         print_json({**record, "result": result["resultPayload"], **extra})
         return
-    rows = [[k, v] for k, v in record.items() if v is not None]
-    if result["resultPayload"]:
-        rows.append(["result", result["resultPayload"]["payload"]])
-    table(f"execution {execution_id}", ["field", "value"], rows)
+    out.print(fields(record, result["resultPayload"], waited_on))
     if changes is not None:
-        columns = ["version", "at", "previousStatus", "status", "stepIndex", "attempt"]
-        table(
-            "history",
-            [*columns, "errorCode", "actor", "reason"],
-            [
-                [
-                    c["version"],
-                    datetime.fromtimestamp(c["atEpochMs"] / 1000).isoformat(
-                        timespec="milliseconds"
-                    ),
-                    *(c[k] for k in columns[2:]),
-                    c["errorCode"],
-                    c["actor"],
-                    c["reason"],
-                ]
-                for c in changes
-            ],
-        )
+        out.print(history_table(changes, wide=wide))
+
+
+def awaited(api: Api, base: str) -> dict[str, Any] | None:
+    """The progress of the await the execution waits on; None if it has none (yet)."""
+    try:
+        found: dict[str, Any] = api.call("GET", f"{base}/await")
+    except ApiCallFailed as exc:
+        if exc.status != 404:  # 404: the await is not open yet, or the execution moved on
+            raise
+        return None
+    return found
+
+
+def answered(progress: dict[str, Any]) -> str:
+    """'confirm: 412 of 70,867 answered': the await step, and its interactions answered."""
+    counted = f"{progress['answered']:,} of {progress['total']:,} answered"
+    return f"{progress['stepId']}: {counted}"
+
+
+def fields(
+    record: dict[str, Any], result: dict[str, Any] | None, progress: dict[str, Any] | None
+) -> Table:
+    rows = [[k, v] for k, v in record.items() if v is not None]
+    if progress is not None:
+        rows.append(["await", answered(progress)])
+    if result:
+        rows.append(["result", result["payload"]])
+    columns = [Column("field", whole=True), Column("value")]
+    return build_table(f"execution {record['executionId']}", columns, rows, wide=True)
+
+
+HISTORY = [
+    Column("version"),
+    Column("at"),
+    Column("from", whole=True, wide=True),
+    Column("status", whole=True),
+    Column("step"),
+    Column("attempt", wide=True),
+    Column("error"),
+    Column("actor", wide=True),
+    Column("reason", wide=True),
+]
+
+
+def history_table(changes: list[dict[str, Any]], *, wide: bool) -> Table:
+    """One row per state change; who did it and why with ``--wide``."""
+    rows = [
+        [
+            c["version"],
+            _moment(c["atEpochMs"], wide=wide),
+            c["previousStatus"],
+            c["status"],
+            c["stepIndex"],
+            c["attempt"],
+            c["errorCode"],
+            c["actor"],
+            c["reason"],
+        ]
+        for c in changes
+    ]
+    return build_table("history", HISTORY, rows, wide=wide)
+
+
+def _moment(epoch_ms: int, *, wide: bool) -> str:
+    """Local time; to the millisecond with ``--wide``, else to the second without the year."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000)
+    return moment.isoformat(timespec="milliseconds") if wide else moment.strftime("%m-%d %H:%M:%S")
 
 
 Since = Annotated[
@@ -118,18 +172,35 @@ def list_executions(
     until: Until = None,
     tenant: Tenant = "default",
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    wide: Wide = False,
     as_json: Json = False,
 ) -> None:
-    """List a tenant's executions, newest first (Queries on the search index, no Scan)."""
+    """List a tenant's executions, newest first (Queries on the search index, no Scan).
+
+    Ids are shortened to 8 characters; --wide shows them whole, with every column."""
     query = _query(tenant, status, pipeline, error_code, since, until)
     records, more = asyncio.run(_search(Settings(), query, limit))
     if as_json:
         print_json(records)
         return
-    columns = ["executionId", "pipelineId", "status", "stepIndex", "attempt", "version"]
-    columns.append("errorCode")
     title = f"{len(records)}{'+' if more else ''} execution(s) of tenant {tenant}, newest first"
-    table(title, columns, [[r[c] for c in columns] for r in records])
+    out.print(listing(title, records, wide=wide))
+
+
+LISTING = {
+    "executionId": Column("execution", identifier=True),
+    "status": Column("status", whole=True),
+    "stepIndex": Column("step"),
+    "pipelineId": Column("pipeline"),
+    "attempt": Column("attempt", wide=True),
+    "version": Column("version", wide=True),
+    "errorCode": Column("error"),
+}
+
+
+def listing(title: str, records: list[dict[str, Any]], *, wide: bool) -> Table:
+    rows = [[r.get(k) for k in LISTING] for r in records]
+    return build_table(title, list(LISTING.values()), rows, wide=wide)
 
 
 @executions.command("count")

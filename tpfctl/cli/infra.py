@@ -1,5 +1,6 @@
-"""``tpf infra``: provision, remove and inspect the stack's tables, queues and buckets, or print
-them (with a Lambda worker and the roles) as a CloudFormation template.
+"""``tpf infra``: provision, remove and inspect the stack's tables, queues and buckets, print
+them (with a Lambda worker and the roles) as a CloudFormation template, or print the environment
+of a stack deployed from that template.
 
 Settings come from ``TPF_*`` (and the standard AWS variables); endpoints from
 ``resolve_endpoints``, whose one-line error ``tpfctl.cli.main`` prints when none is known.
@@ -129,6 +130,19 @@ def template(
         f"wrote the template of stack {settings.stack} to {output}: "
         f"{len(document['Resources'])} resources"
     )
+
+
+@app.command()
+def env(
+    stack: Annotated[str, typer.Option(help="Name of the deployed CloudFormation stack.")],
+) -> None:
+    """Print the environment of a coordinator, worker or `tpf` command for a stack deployed from
+    the template, as export lines read from its outputs (eval them in a shell)."""
+    from tpfctl.deployed import environment, export_lines, stack_outputs
+
+    # A deployed stack is on AWS (or wherever AWS_ENDPOINT_URL says AWS is).
+    settings = Settings().model_copy(update={"substrate": "aws"})
+    print(export_lines(environment(stack_outputs(settings, stack))))
 
 
 def _table_state(t: dict[str, Any]) -> str:

@@ -2,20 +2,26 @@
 
 Both go through the coordinator's admin API, so the coordinator applies its conditions and
 writes the history entry; the actor recorded is ``user@host`` unless ``--actor`` says otherwise.
+A bulk re-drive goes a few seconds' worth at a time, so a terminal shows a bar of its progress.
 """
 
 from __future__ import annotations
 
 import getpass
+import math
 import socket
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.progress import Progress
 
 from tpf.errors import InvalidInput
 from tpf.settings import Settings
-from tpfctl.cli.common import Api, print_json, table
+from tpfctl.cli.common import Api, print_json
+from tpfctl.cli.progress import bars, for_people
+from tpfctl.cli.tables import Column, table
 
 app = typer.Typer()
 
@@ -23,6 +29,9 @@ Tenant = Annotated[str, typer.Option(help="Tenant id.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Reason = Annotated[str | None, typer.Option(help="Why; kept in the execution's history.")]
 Actor = Annotated[str | None, typer.Option(help="Who; defaults to user@host.")]
+
+REQUEST_S = 2
+"""Seconds of re-drives (at ``--rate``) asked for in one request of a bulk re-drive."""
 
 # --where keys and the bulk request fields they fill.
 WHERE = {
@@ -115,7 +124,11 @@ def redrive(
     }
     if allow_failed and "status" not in bulk:
         bulk["status"] = ["DLQ", "FAILED"]
-    report = api.call("POST", f"{base}/redrive", json=bulk, timeout=30 + limit / rate)
+    if dry_run:
+        report = api.call("POST", f"{base}/redrive", json=bulk, timeout=30)
+    else:
+        with bars(wanted=for_people(as_json=as_json)) as progress:
+            report = redrive_where(api, f"{base}/redrive", bulk, progress)
     if as_json:
         print_json(report)
         return
@@ -143,9 +156,40 @@ def cancel(
     show(api.call("POST", path, json=body), as_json)
 
 
+def redrive_where(
+    api: Api, route: str, bulk: dict[str, Any], progress: Progress, *, now_ms: int | None = None
+) -> dict[str, Any]:
+    """Re-drive what ``bulk`` selects a few seconds' worth at a time, so the bar moves; the
+    report is the one a single request would give.
+
+    A dry run counts the selection first. Each later request asks for executions last changed
+    before this command started: one re-driven (or changed by someone else) meanwhile is not
+    selected again, so the requests never re-drive twice nor go round in circles."""
+    started = int(time.time() * 1000) if now_ms is None else now_ms
+    until = bulk.get("updatedBeforeEpochMs")
+    frozen = {**bulk, "updatedBeforeEpochMs": started if until is None else min(until, started)}
+    selected = api.call("POST", route, json={**frozen, "dryRun": True}, timeout=30)["matched"]
+    step = max(1, math.ceil(bulk["perSecond"] * REQUEST_S))
+    report: dict[str, Any] = {"dryRun": False, "matched": 0, "redriven": 0, "skipped": 0}
+    report.update(executionIds=[], skippedExecutionIds=[])
+    task = progress.add_task("re-driving", total=selected)
+    while report["matched"] < selected:
+        limit = min(step, selected - report["matched"])
+        part = api.call(
+            "POST", route, json={**frozen, "limit": limit}, timeout=30 + limit / bulk["perSecond"]
+        )
+        if not part["matched"]:  # the rest changed since they were counted
+            break
+        for key in ("matched", "redriven", "skipped", "executionIds", "skippedExecutionIds"):
+            report[key] += part[key]
+        progress.update(task, completed=report["matched"])
+    return report
+
+
 def show(acted: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(acted)
         return
     rows = [[k, v] for k, v in acted.items() if v is not None]
-    table(f"execution {acted['executionId']}", ["field", "value"], rows)
+    columns = [Column("field", whole=True), Column("value")]
+    table(f"execution {acted['executionId']}", columns, rows, wide=True)

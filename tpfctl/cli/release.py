@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from tpf.errors import TpfError
 from tpf.releases import ReleaseDescriptor, read_descriptor
 from tpf.settings import Settings
-from tpfctl.cli.common import Api, ApiCallFailed, out, print_json, table
+from tpfctl.cli.common import Api, ApiCallFailed, out, print_json
+from tpfctl.cli.tables import Column, Wide, build_table
 from tpfctl.release_build import build_release, upload_artifact
 
 app = typer.Typer(help="Build, register and activate releases.", no_args_is_help=True)
@@ -121,7 +123,7 @@ def retire(
 
 @app.command("list")
 def list_releases(
-    pipeline_id: PipelineId, tenant: Tenant = "default", as_json: Json = False
+    pipeline_id: PipelineId, tenant: Tenant = "default", wide: Wide = False, as_json: Json = False
 ) -> None:
     """List the pipeline's releases, newest first; * marks the active one."""
     route = f"{_pipeline(tenant, pipeline_id)}/releases"
@@ -129,19 +131,33 @@ def list_releases(
     if as_json:
         print_json(records)
         return
+    out.print(release_table(f"{len(records)} releases of {pipeline_id}", records, wide=wide))
+
+
+RELEASES = [
+    Column("active", whole=True),
+    Column("version", whole=True),
+    Column("contract", whole=True),
+    Column("registered"),
+    Column("digest", whole=True, wide=True),
+    Column("activated", wide=True),
+]
+
+
+def release_table(title: str, records: list[dict[str, Any]], *, wide: bool) -> Table:
+    """Digests shortened to 12 characters, enough to tell releases apart."""
     rows = [
         [
             "*" if r.get("active") else "",
             r["releaseVersion"],
             short(r["contractVersion"]),
-            short(r.get("primaryArtifactDigest")),
             when(r["registeredAtEpochMs"]),
+            short(r.get("primaryArtifactDigest")),
             when(r["activatedAtEpochMs"]) if r.get("activatedAtEpochMs") else "",
         ]
         for r in records
     ]
-    columns = ["active", "version", "contract", "digest", "registered", "activated"]
-    table(f"{len(records)} releases of {pipeline_id}", columns, rows)
+    return build_table(title, RELEASES, rows, wide=wide)
 
 
 def _call(verb: str, what: str, method: str, route: str, **kwargs: Any) -> Any:

@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from tpf.settings import Settings
-from tpfctl.cli.common import Api, out, print_json, table
+from tpfctl.cli.common import Api, out, print_json
+from tpfctl.cli.tables import Column, Wide, build_table
 
 app = typer.Typer(no_args_is_help=True, help="List, drain and register transition workers.")
 
@@ -34,28 +36,40 @@ def _seen(epoch_ms: int | None) -> str:
 @app.command("list")
 def list_workers(
     pipeline_id: Annotated[str, typer.Argument(help="Pipeline id, e.g. org.example.greeting.")],
+    wide: Wide = False,
     as_json: Json = False,
 ) -> None:
-    """Every registered worker of the pipeline, with its state."""
+    """Every registered worker of the pipeline, with its state (--wide: how to reach it)."""
     workers: list[dict[str, Any]] = Api(Settings(), admin=True).call("GET", _base(pipeline_id))
     if as_json:
         print_json(workers)
         return
-    table(
-        f"workers of {pipeline_id}",
-        ["worker", "release", "state", "protocol", "endpoint", "last heartbeat"],
+    out.print(worker_table(pipeline_id, workers, wide=wide))
+
+
+WORKERS = [
+    Column("worker"),
+    Column("release"),
+    Column("state", whole=True),
+    Column("last heartbeat"),
+    Column("protocol", wide=True),
+    Column("endpoint", wide=True),
+]
+
+
+def worker_table(pipeline_id: str, workers: list[dict[str, Any]], *, wide: bool) -> Table:
+    rows = [
         [
-            [
-                w["workerId"],
-                w["releaseVersion"],
-                w["state"],
-                w["protocol"],
-                w.get("endpoint") or w.get("functionName"),
-                _seen(w.get("lastHeartbeatAtEpochMs")),
-            ]
-            for w in workers
-        ],
-    )
+            w["workerId"],
+            w["releaseVersion"],
+            w["state"],
+            _seen(w.get("lastHeartbeatAtEpochMs")),
+            w["protocol"],
+            w.get("endpoint") or w.get("functionName"),
+        ]
+        for w in workers
+    ]
+    return build_table(f"workers of {pipeline_id}", WORKERS, rows, wide=wide)
 
 
 @app.command()
