@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.waiting import wait_until
 from tpfctl.embedded import EmbeddedSubstrate
@@ -163,7 +164,12 @@ def test_up_restarts_a_coordinator_that_died_and_serves_again(tmp_path: Path) ->
         assert not alive(coordinator)
     finally:
         up.send_signal(signal.SIGINT)
-        up.wait(timeout=60)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait(timeout=10)
+            pytest.fail(f"tpf up did not stop within 60 s of SIGINT:\n{output.read_text()}")
     said = output.read_text()
     assert "restarting it in" in said and "stopped in" in said, said
     assert up.returncode == 0, said

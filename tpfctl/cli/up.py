@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from typing import Annotated
 
@@ -72,10 +71,13 @@ def up(
                 title=f"stack {settings.stack} is up",
             )
         )
-        stopped = threading.Event()
+        # A plain flag, polled: a handler that set a threading.Event would take its lock, and
+        # deadlock if the signal arrived while this thread held it.
+        signals: list[int] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stopped.set())
-        stopped.wait()
+            signal.signal(sig, lambda number, _: signals.append(number))
+        while not signals:
+            time.sleep(0.2)
         grace = stack.settings.timings.shutdown_grace.total_seconds() + 5
         out.print(f"stopping {len(stack.fleet.members)} processes (grace {grace:.0f}s)…")
         began = time.monotonic()
