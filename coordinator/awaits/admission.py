@@ -100,7 +100,7 @@ class Admitter:
         fresh = await self.table.get_unit(unit.tenant_id, unit.unit_id)
         if fresh is None or fresh.status is not UnitStatus.OPEN:
             return None
-        if fresh.complete:
+        if await self.resumer.answered(fresh):
             await self.resumer.resume(fresh)
             return None
         return fresh

@@ -61,7 +61,7 @@ class DeadlineSweeper:
             if unit is None or unit.status is not UnitStatus.OPEN or unit.look_at_ms > now:
                 continue
             acted += 1
-            if unit.complete:  # the resume after the last completion never happened
+            if await self.resumer.answered(unit):  # the resume after the last answer never happened
                 await self.resumer.resume(unit)
             elif unit.deadline_ms <= now:
                 await self._time_out(unit, now)

@@ -86,12 +86,13 @@ class InMemoryAwaitTable:
             for i in completed:
                 unit = self.units.get((i.tenant_id, i.unit_id))
                 current = self.items.get(key_of(i))
-                if (
-                    unit is None
-                    or unit.status is not UnitStatus.OPEN
-                    or current is None
-                    or current.status is not InteractionStatus.PENDING
-                ):
+                if current is None or current.status is not InteractionStatus.PENDING:
+                    continue
+                if i.solo:  # one conditional write: no unit, no count
+                    self.items[key_of(i)] = i
+                    recorded.append(i)
+                    continue
+                if unit is None or unit.status is not UnitStatus.OPEN:
                     continue
                 self.items[key_of(i)] = i
                 self.units[(i.tenant_id, i.unit_id)] = replace(unit, done=unit.done + 1)

@@ -202,6 +202,10 @@ class Interaction:
     """Listed in the tenant's pending interactions (the human inbox); not for provider queues."""
     duplicate_of: str | None = None
     """JSON of the ``Owner`` when the coordinator answered it as a duplicate, never sending it."""
+    solo: bool = False
+    """The one interaction of an await that is not itemized: its answer is one conditional
+    write, and its status alone says whether the await is answered (the unit's counter is not
+    touched). False on interactions stored before 2026-12, whose answers are counted."""
 
     @property
     def interaction_id(self) -> str:
@@ -327,6 +331,8 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
         "dup": i.duplicate_of,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
+    if i.solo:
+        item["so"] = True
     if not i.inbox:
         item["ib"] = False
     elif i.status is InteractionStatus.PENDING:
@@ -363,4 +369,5 @@ def interaction_from_item(item: dict[str, Any]) -> Interaction:
         completed_at_ms=int(at) if at is not None else None,
         inbox=bool(item.get("ib", True)),
         duplicate_of=item.get("dup"),
+        solo=bool(item.get("so", False)),
     )

@@ -104,6 +104,7 @@ class UnitOpener:
                         deadline_ms=deadline,
                         created_at_ms=now,
                         inbox=inbox,
+                        solo=not step.itemized,
                     )
                 )
                 total += 1

@@ -59,6 +59,8 @@ class AwaitTable(Protocol):
         """PENDING→COMPLETED of interactions of one unit, counted on the unit atomically.
 
         Returns those recorded; the others were no longer PENDING or their unit had closed.
+        A solo interaction (``Interaction.solo``) is flipped alone, with no count and no look at
+        its unit: whether the answer still matters is decided by the execution's record.
         """
 
     async def advance(self, unit: AwaitUnit, moved: AwaitUnit, *, tenant_limit: int) -> bool:

@@ -86,14 +86,14 @@ class CompletionRecorder:
         await self._record(chosen, requests, outcomes, now, validator)
         for n in later:
             outcomes[n] = await self._judge_again(requests[n], located[n][0], now, validator)
-        units = {
-            (o.interaction.tenant_id, o.interaction.unit_id)
-            for o in outcomes
-            if isinstance(o, Completed)
-        }
-        for tenant_id, unit_id in sorted(units):
+        units: dict[tuple[str, str], bool] = {}  # → answered by a solo interaction
+        for o in outcomes:
+            if isinstance(o, Completed):
+                key = (o.interaction.tenant_id, o.interaction.unit_id)
+                units[key] = units.get(key, False) or o.interaction.solo
+        for (tenant_id, unit_id), solo_answered in sorted(units.items()):
             try:
-                await self._progress(tenant_id, unit_id, now)
+                await self._progress(tenant_id, unit_id, now, solo_answered=solo_answered)
             except Exception:  # recorded answers stay recorded; the stall sweep moves it later
                 log.exception(
                     "await unit not moved on after its answers",
@@ -153,11 +153,13 @@ class CompletionRecorder:
             return verdict
         return Conflict("the await this interaction belongs to is closed", code="AWAIT_CLOSED")
 
-    async def _progress(self, tenant_id: str, unit_id: str, now: int) -> None:
+    async def _progress(
+        self, tenant_id: str, unit_id: str, now: int, *, solo_answered: bool
+    ) -> None:
         unit = await self.table.get_unit(tenant_id, unit_id)
         if unit is None or unit.status is not UnitStatus.OPEN:
             return
-        if unit.complete:
+        if unit.complete or solo_answered:
             await self.resumer.resume(unit)
         elif self.admitter.bounded(unit.transport):
             await self.admitter.admit(unit, now)

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from coordinator.awaits.completing import canonical
-from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
+from coordinator.awaits.model import AwaitUnit, Interaction, InteractionStatus, UnitStatus
 from coordinator.awaits.port import AwaitTable
 from coordinator.dispatcher import Dispatcher
 from coordinator.store import ExecutionStore
@@ -79,6 +79,16 @@ class Resumer:
             "await completed",
             extra={"action": "await-resume", "executionId": unit.execution_id},
         )
+
+    async def answered(self, unit: AwaitUnit) -> bool:
+        """Every interaction answered: counted on the unit, or the answer of a solo interaction,
+        which is not counted (``Interaction.solo``)."""
+        if unit.complete:
+            return True
+        if unit.itemized or unit.total != 1:
+            return False
+        only = await self.table.get_interaction(unit.tenant_id, unit.unit_id, 0)
+        return only is not None and only.solo and only.status is InteractionStatus.COMPLETED
 
     async def _answers(self, unit: AwaitUnit, *, paged: bool) -> Any | None:
         """What the step after the await receives, read a page at a time (and written as

@@ -7,7 +7,8 @@ made no progress for ``Timings.await_stall``::
 
     open:     interactions ─ unit (if absent) ─ admit
     admit:    reserve (cursor + tenant count, one transaction) ─ publish the reserved requests
-    complete: interactions PENDING→COMPLETED + unit.done+k (one transaction per unit and batch)
+    complete: interactions PENDING→COMPLETED + unit.done+k (one transaction per unit and batch;
+              a solo interaction's is one conditional write, its status the unit's answer)
               ─ if done = total: resume the execution (conditional) ─ unit COMPLETED
               ─ else: admit the next requests
     sweep:    overdue ─ complete? resume : fail AWAIT_TIMEOUT ─ unit TIMED_OUT

@@ -154,6 +154,26 @@ async def test_a_waking_unit_is_found_before_its_deadline(table: AwaitTable) -> 
     await table.close_unit(TENANT, u.unit_id, UnitStatus.COMPLETED)
 
 
+async def test_a_solo_answer_is_one_conditional_write_that_the_unit_does_not_count(
+    table: AwaitTable,
+) -> None:
+    u = replace(unit("u-solo", 1), itemized=False, transport="human")
+    [only] = [replace(i, solo=True, inbox=True) for i in interactions(u)]
+    assert await table.create(u, [only])
+    assert [i.solo for i in await table.interactions(TENANT, u.unit_id)] == [True]
+    before = LEDGER.snapshot()["requests"].get("dynamodb", {}).get("TransactWriteItems", 0)
+
+    assert await table.record([answered(only)]) == [answered(only)]
+    assert await table.record([answered(only)]) == []  # a second answer loses the condition
+    after = LEDGER.snapshot()["requests"].get("dynamodb", {}).get("TransactWriteItems", 0)
+    assert after == before  # no transaction
+    stored = await table.get_interaction(TENANT, u.unit_id, 0)
+    assert stored is not None and stored.status is InteractionStatus.COMPLETED and stored.solo
+    opened = await table.get_unit(TENANT, u.unit_id)
+    assert opened is not None and (opened.done, opened.status) == (0, UnitStatus.OPEN)
+    assert await table.pending(TENANT, limit=10, where=Inbox(not_before_ms=0)) == []
+
+
 async def test_counting_a_large_batch_costs_a_few_requests(request: pytest.FixtureRequest) -> None:
     stack: TestStack = request.getfixturevalue("localstack_stack")
     async with open_clients(stack.settings, endpoints=stack.endpoints) as aws:

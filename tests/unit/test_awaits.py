@@ -8,12 +8,14 @@ from typing import Any, Literal
 
 import pytest
 
-from coordinator.awaits.model import AwaitUnit, Interaction
+from coordinator.awaits.completing import canonical
+from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
 from coordinator.testing import InMemoryCoordinator
 from examples.restaurant_approval import AWAIT_STEP, restaurant_approval
 from tests.unit.drive import WORKER, commands
 from tpf.clock import now_ms
 from tpf.errors import Conflict, InvalidInput, NotFound
+from tpf.payloads import digest_of
 from tpf.pipeline import Pipeline
 from tpf.queues import Outgoing
 from tpf.records import Status
@@ -218,6 +220,47 @@ async def test_an_unanswered_await_times_out_and_a_redrive_opens_a_fresh_unit(
     assert fresh.unit_id != interaction.unit_id
     # A re-drive runs the steps anew (new idempotency keys), so a new pending order is minted.
     assert json.loads(fresh.request)["orderId"] != parked_at["request"]["orderId"]
+
+
+async def answered_then_crashed(c: InMemoryCoordinator) -> tuple[str, Interaction, str]:
+    """An order's answer recorded by a coordinator that died before resuming its execution."""
+    execution_id, parked_at = await parked(c)
+    interaction: Interaction = parked_at["interaction"]
+    assert interaction.solo  # its answer is one write, and the unit counts nothing
+    order_id = parked_at["request"]["orderId"]
+    answer = canonical(accepted(order_id))
+    done = interaction.completed(
+        response=answer, digest=digest_of(answer.encode()), key=None, actor="chef", now_ms=2
+    )
+    assert await c.awaits.table.record([done]) == [done]
+    unit = await c.awaits.table.get_unit("acme", interaction.unit_id)
+    assert unit is not None and unit.done == 0
+    return execution_id, interaction, order_id
+
+
+async def test_a_solo_answer_whose_resume_was_lost_resumes_at_the_deadline_sweep(
+    c: InMemoryCoordinator,
+) -> None:
+    execution_id, interaction, order_id = await answered_then_crashed(c)
+    assert await c.awaits.sweep_once(interaction.deadline_ms + 1) == 1
+    await drive(c)
+    outcome = await result(c, execution_id)
+    assert (outcome["outcome"], outcome["orderId"]) == ("APPROVED", order_id)
+    progress = await c.awaits.table.get_unit("acme", interaction.unit_id)
+    assert progress is not None and progress.status is UnitStatus.COMPLETED
+
+
+async def test_a_solo_answer_sent_again_after_a_crash_resumes_the_execution(
+    c: InMemoryCoordinator,
+) -> None:
+    execution_id, interaction, order_id = await answered_then_crashed(c)
+    again = await c.awaits.complete(
+        "acme", response=accepted(order_id), interaction_id=interaction.interaction_id
+    )
+    assert again.duplicate
+    await drive(c)
+    outcome = await result(c, execution_id)
+    assert (outcome["outcome"], outcome["orderId"]) == ("APPROVED", order_id)
 
 
 async def test_a_completion_past_the_deadline_is_refused(c: InMemoryCoordinator) -> None:
