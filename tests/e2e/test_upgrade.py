@@ -2,6 +2,7 @@
 
 Each snapshot in ``tests/upgrades/stacks`` is a stack as a released main left it, holding an
 order parked at the restaurant approval (``python -m tests.upgrades.snapshot`` makes one).
+The three latest mains are kept: each new one replaces the oldest.
 """
 
 from __future__ import annotations
