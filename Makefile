@@ -35,7 +35,7 @@ demo: $(STAMP)            ## the main job on the embedded substrate
 TEST_WORKERS ?= 2
 
 test: $(STAMP) $(CHECKOV_STAMP)  ## every tier; LocalStack tests skip (locally) when the stack is down
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test-fast: $(STAMP) $(CHECKOV_STAMP)  ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q

@@ -34,18 +34,21 @@ settings.load_profile("tpf")
 
 LONGEST_FIRST = (
     "tests/e2e/test_chaos.py",
-    "tests/e2e/test_csv_payments.py",
-    "tests/e2e/test_wheel.py",
     "tests/e2e/test_cli.py",
+    "tests/e2e/test_csv_payments.py",
     "tests/e2e/test_fleet.py",
-    "tests/e2e/test_release_cli.py",
     "tests/e2e/test_resilience.py",
     "tests/e2e/test_upgrade.py",
+    "tests/e2e/test_release_cli.py",
+    "tests/integration/test_provision.py",
+    "tests/e2e/test_cli_infra.py",
+    "tests/integration/test_operator_scripts.py",
     "tests/e2e/test_bench_smoke.py",
 )
 """Modules that take minutes, slowest first (measured in CI's ``--durations``). ``make test``
-runs two processes that take a module at a time: handing these out first keeps one of them
-from starting a long module as the other runs out of work."""
+runs two processes that take a module at a time in this order (``--no-loadscope-reorder``):
+handing the long ones out first, one to each, keeps one process from starting a long module
+as the other runs out of work."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
