@@ -30,8 +30,12 @@ $(CHECKOV_STAMP): requirements/checkov.txt
 demo: $(STAMP)            ## the main job on the embedded substrate
 	$(BIN)/tpf demo
 
+# Two processes, a module each at a time (module fixtures start fleets once): the end-to-end
+# tier mostly waits on its processes, so two share a 2-core machine well.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) $(CHECKOV_STAMP)  ## every tier; LocalStack tests skip (locally) when the stack is down
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test-fast: $(STAMP) $(CHECKOV_STAMP)  ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q

@@ -94,15 +94,14 @@ def interactions_router(awaits: AwaitService) -> APIRouter:
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """Oldest first; ``limit`` is clamped to 1..1000, as upstream does, never refused."""
-        found = await awaits.pending(
+        waiting = await awaits.waiting(
             tenant_id,
             step_id=stepId or None,
             assignee=assignee or None,
             group=group or None,
             limit=max(1, min(limit, 1000)),
         )
-        types = await awaits.response_types(found)
-        return [pending_body(i, types.get(i.unit_id)) for i in found]
+        return [pending_body(i, response_type) for i, response_type in waiting]
 
     @router.get("/tenants/{tenant_id}/executions/{execution_id}/await")
     async def waited_on(tenant_id: str, execution_id: str) -> dict[str, Any]:

@@ -175,11 +175,15 @@ class Fleet:
         self,
         url: str,
         *,
-        timeout: float = 30.0,
+        timeout: float = 120.0,
         headers: dict[str, str] | None = None,
         until: Callable[[httpx.Response], bool] = lambda response: True,
     ) -> None:
-        """Wait until ``url`` answers 200 (and ``until`` holds), failing fast on a crash."""
+        """Wait until ``url`` answers 200 (and ``until`` holds), failing fast on a crash.
+
+        A crash ends the wait at once, so the timeout only bounds a hang; it is generous
+        because a fresh install's first start compiles its imports, which takes over 30 s on
+        a busy 2-core machine."""
         crashes = len(self.crashes)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -131,7 +131,7 @@ async def register_all(settings: Settings, pipelines: list[Pipeline], release: s
 
 
 def wait_for_workers(
-    stack: OwnedStack, pipeline_ids: list[str], release: str, *, timeout: float = 60.0
+    stack: OwnedStack, pipeline_ids: list[str], release: str, *, timeout: float = 120.0
 ) -> None:
     """Until every pipeline has a healthy worker of ``release``: before that, submissions
     are refused with 503 (admission)."""

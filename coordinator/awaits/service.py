@@ -26,7 +26,7 @@ from typing import Any
 from coordinator.awaits.admission import Admission, Admitter
 from coordinator.awaits.completing import Completed, CompletionRequest, canonical
 from coordinator.awaits.deadlines import DeadlineSweeper
-from coordinator.awaits.model import AwaitUnit, Inbox, Interaction
+from coordinator.awaits.model import AwaitUnit, Inbox, Interaction, UnitStatus
 from coordinator.awaits.opening import UnitOpener
 from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.recording import CompletionRecorder
@@ -152,8 +152,37 @@ class AwaitService:
         group: str | None = None,
         limit: int = 100,
     ) -> list[Interaction]:
+        """The tenant's inbox, oldest first: interactions that can be answered now."""
+        waiting = await self.waiting(
+            tenant_id, step_id=step_id, assignee=assignee, group=group, limit=limit
+        )
+        return [interaction for interaction, _ in waiting]
+
+    async def waiting(
+        self,
+        tenant_id: str,
+        *,
+        step_id: str | None = None,
+        assignee: str | None = None,
+        group: str | None = None,
+        limit: int = 100,
+    ) -> list[tuple[Interaction, str | None]]:
+        """The inbox with the type id of the answer each interaction waits for (TPF's
+        ``outputType``; None for units opened before 2026-12, which did not store it).
+
+        A unit's interactions are written before the unit itself, so for a moment after a park
+        an interaction can be listed whose unit is not open yet; an answer to it would be
+        refused (``AWAIT_CLOSED``), so it is left out until its unit opens.
+        """
         where = Inbox(not_before_ms=now_ms(), step_id=step_id, assignee=assignee, group=group)
-        return await self.table.pending(tenant_id, limit=limit, where=where)
+        found = await self.table.pending(tenant_id, limit=limit, where=where)
+        units = await self.table.get_units([(i.tenant_id, i.unit_id) for i in found])
+        return [
+            (i, unit.response_type)
+            for i in found
+            if (unit := units.get((i.tenant_id, i.unit_id))) is not None
+            and unit.status is UnitStatus.OPEN
+        ]
 
     async def waited_on(self, tenant_id: str, execution_id: str) -> AwaitUnit:
         """The await unit the execution waits on now, with how many of its interactions are
@@ -167,12 +196,6 @@ class AwaitService:
         if unit is None:  # not parked yet, or its unit is not open yet
             raise NotFound(f"execution {execution_id} waits on no await")
         return unit
-
-    async def response_types(self, interactions: Sequence[Interaction]) -> dict[str, str | None]:
-        """Unit id → the type id of the answer its interactions wait for (TPF's ``outputType``);
-        None for units opened before 2026-12, which did not store it."""
-        units = await self.table.get_units([(i.tenant_id, i.unit_id) for i in interactions])
-        return {unit_id: unit.response_type for (_, unit_id), unit in units.items()}
 
     async def run(self, stop: asyncio.Event) -> None:
         """The await sweeper's loop (on every replica: each action is conditional)."""

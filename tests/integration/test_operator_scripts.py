@@ -193,6 +193,7 @@ def operator_env(stack: TestStack, state_dir: Path) -> dict[str, str]:
         AWS_ENDPOINT_URL_DYNAMODB=str(stack.endpoints.dynamodb),
         AWS_ENDPOINT_URL_SQS=str(stack.endpoints.sqs),
         AWS_ENDPOINT_URL_S3=str(stack.endpoints.s3),
+        COLUMNS="400",  # whole ids in the tables, whatever terminal (or none) runs the tests
     )
     return env
 

@@ -4,6 +4,7 @@ restaurant approval, completion semantics, deadlines, re-drive, tokens, a plug-i
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Literal
 
 import pytest
@@ -114,6 +115,23 @@ async def test_an_accepted_order_is_approved_exactly_once(c: InMemoryCoordinator
             interaction_id=interaction.interaction_id,
         )
     assert conflict.value.code == "INTERACTION_ALREADY_COMPLETED"
+
+
+async def test_the_inbox_lists_an_interaction_only_once_its_unit_is_open(
+    c: InMemoryCoordinator,
+) -> None:
+    """A unit's interactions are stored before the unit: in between, listing one would offer
+    an answer that is refused, without the type of answer it waits for."""
+    _, parked_at = await parked(c)
+    listed: Interaction = parked_at["interaction"]
+    early = replace(listed, unit_id="u-not-open-yet", correlation_id="c-early")
+    await c.awaits.table.add_interactions([early])
+
+    waiting = await c.awaits.waiting("acme")
+    assert [(i.unit_id, output) for i, output in waiting] == [
+        (listed.unit_id, "examples.restaurant_approval.RestaurantDecision")
+    ]
+    assert await c.awaits.pending("acme") == [listed]
 
 
 @pytest.mark.parametrize(
