@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coordinator.api import CONTROL_PLANE, bearer, parse_body
 from coordinator.awaits import AwaitService
-from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
+from coordinator.awaits.model import AwaitUnit, Interaction
 from tpf.codec import decode_envelope
 from tpf.errors import InvalidInput
 
@@ -71,8 +71,7 @@ def unit_body(unit: AwaitUnit) -> dict[str, Any]:
         "stepIndex": unit.step_index,
         "itemized": unit.itemized,
         "status": unit.status.value,
-        # A solo interaction's answer is not counted on its unit (``Interaction.solo``).
-        "answered": unit.total if unit.status is UnitStatus.COMPLETED else unit.done,
+        "answered": unit.done,
         "total": unit.total,
         "deadlineEpochMs": unit.deadline_ms,
     }

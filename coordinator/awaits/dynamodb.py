@@ -234,13 +234,22 @@ class DynamoAwaitTable:
             unit = await self.get_unit(tenant_id, unit_id)
             if unit is None or unit.status is not UnitStatus.OPEN:
                 return None
+            # A completed unit says every interaction was answered, a solo one's too (whose
+            # answer was never counted).
+            done = unit.total if status is UnitStatus.COMPLETED else unit.done
             close = unit_update(
                 self.table_name,
                 tenant_id,
                 unit_id,
-                "SET #st = :st, acc = :zero REMOVE pp, ps, wk",
+                "SET #st = :st, acc = :zero, d = :done REMOVE pp, ps, wk",
                 "#st = :open AND acc = :acc",
-                {":st": status.value, ":zero": 0, ":open": "OPEN", ":acc": unit.accounted},
+                {
+                    ":st": status.value,
+                    ":zero": 0,
+                    ":done": done,
+                    ":open": "OPEN",
+                    ":acc": unit.accounted,
+                },
             )
             hand_back = (
                 [tenant_update(self.table_name, tenant_id, -unit.accounted)]
@@ -248,7 +257,7 @@ class DynamoAwaitTable:
                 else []
             )
             if await self._write([close, *hand_back]) is None:
-                return replace(unit, status=status, accounted=0, wake_ms=None)
+                return replace(unit, status=status, accounted=0, wake_ms=None, done=done)
         raise StaleRecord("the unit kept changing while closing")
 
     async def expire(self, interactions: list[Interaction]) -> None:

@@ -132,7 +132,8 @@ class InMemoryAwaitTable:
             if current is None or current.status is not UnitStatus.OPEN:
                 return None
             self.in_flight[tenant_id] = self.in_flight.get(tenant_id, 0) - current.accounted
-            closed = replace(current, status=status, accounted=0, wake_ms=None)
+            done = current.total if status is UnitStatus.COMPLETED else current.done
+            closed = replace(current, status=status, accounted=0, wake_ms=None, done=done)
             self.units[(tenant_id, unit_id)] = closed
             return closed
 

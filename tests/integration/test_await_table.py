@@ -172,6 +172,10 @@ async def test_a_solo_answer_is_one_conditional_write_that_the_unit_does_not_cou
     opened = await table.get_unit(TENANT, u.unit_id)
     assert opened is not None and (opened.done, opened.status) == (0, UnitStatus.OPEN)
     assert await table.pending(TENANT, limit=10, where=Inbox(not_before_ms=0)) == []
+    # Closed as completed, it says its one interaction was answered.
+    assert await table.close_unit(TENANT, u.unit_id, UnitStatus.COMPLETED) is not None
+    closed = await table.get_unit(TENANT, u.unit_id)
+    assert closed is not None and (closed.done, closed.status) == (1, UnitStatus.COMPLETED)
 
 
 async def test_counting_a_large_batch_costs_a_few_requests(request: pytest.FixtureRequest) -> None:
