@@ -89,8 +89,8 @@ class CompletionRecorder:
         units: dict[tuple[str, str], bool] = {}  # → answered by a solo interaction
         for o in outcomes:
             if isinstance(o, Completed):
-                key = (o.interaction.tenant_id, o.interaction.unit_id)
-                units[key] = units.get(key, False) or o.interaction.solo
+                unit = (o.interaction.tenant_id, o.interaction.unit_id)
+                units[unit] = units.get(unit, False) or o.interaction.solo
         for (tenant_id, unit_id), solo_answered in sorted(units.items()):
             try:
                 await self._progress(tenant_id, unit_id, now, solo_answered=solo_answered)
