@@ -32,30 +32,6 @@ settings.register_profile("tpf", deadline=None)
 settings.load_profile("tpf")
 
 
-LONGEST_FIRST = (
-    "tests/e2e/test_chaos.py",
-    "tests/e2e/test_cli.py",
-    "tests/e2e/test_csv_payments.py",
-    "tests/e2e/test_fleet.py",
-    "tests/e2e/test_resilience.py",
-    "tests/e2e/test_upgrade.py",
-    "tests/e2e/test_release_cli.py",
-    "tests/integration/test_provision.py",
-    "tests/e2e/test_cli_infra.py",
-    "tests/integration/test_operator_scripts.py",
-    "tests/e2e/test_bench_smoke.py",
-)
-"""Modules that take minutes, slowest first (measured in CI's ``--durations``). ``make test``
-runs two processes that take a module at a time in this order (``--no-loadscope-reorder``):
-handing the long ones out first, one to each, keeps one process from starting a long module
-as the other runs out of work."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {path: n for n, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[EmbeddedSubstrate]:
     server = EmbeddedSubstrate.start()
