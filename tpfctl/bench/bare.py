@@ -82,6 +82,8 @@ class Requests:
             ("sqs", "DeleteMessage"): lambda n: self.delete(1),
             ("sqs", "DeleteMessageBatch"): self.delete,
             ("sqs", "ChangeMessageVisibility"): self.change_visibility,
+            # Queue depth, read on a timer: a round slowed by a busy machine can include one.
+            ("sqs", "GetQueueAttributes"): self.queue_depth,
             ("s3", "PutObject"): self.put_object,
             ("s3", "GetObject"): self.get_object,
             ("s3", "HeadObject"): self.head_object,
@@ -238,6 +240,12 @@ class Requests:
 
     async def head_object(self, _: int) -> None:
         await self.aws.s3.head_object(Bucket=self.resources["bucket"], Key="bare/seed")
+
+    async def queue_depth(self, _: int) -> None:
+        await self.aws.sqs.get_queue_attributes(
+            QueueUrl=self.urls["receive_queue"],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
 
 
 async def replay(plan: dict[str, Any], requests: Requests) -> list[str]:
