@@ -6,6 +6,10 @@ lost, dead-lettered, or every worker that took it died), and a parked record sti
 grace after its await's deadline (handed to the awaits, which repair or end it). Every replica
 sweeps every shard; each action is a conditional write, so racing replicas cost a failed
 write, never a double dispatch.
+
+The index is keyed by a record's wake time, a lower bound of its due time. A record woken
+before it is due gets its wake time moved to its due time; a parked one is handed to the
+awaits, which leave it to its unit's deadline once the unit is open.
 """
 
 from __future__ import annotations
@@ -69,8 +73,15 @@ class Sweeper:
 
     async def _act(self, entry: DueEntry, now: int) -> bool:
         record = await self.store.get(entry.tenant_id, entry.execution_id)
-        if record is None or record.due_at_ms is None or record.due_at_ms > now:
+        if record is None or record.wake_at_ms is None or record.wake_at_ms > now:
             return False  # the index lags the table; the record moved on
+        if record.status is Status.WAITING_EXTERNAL and self.settle_parked is not None:
+            return await self._settle_parked(record, now)
+        if record.due_at_ms is None or record.due_at_ms > now:
+            # Woken early (the wake time is a lower bound): look again when it is due.
+            if await self.store.rewake(record):
+                metrics.SWEEPS.labels(action="rewake").inc()
+            return False
         try:
             if record.status is Status.QUEUED or (
                 record.status is Status.WAIT_RETRY and record.transition_key is None
@@ -88,13 +99,20 @@ class Sweeper:
                         "transitionKey": record.transition_key,
                     },
                 )
-            elif record.status is Status.WAITING_EXTERNAL and self.settle_parked is not None:
-                if not await self.settle_parked(record, now):
-                    return False
-                metrics.SWEEPS.labels(action="parked").inc()
             else:
                 return False
         except StaleRecord:
             metrics.SWEEPS.labels(action="lost-race").inc()
             return False
+        return True
+
+    async def _settle_parked(self, record: ExecutionRecord, now: int) -> bool:
+        assert self.settle_parked is not None
+        try:
+            if not await self.settle_parked(record, now):
+                return False
+        except StaleRecord:
+            metrics.SWEEPS.labels(action="lost-race").inc()
+            return False
+        metrics.SWEEPS.labels(action="parked").inc()
         return True

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from tpf.records import CREATED_AT, DUE_AT, DUE_INDEX, DUE_SHARD, SEARCH_INDEX, SEARCH_LANE
+from tpf.records import CREATED_AT, DUE_INDEX, DUE_SHARD, SEARCH_INDEX, SEARCH_LANE, WAKE_AT
 from tpf.retention import EXECUTION_TTL
 from tpf.settings import Settings
 
@@ -104,8 +104,6 @@ class StackDescription:
         return self.settings.resource(name)
 
 
-# The index carries what a sweeper needs to act with a conditional write and no extra read.
-DUE_PROJECTION = ("st", "v", "tk", "si", "at")
 # A filtered inbox Query narrows by the other filters (group, step, deadline) in the index, so a
 # page holds only what it returns. An assignee is always the key when given, never a filter.
 BY_ASSIGNEE_FILTERS = ("pg", "sid", "dl")
@@ -170,7 +168,9 @@ def describe(settings: Settings, *, releases: Iterable[Release] = ()) -> StackDe
                 "executions",
                 Key("pk"),
                 indexes=(
-                    Index(DUE_INDEX, Key(DUE_SHARD), Key(DUE_AT, "N"), projection=DUE_PROJECTION),
+                    # Keys only, by wake time: a sweeper reads the record it acts on anyway, and
+                    # a change of state writes the index only when it moves the wake time.
+                    Index(DUE_INDEX, Key(DUE_SHARD), Key(WAKE_AT, "N"), projection="KEYS_ONLY"),
                     # Keys only: a search reads the page's records with one BatchGetItem, so no
                     # change of state but a move between lanes ever writes this index.
                     Index(SEARCH_INDEX, Key(SEARCH_LANE), Key(CREATED_AT, "N")),

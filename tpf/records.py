@@ -19,10 +19,13 @@ from tpf.payloads import PayloadRef
 from tpf.retention import EXECUTION_TTL
 
 # Attribute names of the sparse due-work index: only records with a pending deadline or due time
-# carry them, so the sweeper reads just the work that is due (infra.resources declares the index).
+# carry its keys, so the sweeper reads just the work that is due (infra.resources declares it).
+# The index is keyed by the wake time ``wk``, a lower bound of the due time ``dt``: most moves
+# leave it where it is, so they write the table and not the index (``ExecutionRecord.change``).
 DUE_INDEX = "due"
 DUE_SHARD = "ds"
 DUE_AT = "dt"
+WAKE_AT = "wk"
 
 # Attribute names of the search index (``coordinator.store.search`` explains the design): every
 # record carries its tenant's search lane as the partition key; its creation time ``ca`` is the
@@ -105,6 +108,9 @@ class ExecutionRecord(BaseModel):
     redrive_generation: int = Field(default=0, ge=0, le=MAX_COUNTER)
     due_at_ms: int | None = Field(default=None, ge=0, le=MAX_EPOCH_MS)
     """Transition deadline (RUNNING) or next due time (QUEUED, WAIT_RETRY); None otherwise."""
+    wake_at_ms: int | None = Field(default=None, ge=0, le=MAX_EPOCH_MS)
+    """When the sweeper looks at the record: at or before ``due_at_ms``, or None (not due, or a
+    parked record its await unit's deadline looks after). The due index is keyed by it."""
     transition_key: str | None = None
     input: PayloadRef
     continuation: PayloadRef | None = None
@@ -134,7 +140,17 @@ class ExecutionRecord(BaseModel):
         return (self.updated_at_ms // 1000) + int(EXECUTION_TTL.total_seconds())
 
     def change(self, **fields: Any) -> ExecutionRecord:
-        """A copy with ``fields`` replaced, validated like a new record."""
+        """A copy with ``fields`` replaced, validated like a new record.
+
+        A new due time keeps the wake time when that is still ahead and no later than it: the
+        index entry stays, and the move costs no index write. A wake time that passed, or one
+        after the new due time, follows the due time.
+        """
+        if "due_at_ms" in fields and "wake_at_ms" not in fields:
+            due, wake = fields["due_at_ms"], self.wake_at_ms
+            now = fields.get("updated_at_ms", self.updated_at_ms)
+            keep = due is not None and wake is not None and now < wake <= due
+            fields["wake_at_ms"] = wake if keep else due
         return ExecutionRecord.model_validate({**self.model_dump(), **fields})
 
 
@@ -202,9 +218,11 @@ def to_item(record: ExecutionRecord, *, shards: int) -> dict[str, Any]:
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     if record.due_at_ms is not None:
-        # Sparse index: only records with pending work carry its keys.
-        item[DUE_SHARD] = due_shard(record.execution_id, shards)
         item[DUE_AT] = record.due_at_ms
+    if record.wake_at_ms is not None:
+        # Sparse index: only records the sweeper will look at carry its keys.
+        item[DUE_SHARD] = due_shard(record.execution_id, shards)
+        item[WAKE_AT] = record.wake_at_ms
     return item
 
 
@@ -231,6 +249,7 @@ def from_item(item: dict[str, Any]) -> ExecutionRecord:
         retries_used=num("ru") or 0,
         redrive_generation=num("rg") or 0,
         due_at_ms=num(DUE_AT, None),
+        wake_at_ms=num(WAKE_AT, None),
         transition_key=item.get("tk"),
         input=PayloadRef.from_compact(str(item["in"])),
         continuation=ref("cp"),
@@ -280,6 +299,7 @@ def new_execution(
         status=Status.QUEUED,
         input=input,
         due_at_ms=now_ms if due_at_ms is None else due_at_ms,
+        wake_at_ms=now_ms if due_at_ms is None else due_at_ms,
         created_at_ms=now_ms,
         updated_at_ms=now_ms,
     )

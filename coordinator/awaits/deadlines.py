@@ -2,8 +2,8 @@
 
 It looks at due units on every replica; each action is conditional, so two replicas acting on
 one unit do it once. The execution sweeper hands it parked records that are still due after
-their unit's deadline (``settle_parked``): a unit that never opened, or one that closed
-without moving its execution on.
+at their wake time (``settle_parked``): a unit that never opened, one that closed without
+moving its execution on, or an open one, whose deadline entry looks after it from then on.
 """
 
 from __future__ import annotations
@@ -72,14 +72,25 @@ class DeadlineSweeper:
         return acted
 
     async def settle_parked(self, record: ExecutionRecord, now: int) -> bool:
-        """Repair or end a parked execution whose due time passed; True when it acted."""
+        """Repair, end or stop watching a parked execution the sweeper woke; True when it repaired
+        or ended it.
+
+        A record parks with the wake time of the transition that parked it. Once its unit is
+        open, the unit's deadline entry looks after it, so the record leaves the due index; a
+        unit that has not opened yet (its result may be delivered again) is looked for again
+        at the record's due time, and only then is it taken as never opened.
+        """
         assert record.await_unit_id is not None
         unit = await self.table.get_unit(record.tenant_id, record.await_unit_id)
+        due = record.due_at_ms is not None and record.due_at_ms <= now
+        if unit is None and not due:
+            await self.store.rewake(record)  # bookkeeping, not an action
+            return False
         if unit is None:
             await self._never_opened(record, now)
         elif unit.status is UnitStatus.OPEN and unit.deadline_ms > now:
-            # Opened late (its result was delivered again after an outage): wait for it.
-            await self.store.keep_waiting(record, due_at_ms=unit.deadline_ms + self.grace_ms)
+            await self.store.rewake(record, drop=True)
+            return False
         elif unit.status is UnitStatus.OPEN:
             return False  # at its deadline: this sweeper's own pass times it out
         elif unit.status is UnitStatus.COMPLETED:

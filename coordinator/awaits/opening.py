@@ -51,8 +51,8 @@ class UnitOpener:
         existing = await self.table.get_unit(record.tenant_id, unit_id)
         if existing is None:
             unit = await self._store(record, suspension, resume_step, now)
-            await self.table.create(unit, [])
-            existing = await self.table.get_unit(unit.tenant_id, unit_id)
+            created = await self.table.create(unit, [])  # conditional: what it wrote is stored
+            existing = unit if created else await self.table.get_unit(unit.tenant_id, unit_id)
         if existing is None or existing.status is not UnitStatus.OPEN:
             return
         if existing.complete:  # an expansion of no items waits for nothing

@@ -23,8 +23,10 @@ from tpf.records import (
     DUE_SHARD,
     SEARCH_INDEX,
     SEARCH_LANE,
+    WAKE_AT,
     ExecutionRecord,
     Status,
+    due_shard,
     from_item,
     partition_key,
     search_lane,
@@ -38,6 +40,8 @@ _NAMES = {
     "#st": "st",
     "#tk": "tk",
     "#dt": DUE_AT,
+    "#wk": WAKE_AT,
+    "#ds": DUE_SHARD,
     "#au": "au",
     "#p": "p",
     "#sl": SEARCH_LANE,
@@ -157,13 +161,43 @@ class DynamoExecutionTable:
         response = await self.client.query(
             TableName=self.table_name,
             IndexName=DUE_INDEX,
-            KeyConditionExpression="#ds = :shard AND #dt <= :now",
-            ExpressionAttributeNames={"#ds": DUE_SHARD, "#dt": DUE_AT},
+            KeyConditionExpression="#ds = :shard AND #wk <= :now",
+            ExpressionAttributeNames={"#ds": DUE_SHARD, "#wk": WAKE_AT},
             ExpressionAttributeValues=serialize({":shard": shard, ":now": now_ms}),
             Limit=limit,
             ReturnConsumedCapacity="INDEXES",
         )
         return [due_entry(deserialize(item)) for item in response.get("Items", [])]
+
+    async def rewake(self, record: ExecutionRecord, *, drop: bool = False) -> bool:
+        # An update, not a put: a heartbeat's new deadline (same version) must survive it.
+        values: dict[str, Any] = {}
+        if record.wake_at_ms is None:
+            seen = "attribute_not_exists(#wk)"
+        else:
+            seen, values[":seen"] = "#wk = :seen", record.wake_at_ms
+        if drop:
+            expression = f"{seen} AND #st = :waiting AND #au = :au"
+            values.update({":waiting": Status.WAITING_EXTERNAL.value, ":au": record.await_unit_id})
+            update = "REMOVE #wk, #ds"
+        else:
+            expression = f"{seen} AND attribute_exists(#dt)"
+            values[":ds"] = due_shard(record.execution_id, self.shards)
+            update = "SET #wk = #dt, #ds = :ds"
+        try:
+            with conditions():
+                await self.client.update_item(
+                    TableName=self.table_name,
+                    Key=serialize({"pk": partition_key(record.tenant_id, record.execution_id)}),
+                    UpdateExpression=update,
+                    ConditionExpression=expression,
+                    ExpressionAttributeNames=_names_in(f"{expression} {update}"),
+                    ExpressionAttributeValues=serialize(values),
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed:
+            return False
+        return True
 
     async def lane(
         self, lane: str, *, since_ms: int, until_ms: int, after: LaneEntry | None, limit: int

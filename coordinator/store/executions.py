@@ -109,6 +109,11 @@ class ExecutionStore:
             encode_cursor(query, positions) if more else None,
         )
 
+    async def rewake(self, record: ExecutionRecord, *, drop: bool = False) -> bool:
+        """Look at ``record`` again at its due time (or, with ``drop``, leave a parked record to
+        its await unit's deadline); bookkeeping, like ``renew``: no version, no history."""
+        return await self.table.rewake(record, drop=drop)
+
     async def add_search_keys(self, record: ExecutionRecord) -> bool:
         """Index a record an earlier main wrote (an upgrade); False when it moved on."""
         return await self.table.add_search_keys(record)

@@ -19,8 +19,10 @@ from tpf.records import (
     DUE_AT,
     DUE_SHARD,
     SEARCH_LANE,
+    WAKE_AT,
     ExecutionRecord,
     Status,
+    due_shard,
     from_item,
     partition_key,
     search_lane,
@@ -92,11 +94,26 @@ class InMemoryExecutionTable:
             (
                 item
                 for item in self.items.values()
-                if item.get(DUE_SHARD) == shard and item[DUE_AT] <= now_ms
+                if item.get(DUE_SHARD) == shard and WAKE_AT in item and item[WAKE_AT] <= now_ms
             ),
-            key=lambda item: item[DUE_AT],
+            key=lambda item: item[WAKE_AT],
         )
         return [due_entry(item) for item in hits[:limit]]
+
+    async def rewake(self, record: ExecutionRecord, *, drop: bool = False) -> bool:
+        async with self._lock:
+            current = self.items.get(partition_key(record.tenant_id, record.execution_id))
+            self.writes += 1
+            if current is None or not wakes_as_seen(current, record, drop=drop):
+                self.failed_writes += 1
+                return False
+            if drop:
+                current.pop(WAKE_AT)
+                current.pop(DUE_SHARD)
+            else:
+                current[WAKE_AT] = current[DUE_AT]
+                current[DUE_SHARD] = due_shard(record.execution_id, self.shards)
+            return True
 
     async def lane(
         self, lane: str, *, since_ms: int, until_ms: int, after: LaneEntry | None, limit: int
@@ -171,13 +188,18 @@ def renewable(item: dict[str, Any], transition_key: str, due_at_ms: int) -> bool
     )
 
 
+def wakes_as_seen(item: dict[str, Any], seen: ExecutionRecord, *, drop: bool) -> bool:
+    """Python mirror of the condition of ``DynamoExecutionTable.rewake``."""
+    same_wake = item.get(WAKE_AT) == seen.wake_at_ms
+    if drop:
+        return (
+            same_wake
+            and item["st"] == Status.WAITING_EXTERNAL.value
+            and item.get("au") == seen.await_unit_id
+        )
+    return same_wake and DUE_AT in item
+
+
 def due_entry(item: dict[str, Any]) -> DueEntry:
     tenant_id, _, execution_id = str(item["pk"]).partition("#")
-    return DueEntry(
-        tenant_id=tenant_id,
-        execution_id=execution_id,
-        status=Status(item["st"]),
-        version=int(item["v"]),
-        due_at_ms=int(item[DUE_AT]),
-        transition_key=item.get("tk"),
-    )
+    return DueEntry(tenant_id=tenant_id, execution_id=execution_id, wake_at_ms=int(item[WAKE_AT]))

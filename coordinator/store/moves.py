@@ -17,6 +17,11 @@ A parked (WAITING_EXTERNAL) record is due at its await unit's deadline plus a gr
 sweeper settles it even if its unit never opened or was lost; ``keep_waiting`` moves that due
 time (bookkeeping: the version stays, as with a heartbeat's ``renew``).
 
+The sweeper finds records by their wake time, a lower bound of the due time that a move keeps
+while it is still ahead (``ExecutionRecord.change``). An approval answered before its first
+transition's deadline is parked and resumed without touching the due index; the sweeper moves
+the wake time of a record it finds not yet due (``ExecutionStore.rewake``).
+
 WAIT_RETRY may carry a pre-assigned transition key: a retry whose command waits in SQS with a
 delay. Its result commits like a RUNNING one, since the key is unique to that attempt.
 
@@ -102,11 +107,17 @@ def advance(
 
     Commit and dispatch in one write halves the WRU of a multi-transition execution.
     """
-    due = due_at_ms if due_at_ms is not None else now_ms
     new = _queued_at(
-        record, step_index, continuation, now_ms, due_at_ms=due, error_code=None, error_message=None
+        record,
+        step_index,
+        continuation,
+        now_ms,
+        due_at_ms=due_at_ms if due_at_ms is not None else now_ms,
+        dispatch_deadline_ms=dispatch_deadline_ms,
+        error_code=None,
+        error_message=None,
     )
-    return Move(_dispatched_at_once(new, dispatch_deadline_ms), _in_flight(record, transition_key))
+    return Move(new, _in_flight(record, transition_key))
 
 
 def park(
@@ -137,7 +148,8 @@ def park(
 
 def keep_waiting(record: ExecutionRecord, *, due_at_ms: int) -> Move:
     """Look at a parked record again at ``due_at_ms``; nothing else changes."""
-    return Move(record.change(due_at_ms=due_at_ms), _waiting_on(record, record.await_unit_id))
+    new = record.change(due_at_ms=due_at_ms, wake_at_ms=due_at_ms)
+    return Move(new, _waiting_on(record, record.await_unit_id))
 
 
 def retry(
@@ -208,8 +220,16 @@ def resume(
     dispatch_deadline_ms: int | None = None,
 ) -> Move:
     """The await unit completed: continue after the await step."""
-    new = _queued_at(record, step_index, continuation, now_ms, due_at_ms=now_ms, await_unit_id=None)
-    return Move(_dispatched_at_once(new, dispatch_deadline_ms), _waiting_on(record, await_unit_id))
+    new = _queued_at(
+        record,
+        step_index,
+        continuation,
+        now_ms,
+        due_at_ms=now_ms,
+        dispatch_deadline_ms=dispatch_deadline_ms,
+        await_unit_id=None,
+    )
+    return Move(new, _waiting_on(record, await_unit_id))
 
 
 def finish_await(
@@ -276,10 +296,13 @@ def _queued_at(
     now_ms: int,
     *,
     due_at_ms: int,
+    dispatch_deadline_ms: int | None = None,
     **fields: object,
 ) -> ExecutionRecord:
-    """QUEUED at the start of ``step_index``, with a fresh attempt count and retry budget."""
-    return record.change(
+    """QUEUED at the start of ``step_index``, with a fresh attempt count and retry budget; or,
+    with ``dispatch_deadline_ms``, RUNNING its first attempt already (one change, so the wake
+    time is kept or moved once, against the record as it was)."""
+    new = record.change(
         status=Status.QUEUED,
         version=record.version + 1,
         step_index=step_index,
@@ -287,18 +310,13 @@ def _queued_at(
         retries_used=0,
         continuation=continuation,
         transition_key=None,
-        due_at_ms=due_at_ms,
+        due_at_ms=due_at_ms if dispatch_deadline_ms is None else dispatch_deadline_ms,
         updated_at_ms=now_ms,
         **fields,
     )
-
-
-def _dispatched_at_once(new: ExecutionRecord, deadline_ms: int | None) -> ExecutionRecord:
-    if deadline_ms is None:
+    if dispatch_deadline_ms is None:
         return new
-    return new.change(
-        status=Status.RUNNING, attempt=1, transition_key=_key(new, 1), due_at_ms=deadline_ms
-    )
+    return new.change(status=Status.RUNNING, attempt=1, transition_key=_key(new, 1))
 
 
 def _in_flight(

@@ -40,14 +40,11 @@ class Guard:
 
 @dataclass(frozen=True)
 class DueEntry:
-    """What the sparse due index tells a sweeper, enough to act without a read."""
+    """What the keys-only due index tells a sweeper: which record to read, and its wake time."""
 
     tenant_id: str
     execution_id: str
-    status: Status
-    version: int
-    due_at_ms: int
-    transition_key: str | None
+    wake_at_ms: int
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,12 @@ class ExecutionTable(Protocol):
     async def get(self, tenant_id: str, execution_id: str) -> ExecutionRecord | None: ...
 
     async def due(self, shard: str, *, now_ms: int, limit: int) -> list[DueEntry]:
-        """Records of one shard whose deadline or due time is at or before ``now_ms``."""
+        """Records of one shard whose wake time is at or before ``now_ms``."""
+
+    async def rewake(self, record: ExecutionRecord, *, drop: bool = False) -> bool:
+        """Move the wake time the sweeper found ``record`` at to its due time as it is now (a
+        heartbeat may have moved it), or with ``drop`` remove it from a parked record; only if
+        no one moved the wake time meanwhile. The version stays. False when it had moved."""
 
     async def lane(
         self, lane: str, *, since_ms: int, until_ms: int, after: LaneEntry | None, limit: int

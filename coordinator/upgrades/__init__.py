@@ -15,6 +15,7 @@ from coordinator.upgrades.inbox_keys import inbox_keys
 from coordinator.upgrades.ledger import Applied, Upgrade, UpgradeContext, upgrade_stack
 from coordinator.upgrades.parked_due import parked_due_times
 from coordinator.upgrades.search_lanes import search_lanes
+from coordinator.upgrades.wake_times import wake_times
 
 UPGRADES: tuple[Upgrade, ...] = (
     Upgrade(
@@ -31,6 +32,11 @@ UPGRADES: tuple[Upgrade, ...] = (
         "2026-12-search-lanes",
         "executions get their search lane, so searches find those created before the index",
         search_lanes,
+    ),
+    Upgrade(
+        "2026-12-due-wake-times",
+        "active executions get the wake time the due index is keyed by now",
+        wake_times,
     ),
 )
 

@@ -24,7 +24,7 @@ from tests.e2e.test_csv_payments import expected_output
 from tests.e2e.test_fleet import finished
 from tests.substrates import unique_stack
 from tests.upgrades.snapshot import SIGNING_SECRET, TOKEN, restore
-from tpf.records import SEARCH_LANE
+from tpf.records import ACTIVE, DUE_AT, SEARCH_LANE, WAKE_AT, Status
 from tpf.settings import Settings
 from tpf.substrate import resolve_endpoints
 from tpfctl.stack import StackSpec, owned_stack
@@ -93,6 +93,12 @@ def parked_without_due(snapshot: dict[str, Any]) -> int:
 def executions_without_a_search_lane(snapshot: dict[str, Any]) -> int:
     [executions] = [t for n, t in snapshot["tables"].items() if n.endswith("-executions")]
     return sum(1 for i in executions["items"] if SEARCH_LANE not in i)
+
+
+def due_without_a_wake_time(snapshot: dict[str, Any]) -> int:
+    [executions] = [t for n, t in snapshot["tables"].items() if n.endswith("-executions")]
+    active = [i for i in executions["items"] if Status(i["st"]["S"]) in ACTIVE]
+    return sum(1 for i in active if DUE_AT in i and WAKE_AT not in i)
 
 
 def searched(api: httpx.Client, **filters: str) -> list[str]:
@@ -165,6 +171,11 @@ def test_infra_up_upgrades_an_earlier_stack_and_its_parked_approval_finishes(
             rewritten = ran.get("2026-12-parked-due-time", {}).get("changed", 0)
             lanes = ran["2026-12-search-lanes"]["changed"]
             assert lanes == executions_without_a_search_lane(seen["snapshot"]) - rewritten
+        if "2026-12-due-wake-times" in ran:
+            # The due index is keyed by the wake time now: the parked approval is in it again.
+            woken = ran["2026-12-due-wake-times"]["changed"]
+            assert woken == due_without_a_wake_time(seen["snapshot"])
+            assert seen["record"][WAKE_AT] == seen["record"][DUE_AT]
 
         parked = seen["snapshot"]["parked"]
         with httpx.Client(

@@ -208,29 +208,83 @@ async def test_an_await_parks_the_execution_until_its_own_unit_completes(
     assert resumed.status is Status.QUEUED and resumed.step_index == 2
 
 
-async def test_a_parked_record_is_due_after_its_await_and_can_be_kept_waiting(
+def listed(
+    store: ExecutionStore, record: ExecutionRecord, at: int
+) -> Callable[[], Awaitable[bool]]:
+    """Whether the due index returns ``record`` to a sweeper at ``at``."""
+    shard = due_shard(record.execution_id, 4)  # the fixtures' stores have four shards
+
+    async def found() -> bool:
+        due = await store.due(shard, now_ms=at)
+        return any(e.execution_id == record.execution_id for e in due)
+
+    return found
+
+
+async def test_a_parked_record_wakes_when_its_transition_was_due_and_can_be_kept_waiting(
     execution_store: ExecutionStore,
 ) -> None:
     record = await running(execution_store)
     parked = await park(execution_store, record)
-    shard = due_shard(record.execution_id, 4)  # the fixtures' stores have four shards
-
-    def listed(at: int) -> Callable[[], Awaitable[bool]]:
-        async def found() -> bool:
-            due = await execution_store.due(shard, now_ms=at)
-            return any(e.execution_id == record.execution_id for e in due)
-
-        return found
-
-    assert not await listed(NOW + 4_999)()
-    assert await eventually(listed(NOW + 5_000), timeout=10)
+    # The wake time of the transition that parked it stays: a lower bound of the due time.
+    assert (parked.wake_at_ms, parked.due_at_ms) == (NOW + 3_000, NOW + 5_000)
+    assert not await listed(execution_store, record, NOW + 2_999)()
+    assert await eventually(listed(execution_store, record, NOW + 3_000), timeout=10)
     kept = await execution_store.keep_waiting(parked, due_at_ms=NOW + 9_000)
-    assert (kept.version, kept.due_at_ms) == (parked.version, NOW + 9_000)
+    assert (kept.version, kept.due_at_ms, kept.wake_at_ms) == (
+        parked.version,
+        NOW + 9_000,
+        NOW + 9_000,
+    )
     assert await execution_store.get(*record.key) == kept
-    assert await eventually(lambda: _not(listed(NOW + 8_999)), timeout=10)
+    assert await eventually(lambda: _not(listed(execution_store, record, NOW + 8_999)), timeout=10)
     moved_on = kept.change(await_unit_id="unit-2")
     with pytest.raises(StaleRecord):
         await execution_store.keep_waiting(moved_on, due_at_ms=NOW + 1)
+
+
+async def test_a_woken_record_wakes_again_at_its_due_time_as_a_heartbeat_left_it(
+    execution_store: ExecutionStore,
+) -> None:
+    record = await running(execution_store)  # wakes at NOW + 3 s
+    key = record.transition_key or ""
+    await execution_store.renew(*record.key, transition_key=key, deadline_ms=NOW + 7_000)
+    assert await execution_store.rewake(record)
+    stored = await execution_store.get(*record.key)
+    assert stored is not None
+    assert (stored.version, stored.due_at_ms, stored.wake_at_ms) == (
+        record.version,
+        NOW + 7_000,
+        NOW + 7_000,
+    )
+    assert await eventually(lambda: _not(listed(execution_store, record, NOW + 6_999)), timeout=10)
+    assert await eventually(listed(execution_store, record, NOW + 7_000), timeout=10)
+    assert not await execution_store.rewake(record)  # another sweeper moved it first
+
+
+async def test_a_parked_record_left_to_its_unit_leaves_the_due_index(
+    execution_store: ExecutionStore,
+) -> None:
+    parked = await park(execution_store, await running(execution_store))
+    assert not await execution_store.rewake(parked.change(await_unit_id="unit-2"), drop=True)
+    assert await execution_store.rewake(parked, drop=True)
+    stored = await execution_store.get(*parked.key)
+    assert stored is not None
+    assert (stored.version, stored.due_at_ms, stored.wake_at_ms) == (
+        parked.version,
+        NOW + 5_000,
+        None,
+    )
+    far = NOW + 10**9
+    assert await eventually(lambda: _not(listed(execution_store, parked, far)), timeout=10)
+    resumed = await execution_store.resume(
+        stored,
+        await_unit_id="unit-1",
+        step_index=2,
+        continuation=PayloadRef.of_inline("{}"),
+        now_ms=NOW + 6_000,
+    )
+    assert resumed.wake_at_ms == resumed.due_at_ms == NOW + 6_000  # back in the index
 
 
 async def _not(check: Callable[[], Awaitable[bool]]) -> bool:

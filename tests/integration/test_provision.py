@@ -197,12 +197,12 @@ def test_a_missing_index_is_created_and_a_changed_one_rebuilt(substrate_stack: T
     stack = describe(settings)
     executions, awaits = stack.table("executions"), stack.table("awaits")
     ddb = sync_client(settings, "dynamodb", endpoints=endpoints)
-    # Made by hand before the first provision: "due" projects too little, all but "pending" are
+    # Made by hand before the first provision: "due" projects too much, all but "pending" are
     # missing, and neither table has TTL yet.
     due, search = executions.indexes
     ddb.create_table(
         **create_request(
-            replace(executions, indexes=(replace(due, projection="KEYS_ONLY"), search)),
+            replace(executions, indexes=(replace(due, projection="ALL"), search)),
             settings.resource("executions"),
         )
     )
@@ -219,7 +219,7 @@ def test_a_missing_index_is_created_and_a_changed_one_rebuilt(substrate_stack: T
         assert changes == {}
         assert set(report.actions().values()) == {"created", "updated"}
         indexes = describe_live(settings, endpoints=endpoints)["tables"]["executions"]["indexes"]
-        assert indexes["due"]["projection"] == "INCLUDE"
+        assert indexes["due"]["projection"] == "KEYS_ONLY"
         assert not provision(settings, endpoints=endpoints).changed
     finally:
         teardown(settings, endpoints=endpoints)

@@ -166,6 +166,9 @@ async def test_heartbeats_keep_a_slow_transition_alive_and_their_absence_does_no
     record = await coordinator.service.status("acme", execution_id)
     assert record.status is Status.RUNNING and record.version == command.execution_version
     assert record.due_at_ms == now - 1_000 + timeout_ms
+    # Heartbeats move the deadline only; the sweeper, woken at the first one, moved the wake.
+    assert record.wake_at_ms is not None
+    assert command.deadline_epoch_ms < record.wake_at_ms <= record.due_at_ms
     # The worker falls silent: once the last extension runs out, the sweeper takes over.
     assert await coordinator.sweeper.sweep_once(record.due_at_ms - 1) == 0
     assert await coordinator.sweeper.sweep_once(record.due_at_ms) == 1

@@ -139,17 +139,35 @@ async def test_a_redelivered_park_result_opens_the_unit_after_an_outage(
     assert (await c.service.status("acme", execution_id)).status is Status.SUCCEEDED
 
 
-async def test_a_parked_execution_found_before_its_unit_deadline_keeps_waiting(
+async def due_ids(c: InMemoryCoordinator, at: int) -> set[str]:
+    shards = range(c.settings.due_shards)
+    return {e.execution_id for s in shards for e in await c.store.due(str(s), now_ms=at)}
+
+
+async def test_a_parked_execution_whose_unit_is_open_is_left_to_the_unit_deadline(
     c: InMemoryCoordinator,
 ) -> None:
     execution_id, parked_at = await parked(c)
     record = await c.service.status("acme", execution_id)
-    early = await c.store.keep_waiting(record, due_at_ms=1_000)  # as if opened long after
-    assert await c.sweeper.sweep_once(2_000) == 1
+    # Parked with the wake time of the transition that parked it, a lower bound.
+    assert record.wake_at_ms is not None and record.due_at_ms is not None
+    assert record.wake_at_ms < record.due_at_ms
+    assert execution_id in await due_ids(c, record.wake_at_ms)
+
+    assert await c.sweeper.sweep_once(record.wake_at_ms) == 0  # bookkeeping, not an action
     kept = await c.service.status("acme", execution_id)
-    assert (kept.status, kept.version) == (Status.WAITING_EXTERNAL, early.version)
-    assert kept.due_at_ms == parked_at["interaction"].deadline_ms + grace_ms(c)
-    assert await c.sweeper.sweep_once(2_000) == 0  # no longer due
+    assert (kept.status, kept.version, kept.due_at_ms) == (
+        Status.WAITING_EXTERNAL,
+        record.version,
+        record.due_at_ms,
+    )
+    assert kept.wake_at_ms is None
+    assert execution_id not in await due_ids(c, record.due_at_ms)
+    # The unit's own deadline entry ends it.
+    deadline = parked_at["interaction"].deadline_ms
+    assert await c.awaits.sweep_once(deadline + 1) == 1
+    ended = await c.service.status("acme", execution_id)
+    assert (ended.status, ended.error_code) == (Status.FAILED, "AWAIT_TIMEOUT")
 
 
 async def test_a_parked_execution_whose_unit_timed_out_without_it_fails(

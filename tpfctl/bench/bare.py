@@ -114,6 +114,7 @@ class Requests:
             "v": {"N": "1"},
             "ds": {"S": str(random.randrange(8))},
             "dt": {"N": str(FAR_FUTURE_MS)},
+            "wk": {"N": str(FAR_FUTURE_MS)},
             "tk": {"S": uuid.uuid4().hex},
             "body": {"S": "r" * 500},
         }
@@ -150,7 +151,7 @@ class Requests:
         await self.aws.dynamodb.query(
             TableName=self.resources["table"],
             IndexName=self.resources["due_index"],
-            KeyConditionExpression="ds = :shard AND dt <= :now",
+            KeyConditionExpression="ds = :shard AND wk <= :now",
             ExpressionAttributeValues={
                 ":shard": {"S": str(random.randrange(8))},
                 ":now": {"N": str(int(time.time() * 1000))},

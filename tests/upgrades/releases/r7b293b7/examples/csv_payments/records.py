@@ -31,7 +31,7 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 from typing import Final, Literal
@@ -41,6 +41,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tpf.errors import NonRetryable
+from tpf.pipeline import Owner
 
 HEADER: Final = ("ID", "Recipient", "Amount", "Currency")
 OUTPUT_HEADER: Final = ("ID", "Status", "ProviderReference", "Fee", "Message")
@@ -66,7 +67,15 @@ PROVIDER_REFERENCE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 """A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)."""
 
-_NO_ANSWER: Final = {"status": "NO_ANSWER", "message": "no answer from the payment provider"}
+ANSWER_STATUSES: Final = ("APPROVED", "REJECTED")
+_OWNER_OUTCOME: Final = {
+    "PENDING": "awaiting the provider's answer",
+    "TIMED_OUT": "no answer from the provider",
+    "COMPLETED": "answered",
+}
+_NO_ANSWER: Final = "no answer from the payment provider"
+MAX_RAW: Final = 200
+"""Characters of a rejected row kept with it (for the operator; the output gives the reason)."""
 _AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
@@ -126,27 +135,40 @@ class ProviderAnswer(_Model):
 class OutputLine(_Model):
     line: int
     payment_id: str | None
-    status: Literal["APPROVED", "REJECTED", "INVALID", "NO_ANSWER", "ERROR"]
+    status: Literal["APPROVED", "REJECTED", "INVALID", "NO_ANSWER", "ERROR", "DUPLICATE"]
     provider_reference: str = ""
     fee: str = ""
     message: str
 
 
 def parse_csv(data: bytes, limits: Limits | None = None) -> ParsedFile:
-    """Parse and validate a payments file; see the module docstring for the rules."""
+    """Parse and validate a whole payments file held in memory (see :func:`parse_lines`)."""
     limits = limits or Limits()
     check_size(len(data), limits)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise NonRetryable(
-            f"the file is not UTF-8 (invalid byte at offset {error.start})",
-            error_code="CSV_NOT_UTF8",
-        ) from None
+        raise not_utf8(error.start) from None
     text = text.removeprefix("\ufeff")
     if not text.strip():
-        raise NonRetryable("the file is empty", error_code="CSV_EMPTY")
-    rows = (row for row in _records(text) if not _blank(row[1]))
+        raise empty_file()
+    payments: list[PaymentRecord] = []
+    rejected: list[RejectedLine] = []
+    for row in parse_lines(io.StringIO(text, newline=""), limits):
+        (payments if isinstance(row, PaymentRecord) else rejected).append(row)  # type: ignore[arg-type]
+    return ParsedFile(
+        payments=payments, rejected=rejected, total_lines=len(payments) + len(rejected)
+    )
+
+
+def parse_lines(lines: Iterable[str], limits: Limits) -> Iterator[PaymentRecord | RejectedLine]:
+    """The rows of a file, in order, each accepted or rejected (see the module docstring).
+
+    ``lines`` are its physical lines as text, endings kept (``open(..., newline="")``), BOM
+    removed. The file's problems raise :class:`NonRetryable` when they are met; memory holds
+    one row and the ids seen so far.
+    """
+    rows = (row for row in _records(lines) if not _blank(row[1]))
     try:
         header = next(rows, None)
         if header is None:
@@ -156,8 +178,6 @@ def parse_csv(data: bytes, limits: Limits | None = None) -> ParsedFile:
                 f"expected header {','.join(HEADER)!r}, found {_show(header[2])}",
                 error_code="CSV_BAD_HEADER",
             )
-        payments: list[PaymentRecord] = []
-        rejected: list[RejectedLine] = []
         first_line: dict[str, int] = {}
         for count, (line, row, raw) in enumerate(rows, start=1):
             if count > limits.max_rows:
@@ -171,23 +191,28 @@ def parse_csv(data: bytes, limits: Limits | None = None) -> ParsedFile:
             if payment_id is not None:
                 first_line.setdefault(payment_id, line)
             if isinstance(outcome, PaymentRecord):
-                payments.append(outcome)
+                yield outcome
             else:
-                rejected.append(
-                    RejectedLine(
-                        line=line,
-                        payment_id=_cut(payment_id, limits.max_cell),
-                        reason=outcome,
-                        raw=_cut(raw, limits.max_cell) or "",
-                    )
+                yield RejectedLine(
+                    line=line,
+                    payment_id=_cut(payment_id, limits.max_cell),
+                    reason=outcome,
+                    raw=_cut(raw, min(MAX_RAW, limits.max_cell)) or "",
                 )
     except csv.Error as error:
         raise NonRetryable(
             f"the file is not valid CSV: {error}", error_code="CSV_MALFORMED"
         ) from None
-    return ParsedFile(
-        payments=payments, rejected=rejected, total_lines=len(payments) + len(rejected)
+
+
+def not_utf8(offset: int) -> NonRetryable:
+    return NonRetryable(
+        f"the file is not UTF-8 (invalid byte at offset {offset})", error_code="CSV_NOT_UTF8"
     )
+
+
+def empty_file() -> NonRetryable:
+    return NonRetryable("the file is empty", error_code="CSV_EMPTY")
 
 
 def check_size(size: int, limits: Limits) -> None:
@@ -226,25 +251,67 @@ def provider_decision(payment: PaymentRecord) -> ProviderAnswer:
     )
 
 
-def output_lines(parsed: ParsedFile, answers: dict[str, ProviderAnswer]) -> list[OutputLine]:
-    """One line per data row, in file order: the provider's answer, ``INVALID`` or ``NO_ANSWER``.
+def rejected_line(bad: RejectedLine) -> OutputLine:
+    return OutputLine(
+        line=bad.line, payment_id=bad.payment_id, status="INVALID", message=bad.reason
+    )
 
-    ``answers`` is keyed by payment id (ids are unique among accepted payments). An answer
-    that fails :func:`answer_problem` makes its row ``ERROR`` with the reason.
+
+def output_lines(
+    parsed: ParsedFile,
+    answers: dict[str, ProviderAnswer],
+    duplicates: Mapping[str, Owner] | None = None,
+) -> list[OutputLine]:
+    """One line per data row, in file order: the provider's answer, ``INVALID``, ``DUPLICATE``
+    or ``NO_ANSWER``.
+
+    ``answers`` and ``duplicates`` are keyed by payment id (ids are unique among accepted
+    payments). An answer that fails :func:`answer_problem` makes its row ``ERROR`` with the
+    reason; a payment another execution sent first is ``DUPLICATE``, naming it and its outcome.
     """
-    lines = [
-        OutputLine(line=bad.line, payment_id=bad.payment_id, status="INVALID", message=bad.reason)
-        for bad in parsed.rejected
-    ]
+    duplicates = duplicates or {}
+    lines = [rejected_line(bad) for bad in parsed.rejected]
     for payment in parsed.payments:
-        answer = answers.get(payment.payment_id)
-        problem = answer_problem(payment, answer) if answer else None
-        if problem:
-            fields: Mapping[str, str] = {"status": "ERROR", "message": problem}
-        else:
-            fields = answer.model_dump(by_alias=False) if answer else _NO_ANSWER
-        lines.append(OutputLine(line=payment.line, payment_id=payment.payment_id, **fields))
+        lines.append(_line_of(payment, answers.get(payment.payment_id), duplicates))
     return sorted(lines, key=lambda line: line.line)
+
+
+def _line_of(
+    payment: PaymentRecord, answer: ProviderAnswer | None, duplicates: Mapping[str, Owner]
+) -> OutputLine:
+    return line_of(payment, answer, duplicates.get(payment.payment_id))
+
+
+def line_of(
+    payment: PaymentRecord, answer: ProviderAnswer | None, owner: Owner | None
+) -> OutputLine:
+    """The output line of one payment: its answer, ``DUPLICATE``, ``ERROR`` or ``NO_ANSWER``."""
+    line, payment_id = payment.line, payment.payment_id
+    if owner is not None:
+        return OutputLine(
+            line=line, payment_id=payment_id, status="DUPLICATE", message=duplicate_note(owner)
+        )
+    if answer is None:
+        return OutputLine(line=line, payment_id=payment_id, status="NO_ANSWER", message=_NO_ANSWER)
+    problem = answer_problem(payment, answer)
+    if problem:
+        return OutputLine(line=line, payment_id=payment_id, status="ERROR", message=problem)
+    return OutputLine(
+        line=line,
+        payment_id=payment_id,
+        status=answer.status,
+        provider_reference=answer.provider_reference,
+        fee=answer.fee,
+        message=answer.message,
+    )
+
+
+def duplicate_note(owner: Owner) -> str:
+    """``already sent by execution <id> (APPROVED)``: who paid it, and how that went."""
+    outcome = _OWNER_OUTCOME.get(owner.status, owner.status)
+    if isinstance(owner.response, dict) and owner.response.get("status") in ANSWER_STATUSES:
+        outcome = str(owner.response["status"])
+    return f"already sent by execution {owner.execution_id} ({outcome})"
 
 
 def answer_problem(payment: PaymentRecord, answer: ProviderAnswer) -> str | None:
@@ -265,25 +332,31 @@ def answer_problem(payment: PaymentRecord, answer: ProviderAnswer) -> str | None
 
 
 def render_csv(lines: list[OutputLine]) -> bytes:
-    """The output file: header ``ID,Status,ProviderReference,Fee,Message``, UTF-8, ``\\n``.
+    """The output file: :func:`render_header`, then :func:`render_line` for each line."""
+    return (render_header() + "".join(render_line(line) for line in lines)).encode()
+
+
+def render_header() -> str:
+    """``ID,Status,ProviderReference,Fee,Message``, UTF-8, ``\\n`` line endings."""
+    return ",".join(OUTPUT_HEADER) + "\n"
+
+
+def render_line(line: OutputLine) -> str:
+    """One output line, every cell made inert (:func:`_inert`) and quoted where needed.
 
     Quoted by hand: on Python 3.11 ``csv.writer`` with ``lineterminator="\\n"`` leaves a
     field holding a lone ``\\r`` unquoted, which splits the row for every reader.
     """
-    rows = [OUTPUT_HEADER]
-    for line in lines:
-        rows.append(
-            (line.payment_id or "", line.status, line.provider_reference, line.fee, line.message)
-        )
-    return "".join(",".join(_quoted(_inert(c)) for c in row) + "\n" for row in rows).encode()
+    cells = (line.payment_id or "", line.status, line.provider_reference, line.fee, line.message)
+    return ",".join(_quoted(_inert(c)) for c in cells) + "\n"
 
 
-def _records(text: str) -> Iterator[tuple[int, list[str], str]]:
-    """``(first physical line, cells, raw text)`` for every CSV record of ``text``."""
+def _records(lines: Iterable[str]) -> Iterator[tuple[int, list[str], str]]:
+    """``(first physical line, cells, raw text)`` for every CSV record of ``lines``."""
     consumed: list[str] = []
 
     def physical_lines() -> Iterator[str]:
-        for physical in io.StringIO(text, newline=""):
+        for physical in lines:
             consumed.append(physical)
             yield physical
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import threading
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -18,6 +19,7 @@ from tpf.errors import NonRetryable
 from tpf.settings import Settings
 from tpf.substrate import sync_client
 
+CHUNK = 1 << 20
 _MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404"})
 _CHANGED = frozenset({"PreconditionFailed", "412"})
 
@@ -54,7 +56,16 @@ class Files(Protocol):
         NonRetryable ``CSV_CHANGED``. NonRetryable ``CSV_MISSING`` when it is gone.
         """
 
+    async def read_into(
+        self, bucket: str, key: str, version_id: str | None, etag: str | None, sink: IO[bytes]
+    ) -> None:
+        """What :meth:`read` returns, written to ``sink`` in chunks (a long file is never
+        held in memory whole)."""
+
     async def write(self, bucket: str, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def write_file(self, bucket: str, key: str, source: IO[bytes], content_type: str) -> None:
+        """``source`` from its current position to its end, uploaded in parts when large."""
 
     def bucket(self, name: str) -> str:
         """The physical name of one of the stack's buckets (``outbox``, ``payloads``)."""
@@ -75,7 +86,14 @@ class S3Files:
     async def read(
         self, bucket: str, key: str, version_id: str | None, etag: str | None = None
     ) -> bytes:
-        def get() -> bytes:
+        sink = io.BytesIO()
+        await self.read_into(bucket, key, version_id, etag, sink)
+        return sink.getvalue()
+
+    async def read_into(
+        self, bucket: str, key: str, version_id: str | None, etag: str | None, sink: IO[bytes]
+    ) -> None:
+        def get() -> None:
             exact: dict[str, str] = {}
             if _versioned(version_id):
                 exact = {"VersionId": str(version_id)}
@@ -90,9 +108,10 @@ class S3Files:
                 if code not in _MISSING:
                     raise  # an outage: the step is retried
                 raise _missing(bucket, key) from None
-            return bytes(response["Body"].read())
+            for chunk in response["Body"].iter_chunks(CHUNK):
+                sink.write(chunk)
 
-        return await asyncio.to_thread(get)
+        await asyncio.to_thread(get)
 
     def _version_with(self, bucket: str, key: str, etag: str) -> dict[str, str]:
         """How to get the version of ``key`` whose ETag is ``etag``. A version written while
@@ -113,6 +132,13 @@ class S3Files:
         await asyncio.to_thread(
             lambda: self._s3().put_object(
                 Bucket=bucket, Key=key, Body=data, ContentType=content_type
+            )
+        )
+
+    async def write_file(self, bucket: str, key: str, source: IO[bytes], content_type: str) -> None:
+        await asyncio.to_thread(
+            lambda: self._s3().upload_fileobj(
+                source, bucket, key, ExtraArgs={"ContentType": content_type}
             )
         )
 
@@ -144,9 +170,17 @@ class InMemoryFiles:
                 return data
         raise NonRetryable(f"s3://{bucket}/{key} does not exist", error_code="CSV_MISSING")
 
+    async def read_into(
+        self, bucket: str, key: str, version_id: str | None, etag: str | None, sink: IO[bytes]
+    ) -> None:
+        sink.write(await self.read(bucket, key, version_id, etag))
+
     async def write(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         versions = self.versions.setdefault((bucket, key), [])
         versions.append((f"v{len(versions) + 1}", etag_of(data), data))
+
+    async def write_file(self, bucket: str, key: str, source: IO[bytes], content_type: str) -> None:
+        await self.write(bucket, key, source.read(), content_type)
 
     def bucket(self, name: str) -> str:
         return f"{self.stack}-{name}"
