@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coordinator.dead_letters import DeadLetterPublisher
@@ -70,8 +70,12 @@ class OperatorActions:
         store: ExecutionStore,
         dispatcher: Dispatcher,
         dead_letters: DeadLetterPublisher,
+        abandon_await: Callable[[ExecutionRecord, ExecutionRecord], Awaitable[None]] | None = None,
     ) -> None:
         self.store, self.dispatcher, self.dead_letters = store, dispatcher, dead_letters
+        self.abandon_await = abandon_await
+        """Closes the await unit of a parked execution that was cancelled (``coordinator.awaits``
+        plugs in here)."""
 
     async def redrive(
         self,
@@ -167,6 +171,8 @@ class OperatorActions:
         await self.dead_letters.publish(
             cancelled, reason="cancelled", transition_key=record.transition_key
         )
+        if record.status is Status.WAITING_EXTERNAL and self.abandon_await is not None:
+            await self.abandon_await(record, cancelled)
         return Acted(record.status, cancelled)
 
     async def _current(

@@ -88,6 +88,11 @@ class InMemoryCoordinator(Coordinator):
             signer=signer,
         )
 
+    async def sweep(self, now_ms: int) -> int:
+        """One pass of both sweepers at ``now_ms``, as a replica's timers make them: executions
+        (which also watch the deadlines of inbox awaits of one interaction), then awaits."""
+        return await self.sweeper.sweep_once(now_ms) + await self.awaits.sweep_once(now_ms)
+
     async def register(self, pipeline: Pipeline, release_version: str = "1.0.0") -> Contract:
         """Register the pipeline's contract and a release of it, and activate that release."""
         return await register_pipeline(self.registry, pipeline, release_version, now_ms=1)

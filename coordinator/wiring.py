@@ -172,7 +172,10 @@ def assemble(
         ),
         service=service,
         operations=OperatorActions(
-            store=store, dispatcher=dispatcher, dead_letters=dead_letter_publisher
+            store=store,
+            dispatcher=dispatcher,
+            dead_letters=dead_letter_publisher,
+            abandon_await=await_service.abandon,
         ),
         awaits=await_service,
         completions=CompletionConsumer(

@@ -76,8 +76,9 @@ class DeadlineSweeper:
         or ended it.
 
         A record parks with the wake time of the transition that parked it. Once its unit is
-        open, the unit's deadline entry looks after it, so the record leaves the due index; a
-        unit that has not opened yet (its result may be delivered again) is looked for again
+        open, the unit's deadline entry looks after it, so the record leaves the due index, or
+        the record looks at its unit's deadline itself when the unit has no entry (``watched``);
+        a unit that has not opened yet (its result may be delivered again) is looked for again
         at the record's due time, and only then is it taken as never opened.
         """
         assert record.await_unit_id is not None
@@ -88,6 +89,8 @@ class DeadlineSweeper:
             return False
         if unit is None:
             await self._never_opened(record, now)
+        elif unit.status is UnitStatus.OPEN and unit.watched:
+            return await self._watch(record, unit, now)
         elif unit.status is UnitStatus.OPEN and unit.deadline_ms > now:
             await self.store.rewake(record, drop=True)
             return False
@@ -97,6 +100,17 @@ class DeadlineSweeper:
             await self.resumer.resume(unit)  # answered, but the resume never landed
         else:
             await self._time_out(unit, now)
+        return True
+
+    async def _watch(self, record: ExecutionRecord, unit: AwaitUnit, now: int) -> bool:
+        """What the await sweeper does for a unit in its list, for one the record watches."""
+        if await self.resumer.answered(unit):  # the resume after its answer never happened
+            await self.resumer.resume(unit)
+        elif unit.deadline_ms <= now:
+            await self._time_out(unit, now)
+        else:  # look again at its deadline, exactly
+            await self.store.keep_waiting(record, due_at_ms=unit.deadline_ms)
+            return False
         return True
 
     async def _never_opened(self, record: ExecutionRecord, now: int) -> None:

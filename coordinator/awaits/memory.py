@@ -147,6 +147,7 @@ class InMemoryAwaitTable:
             u
             for u in self.units.values()
             if u.status is UnitStatus.OPEN
+            and not u.watched
             and u.look_at_ms <= now_ms
             and deadline_shard(u.unit_id, self.shards) == shard
         ]

@@ -11,7 +11,9 @@ partition, so a unit's interactions are one Query::
 
 Two sparse entries of the ``pending`` index make the hot lookups Query-only: an open unit
 carries ``pp = D#<shard>`` ordered by the time the sweeper should look at it (its deadline, or
-earlier while admission has work to check), and a waiting interaction of the human inbox carries
+earlier while admission has work to check), unless its execution's record watches it
+(``AwaitUnit.watched``: an inbox await of one interaction, whose deadline is the record's due
+time), and a waiting interaction of the human inbox carries
 ``pp = T#<tenant>`` ordered by creation. A waiting interaction whose request names an
 ``assignee`` or a ``group`` (TPF's inbox filters) also carries ``pa = <tenant>#<assignee>`` and
 ``pg = <tenant>#<group>``, keys of the sparse ``pending-assignee`` and ``pending-group`` indexes,
@@ -163,6 +165,10 @@ class AwaitUnit:
     paged: bool = False
     """Its answers go to the step after it as pages when many (its worker said it reads them);
     absent on units opened before 2026-12, whose answers go as one list."""
+    watched: bool = False
+    """Its execution's record watches its deadline, so it has no entry in the sweeper's list:
+    an inbox await of one interaction, which has nothing to admit or send again. False on units
+    opened before 2026-12, which the await sweeper watches."""
 
     @property
     def complete(self) -> bool:
@@ -270,7 +276,9 @@ def unit_to_item(unit: AwaitUnit, shards: int) -> dict[str, Any]:
         item["xm"] = unit.exclusive_ms
     if unit.paged:
         item["pgd"] = True
-    if unit.status is UnitStatus.OPEN:
+    if unit.watched:
+        item["rw"] = True
+    elif unit.status is UnitStatus.OPEN:
         item["pp"] = f"D#{deadline_shard(unit.unit_id, shards)}"
         item["ps"] = sweep_position(unit)
     return item
@@ -304,6 +312,7 @@ def unit_from_item(item: dict[str, Any]) -> AwaitUnit:
         response_type=str(item["rst"]) if "rst" in item else None,
         exclusive_ms=int(item["xm"]) if "xm" in item else None,
         paged=bool(item.get("pgd", False)),
+        watched=bool(item.get("rw", False)),
     )
 
 

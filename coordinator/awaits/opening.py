@@ -127,6 +127,7 @@ class UnitOpener:
             response_type=step.await_.response.type_id if step.await_ else None,
             exclusive_ms=exclusive_ms,
             paged=step.itemized and suspension.reads_pages,
+            watched=inbox and not step.itemized,
         )
 
     async def _requests(

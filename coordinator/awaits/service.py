@@ -205,5 +205,17 @@ class AwaitService:
         return await self.deadlines.sweep_once(now)
 
     async def settle_parked(self, record: ExecutionRecord, now: int) -> bool:
-        """A parked record past its due time: its unit never opened or closed without it."""
+        """A parked record at its wake time (``DeadlineSweeper.settle_parked``)."""
         return await self.deadlines.settle_parked(record, now)
+
+    async def abandon(self, parked: ExecutionRecord, ended: ExecutionRecord) -> None:
+        """Close the unit ``parked`` waited on, now that it ``ended`` otherwise (a cancel), so
+        the inbox stops listing it. The await sweeper would close it at its deadline, but a
+        unit its record watches (``AwaitUnit.watched``) is in no sweeper's list."""
+        if parked.await_unit_id is None:
+            return
+        unit = await self.table.get_unit(parked.tenant_id, parked.await_unit_id)
+        if unit is not None and unit.status is UnitStatus.OPEN:
+            await self.resumer.close(
+                unit, UnitStatus.ABANDONED, record=ended, now=ended.updated_at_ms
+            )

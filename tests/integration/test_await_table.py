@@ -154,6 +154,18 @@ async def test_a_waking_unit_is_found_before_its_deadline(table: AwaitTable) -> 
     await table.close_unit(TENANT, u.unit_id, UnitStatus.COMPLETED)
 
 
+async def test_a_unit_its_record_watches_is_in_no_sweeper_list(table: AwaitTable) -> None:
+    u = replace(unit("u-watched", 1), itemized=False, transport="human", watched=True)
+    u = replace(u, deadline_ms=1_000)
+    assert await table.create(u, [replace(i, solo=True) for i in interactions(u)])
+    stored = await table.get_unit(TENANT, u.unit_id)
+    assert stored is not None and stored.watched
+    found = [await table.overdue(shard, now_ms=10**13, limit=100) for shard in ("0", "1")]
+    assert (TENANT, u.unit_id) not in {unit for shard in found for unit in shard}
+    closed = await table.close_unit(TENANT, u.unit_id, UnitStatus.ABANDONED)
+    assert closed is not None and closed.watched and closed.status is UnitStatus.ABANDONED
+
+
 async def test_a_solo_answer_is_one_conditional_write_that_the_unit_does_not_count(
     table: AwaitTable,
 ) -> None:

@@ -224,8 +224,8 @@ async def test_an_unanswered_await_times_out_and_a_redrive_opens_a_fresh_unit(
 ) -> None:
     execution_id, parked_at = await parked(c)
     interaction: Interaction = parked_at["interaction"]
-    assert await c.awaits.sweep_once(interaction.deadline_ms - 1) == 0
-    assert await c.awaits.sweep_once(interaction.deadline_ms + 1) == 1
+    assert await c.sweep(interaction.deadline_ms - 1) == 0
+    assert await c.sweep(interaction.deadline_ms + 1) == 1
     record = await c.service.status("acme", execution_id)
     assert (record.status, record.error_code) == (Status.FAILED, "AWAIT_TIMEOUT")
     assert await c.awaits.pending("acme") == []
@@ -260,7 +260,7 @@ async def test_a_solo_answer_whose_resume_was_lost_resumes_at_the_deadline_sweep
     c: InMemoryCoordinator,
 ) -> None:
     execution_id, interaction, order_id = await answered_then_crashed(c)
-    assert await c.awaits.sweep_once(interaction.deadline_ms + 1) == 1
+    assert await c.sweep(interaction.deadline_ms + 1) == 1
     await drive(c)
     outcome = await result(c, execution_id)
     assert (outcome["outcome"], outcome["orderId"]) == ("APPROVED", order_id)
@@ -284,7 +284,7 @@ async def test_a_solo_answer_sent_again_after_a_crash_resumes_the_execution(
 async def test_a_completion_past_the_deadline_is_refused(c: InMemoryCoordinator) -> None:
     _, parked_at = await parked(c)
     interaction: Interaction = parked_at["interaction"]
-    await c.awaits.sweep_once(interaction.deadline_ms + 1)
+    await c.sweep(interaction.deadline_ms + 1)
     with pytest.raises(Conflict) as late:
         await c.awaits.complete(
             "acme",

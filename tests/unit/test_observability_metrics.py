@@ -63,7 +63,7 @@ async def test_a_completed_await_is_timed_once_with_its_pipeline_step_and_transp
         interaction_id=interaction.interaction_id,
     )
     assert again.duplicate
-    await c.awaits.sweep_once(interaction.deadline_ms + 1)  # nothing left open to close
+    await c.sweep(interaction.deadline_ms + 1)  # nothing left open to close
 
     after_count, after_total = awaited("completed", transport)
     assert after_count == count + 1
@@ -78,7 +78,7 @@ async def test_an_unanswered_await_is_timed_to_the_sweep_that_timed_it_out(
     transport = transport_of(c, interaction)
     count, total = awaited("timed_out", transport)
 
-    assert await c.awaits.sweep_once(interaction.deadline_ms + 1) == 1
+    assert await c.sweep(interaction.deadline_ms + 1) == 1
 
     after_count, after_total = awaited("timed_out", transport)
     assert after_count == count + 1
@@ -97,8 +97,9 @@ async def test_an_await_of_a_cancelled_execution_is_abandoned_as_of_the_cancel(
 
     cancelled_at = interaction.created_at_ms + 5_000
     await c.operations.cancel("acme", execution_id, actor="ops", now_ms=cancelled_at, reason="test")
-    # A cancel leaves the unit open; the sweeper closes it at its deadline.
-    assert await c.awaits.sweep_once(interaction.deadline_ms + 1) == 1
+    # The cancel closes the unit, so the inbox stops listing it; the sweeper finds nothing.
+    assert await c.awaits.pending("acme") == []
+    assert await c.sweep(interaction.deadline_ms + 1) == 0
 
     after, after_total = awaited("abandoned", transport)
     assert after == abandoned + 1

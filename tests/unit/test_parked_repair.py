@@ -4,6 +4,7 @@ opened (or closed without it) is settled by the sweeper instead of waiting for i
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -139,32 +140,56 @@ async def test_a_redelivered_park_result_opens_the_unit_after_an_outage(
     assert (await c.service.status("acme", execution_id)).status is Status.SUCCEEDED
 
 
+async def test_a_parked_approval_watches_its_unit_deadline_itself(
+    c: InMemoryCoordinator,
+) -> None:
+    execution_id, parked_at = await parked(c)
+    interaction = parked_at["interaction"]
+    unit = await c.await_table.get_unit("acme", interaction.unit_id)
+    assert unit is not None and unit.watched  # an inbox await of one interaction
+    assert await c.awaits.sweep_once(unit.deadline_ms + 1) == 0  # in no await sweeper's list
+    record = await c.service.status("acme", execution_id)
+    # Parked with the wake time of the transition that parked it, a lower bound.
+    assert record.wake_at_ms is not None and record.due_at_ms is not None
+    assert record.wake_at_ms < record.due_at_ms
+
+    assert await c.sweeper.sweep_once(record.wake_at_ms) == 0  # bookkeeping, not an action
+    kept = await c.service.status("acme", execution_id)
+    assert (kept.status, kept.version) == (Status.WAITING_EXTERNAL, record.version)
+    assert kept.wake_at_ms == kept.due_at_ms == unit.deadline_ms
+    assert await c.sweeper.sweep_once(unit.deadline_ms - 1) == 0
+    assert await c.sweeper.sweep_once(unit.deadline_ms) == 1
+    ended = await c.service.status("acme", execution_id)
+    assert (ended.status, ended.error_code) == (Status.FAILED, "AWAIT_TIMEOUT")
+    closed = await c.await_table.get_unit("acme", interaction.unit_id)
+    assert closed is not None and closed.status is UnitStatus.TIMED_OUT
+
+
 async def due_ids(c: InMemoryCoordinator, at: int) -> set[str]:
     shards = range(c.settings.due_shards)
     return {e.execution_id for s in shards for e in await c.store.due(str(s), now_ms=at)}
 
 
-async def test_a_parked_execution_whose_unit_is_open_is_left_to_the_unit_deadline(
+async def test_a_parked_execution_whose_unit_the_await_sweeper_watches_leaves_the_due_index(
     c: InMemoryCoordinator,
 ) -> None:
     execution_id, parked_at = await parked(c)
+    key = ("acme", parked_at["interaction"].unit_id)
+    c.await_table.units[key] = replace(c.await_table.units[key], watched=False)  # as before 2026-12
     record = await c.service.status("acme", execution_id)
-    # Parked with the wake time of the transition that parked it, a lower bound.
     assert record.wake_at_ms is not None and record.due_at_ms is not None
-    assert record.wake_at_ms < record.due_at_ms
     assert execution_id in await due_ids(c, record.wake_at_ms)
 
-    assert await c.sweeper.sweep_once(record.wake_at_ms) == 0  # bookkeeping, not an action
+    assert await c.sweeper.sweep_once(record.wake_at_ms) == 0
     kept = await c.service.status("acme", execution_id)
-    assert (kept.status, kept.version, kept.due_at_ms) == (
-        Status.WAITING_EXTERNAL,
+    assert (kept.version, kept.due_at_ms, kept.wake_at_ms) == (
         record.version,
         record.due_at_ms,
+        None,
     )
-    assert kept.wake_at_ms is None
     assert execution_id not in await due_ids(c, record.due_at_ms)
-    # The unit's own deadline entry ends it.
-    deadline = parked_at["interaction"].deadline_ms
+    # The unit's own entry in the await sweeper's list ends it.
+    deadline = c.await_table.units[key].deadline_ms
     assert await c.awaits.sweep_once(deadline + 1) == 1
     ended = await c.service.status("acme", execution_id)
     assert (ended.status, ended.error_code) == (Status.FAILED, "AWAIT_TIMEOUT")
