@@ -42,7 +42,6 @@ class DeadlineSweeper:
     ) -> None:
         self.table, self.store, self.dead_letters = table, store, dead_letters
         self.timings, self.shards = timings, [str(i) for i in range(shards)]
-        self.grace_ms = int(timings.await_stall.total_seconds() * 1000)
         self.admitter, self.resumer = admitter, resumer
 
     async def run(self, stop: asyncio.Event) -> None:
