@@ -15,22 +15,32 @@ from tpf.substrate import Endpoints
 class SqsWorkQueues:
     def __init__(self, sqs: Any, settings: Settings, endpoints: Endpoints | None = None) -> None:
         self.sqs, self.settings, self.endpoints = sqs, settings, endpoints
-        self._open: dict[Release, SqsQueue] = {}
+        # Opening tasks, not queues: the burst of sends that first meets a release opens its
+        # queue once (two requests), not once per send.
+        self._open: dict[Release, asyncio.Task[SqsQueue]] = {}
 
     async def for_release(self, pipeline_id: str, release_version: str) -> Queue:
         release = (pipeline_id, release_version)
-        queue = self._open.get(release)
-        if queue is None:
-            name = self.settings.resource(work_queue(*release))
-            try:
-                queue = await SqsQueue.open(self.sqs, name)
-            except self.sqs.exceptions.QueueDoesNotExist:
-                # Activated another way (registered directly, `tpf register`), or retired while
-                # an execution still needed it (a late re-drive): create it now.
-                await self.create(*release)
-                queue = await SqsQueue.open(self.sqs, name)
-            self._open[release] = queue
-        return queue
+        opening = self._open.get(release)
+        if opening is None:
+            opening = asyncio.ensure_future(self._opened(release))
+            self._open[release] = opening
+        try:
+            return await asyncio.shield(opening)
+        except Exception:
+            if self._open.get(release) is opening:
+                del self._open[release]  # the next send tries again
+            raise
+
+    async def _opened(self, release: Release) -> SqsQueue:
+        name = self.settings.resource(work_queue(*release))
+        try:
+            return await SqsQueue.open(self.sqs, name)
+        except self.sqs.exceptions.QueueDoesNotExist:
+            # Activated another way (registered directly, `tpf register`), or retired while
+            # an execution still needed it (a late re-drive): create it now.
+            await self.create(*release)
+            return await SqsQueue.open(self.sqs, name)
 
     async def create(self, pipeline_id: str, release_version: str) -> None:
         # The provisioner is synchronous boto3; activation is rare, so a thread is fine.

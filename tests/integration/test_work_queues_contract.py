@@ -4,6 +4,7 @@ a release takes its queue and whatever waited in it."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -68,7 +69,10 @@ async def test_two_releases_of_a_pipeline_have_queues_of_their_own(
 async def test_a_release_queue_nobody_created_is_created_when_first_needed(
     work: WorkQueues, pipeline: str
 ) -> None:
-    queue = await work.for_release(pipeline, "3.1.4")  # registered directly, never activated
+    # Registered directly, never activated; a burst of sends meets it at once.
+    opened = await asyncio.gather(*(work.for_release(pipeline, "3.1.4") for _ in range(8)))
+    queue = opened[0]
+    assert all(q is queue for q in opened)  # opened once
     await queue.send(Outgoing("late"))
     assert await bodies(queue, 1) == {"late"}
     await work.retire(pipeline, "3.1.4")
