@@ -12,7 +12,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.awaits.model import Interaction, InteractionStatus, parse_interaction_id
+from coordinator.awaits.model import (
+    Interaction,
+    InteractionStatus,
+    derived_correlation,
+    parse_interaction_id,
+)
 from coordinator.awaits.port import AwaitTable, Key
 from coordinator.store import ExecutionStore
 from tpf import metrics
@@ -81,6 +86,9 @@ async def locate(
         if parsed is not None:
             return (request.tenant_id, *parsed), claims
     elif request.correlation is not None:
+        derived = derived_correlation(request.correlation)
+        if derived is not None:
+            return (request.tenant_id, *derived), claims
         key = await table.by_correlation(request.correlation)
         if key is not None and key[0] == request.tenant_id:
             return key, claims
@@ -94,7 +102,11 @@ async def locate(
 def check_found(
     request: CompletionRequest, found: Interaction | None, claims: dict[str, object]
 ) -> Interaction:
-    if found is None or found.tenant_id != request.tenant_id:
+    if (
+        found is None
+        or found.tenant_id != request.tenant_id
+        or request.correlation not in (None, found.correlation_id)
+    ):
         raise NotFound(f"no interaction {request.reference} for {request.tenant_id}")
     if claims and claims != claims_of(found):
         raise InvalidInput("resumeToken does not match the interaction", pointer="/resumeToken")

@@ -194,7 +194,9 @@ class DynamoAwaitTable:
         one that read "no unit" just before the first wrote it, harmless: it can never turn an
         interaction answered meanwhile back into PENDING.
         """
-        if await self.get_unit(unit.tenant_id, unit.unit_id) is not None:
+        # With interactions to write, a unit already there means another opener did it all.
+        # Without, the unit's own condition is check enough: no read.
+        if interactions and await self.get_unit(unit.tenant_id, unit.unit_id) is not None:
             return False
         await self.add_interactions(interactions)
         try:
@@ -228,10 +230,10 @@ class DynamoAwaitTable:
         await asyncio.gather(*(put_if_absent(i) for i in interactions))
 
     async def close_unit(
-        self, tenant_id: str, unit_id: str, status: UnitStatus
+        self, tenant_id: str, unit_id: str, status: UnitStatus, *, seen: AwaitUnit | None = None
     ) -> AwaitUnit | None:
         for _ in range(CONFLICT_RETRIES):
-            unit = await self.get_unit(tenant_id, unit_id)
+            unit, seen = seen or await self.get_unit(tenant_id, unit_id), None
             if unit is None or unit.status is not UnitStatus.OPEN:
                 return None
             # A completed unit says every interaction was answered, a solo one's too (whose
@@ -242,13 +244,15 @@ class DynamoAwaitTable:
                 tenant_id,
                 unit_id,
                 "SET #st = :st, acc = :zero, d = :done REMOVE pp, ps, wk",
-                "#st = :open AND acc = :acc",
+                # As read (or as the caller saw it): a count that moved since reads it again.
+                "#st = :open AND acc = :acc AND d = :was",
                 {
                     ":st": status.value,
                     ":zero": 0,
                     ":done": done,
                     ":open": "OPEN",
                     ":acc": unit.accounted,
+                    ":was": unit.done,
                 },
             )
             hand_back = (

@@ -125,7 +125,7 @@ class InMemoryAwaitTable:
         return self.in_flight.get(tenant_id, 0)
 
     async def close_unit(
-        self, tenant_id: str, unit_id: str, status: UnitStatus
+        self, tenant_id: str, unit_id: str, status: UnitStatus, *, seen: AwaitUnit | None = None
     ) -> AwaitUnit | None:
         async with self.lock:
             current = self.units.get((tenant_id, unit_id))

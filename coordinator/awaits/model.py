@@ -19,7 +19,8 @@ time), and a waiting interaction of the human inbox carries
 ``pg = <tenant>#<group>``, keys of the sparse ``pending-assignee`` and ``pending-group`` indexes,
 so a filtered inbox is one Query too; requests without them cost those indexes nothing.
 Completing or timing out removes them all. The ``correlation`` index maps ``cid`` to the
-interaction's key.
+interaction's key, for a provider's interactions: an inbox interaction's correlation id is its
+interaction id (``derived_correlation``), stored as no ``cid``, so it costs the index nothing.
 
 Admission (REFERENCE section 3): a unit publishes its requests in item order; ``published`` is
 the cursor (items below it were sent), so ``published - done`` are out at once. ``accounted`` is
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -236,6 +238,15 @@ def interaction_id(unit_id: str, item_index: int) -> str:
     return f"{unit_id}-{item_index}"
 
 
+def derived_correlation(value: str) -> tuple[str, int] | None:
+    """The (unit, item) of a correlation id that is an interaction id: an inbox interaction's,
+    since 2026-12. Others (a provider's, an earlier inbox's) are found through the index."""
+    return parse_interaction_id(value) if _DERIVED.fullmatch(value) else None
+
+
+_DERIVED = re.compile(r"[0-9a-f]{32}-[0-9]+")
+
+
 def parse_interaction_id(value: str) -> tuple[str, int] | None:
     unit_id, dash, item = value.rpartition("-")
     if not dash or not item.isdigit() or not unit_id:
@@ -323,7 +334,6 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
         "ex": i.execution_id,
         "sid": i.step_id,
         "si": i.step_index,
-        "cid": i.correlation_id,
         "ik": i.idempotency_key,
         "rq": i.request,
         "dl": i.deadline_ms,
@@ -340,6 +350,10 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
         "dup": i.duplicate_of,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
+    if i.correlation_id != i.interaction_id:
+        # Only a correlation id that is not the interaction's id needs the ``correlation``
+        # index: an inbox interaction's is found by parsing it (one WRU less to open it).
+        item["cid"] = i.correlation_id
     if i.solo:
         item["so"] = True
     if not i.inbox:
@@ -357,15 +371,16 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
 
 def interaction_from_item(item: dict[str, Any]) -> Interaction:
     tenant_id, _, unit_id = str(item["pk"]).partition("#")
+    index = int(str(item["sk"]).removeprefix("I#"))
     at = item.get("at")
     return Interaction(
         tenant_id=tenant_id,
         unit_id=unit_id,
-        item_index=int(str(item["sk"]).removeprefix("I#")),
+        item_index=index,
         execution_id=str(item["ex"]),
         step_id=str(item["sid"]),
         step_index=int(item["si"]),
-        correlation_id=str(item["cid"]),
+        correlation_id=str(item["cid"]) if "cid" in item else interaction_id(unit_id, index),
         idempotency_key=str(item["ik"]),
         request=str(item["rq"]),
         deadline_ms=int(item["dl"]),

@@ -8,7 +8,7 @@ from typing import Any
 
 from coordinator.awaits.admission import Admitter
 from coordinator.awaits.completing import canonical
-from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
+from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus, interaction_id
 from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.resuming import Resumer
 from coordinator.identities import correlation_id
@@ -96,7 +96,11 @@ class UnitOpener:
                         execution_id=record.execution_id,
                         step_id=suspension.step_id,
                         step_index=suspension.step_index,
-                        correlation_id=correlation_id(
+                        # An inbox answer names its interaction by id or by correlation id:
+                        # the same string, so neither needs an index entry to be found.
+                        correlation_id=interaction_id(record.await_unit_id, total)
+                        if inbox
+                        else correlation_id(
                             record.tenant_id, record.execution_id, suspension.step_id, key
                         ),
                         idempotency_key=key,

@@ -74,11 +74,12 @@ class AwaitTable(Protocol):
     async def tenant_in_flight(self, tenant_id: str) -> int: ...
 
     async def close_unit(
-        self, tenant_id: str, unit_id: str, status: UnitStatus
+        self, tenant_id: str, unit_id: str, status: UnitStatus, *, seen: AwaitUnit | None = None
     ) -> AwaitUnit | None:
         """OPEN→``status``, handing the unit's accounted requests back to its tenant.
 
-        The closed unit, or None when it was not open.
+        ``seen``, the unit as the caller read it, spares a read when it is still current (the
+        write is conditional on it). The closed unit, or None when it was not open.
         """
 
     async def expire(self, interactions: list[Interaction]) -> None:

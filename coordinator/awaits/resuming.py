@@ -129,7 +129,8 @@ class Resumer:
         record: ExecutionRecord | None,
         now: int | None = None,
     ) -> None:
-        if await self.table.close_unit(unit.tenant_id, unit.unit_id, status) is not None:
+        closed = await self.table.close_unit(unit.tenant_id, unit.unit_id, status, seen=unit)
+        if closed is not None:
             # Only the call that closed it observes, so a unit is timed once across replicas.
             _observe_wait(unit, status, record, now_ms() if now is None else now)
         if status is not UnitStatus.COMPLETED:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -135,10 +136,20 @@ async def test_admission_reserves_against_the_tenant_and_closing_hands_it_back(
     stored = await table.get_unit(TENANT, a.unit_id)
     assert stored is not None and (stored.published, stored.accounted, stored.wake_ms) == (5, 5, 10)
 
-    closed = await table.close_unit(TENANT, a.unit_id, UnitStatus.COMPLETED)
-    assert closed is not None and closed.status is UnitStatus.COMPLETED
+    # Closing from a stale view (``a`` as created) reads the unit again and hands back what
+    # it holds now; a view of a closed unit closes nothing.
+    closed = await table.close_unit(TENANT, a.unit_id, UnitStatus.COMPLETED, seen=a)
+    assert closed is not None and (closed.status, closed.published) == (UnitStatus.COMPLETED, 5)
     assert await table.close_unit(TENANT, a.unit_id, UnitStatus.TIMED_OUT) is None
+    assert await table.close_unit(TENANT, a.unit_id, UnitStatus.TIMED_OUT, seen=stored) is None
     assert await table.tenant_in_flight(TENANT) == tenant_before + 3
+    # From a current view, closing is one write and no read.
+    current = await table.get_unit(TENANT, b.unit_id)
+    assert current is not None
+    reads = LEDGER.snapshot()["requests"].get("dynamodb", {}).get("GetItem", 0)
+    assert await table.close_unit(TENANT, b.unit_id, UnitStatus.TIMED_OUT, seen=current)
+    assert LEDGER.snapshot()["requests"].get("dynamodb", {}).get("GetItem", 0) == reads
+    assert await table.tenant_in_flight(TENANT) == tenant_before
 
 
 async def test_a_waking_unit_is_found_before_its_deadline(table: AwaitTable) -> None:
@@ -164,6 +175,22 @@ async def test_a_unit_its_record_watches_is_in_no_sweeper_list(table: AwaitTable
     assert (TENANT, u.unit_id) not in {unit for shard in found for unit in shard}
     closed = await table.close_unit(TENANT, u.unit_id, UnitStatus.ABANDONED)
     assert closed is not None and closed.watched and closed.status is UnitStatus.ABANDONED
+
+
+async def test_an_inbox_correlation_id_is_its_interaction_id_and_needs_no_index(
+    table: AwaitTable, request: pytest.FixtureRequest
+) -> None:
+    u = replace(unit(uuid.uuid4().hex, 2), itemized=False, transport="human")
+    derived, hashed = interactions(u)  # not listed in the inbox, which other tests read
+    derived = replace(derived, correlation_id=derived.interaction_id)
+    assert await table.create(u, [derived, hashed])
+    stored = await table.interactions(TENANT, u.unit_id)
+    assert [i.correlation_id for i in stored] == [derived.interaction_id, hashed.correlation_id]
+    # The derived one is not written to the ``correlation`` index; the other one is found there.
+    assert "cid" not in interaction_to_item(derived) and "cid" in interaction_to_item(hashed)
+    assert await table.by_correlation(hashed.correlation_id) == (TENANT, u.unit_id, 1)
+    if request.node.callspec.params["table"] != "memory":
+        assert await table.by_correlation(derived.interaction_id) is None
 
 
 async def test_a_solo_answer_is_one_conditional_write_that_the_unit_does_not_count(

@@ -191,6 +191,34 @@ async def test_a_declined_order_and_completion_by_correlation_id(c: InMemoryCoor
     assert outcome["summary"] == "kitchen closed"
 
 
+async def test_an_inbox_correlation_id_is_the_interaction_id_and_must_name_it(
+    c: InMemoryCoordinator,
+) -> None:
+    execution_id, parked_at = await parked(c)
+    interaction: Interaction = parked_at["interaction"]
+    assert interaction.correlation_id == interaction.interaction_id
+    # A correlation id names an interaction only when it is that interaction's own.
+    other = replace(interaction, correlation_id="c-hashed-by-a-provider")
+    await c.awaits.table.add_interactions([replace(other, item_index=1, unit_id="f" * 32)])
+    with pytest.raises(NotFound):
+        await c.awaits.complete(
+            "acme",
+            response=accepted(parked_at["request"]["orderId"]),
+            correlation=interaction_id_of(other, item_index=1, unit_id="f" * 32),
+        )
+    await c.awaits.complete(
+        "acme",
+        response=accepted(parked_at["request"]["orderId"]),
+        correlation=interaction.correlation_id,
+    )
+    await drive(c)
+    assert (await result(c, execution_id))["outcome"] == "APPROVED"
+
+
+def interaction_id_of(i: Interaction, **changes: Any) -> str:
+    return replace(i, **changes).interaction_id
+
+
 @pytest.mark.parametrize(
     ("order_id", "code"),
     [
