@@ -73,9 +73,13 @@ class Change:
         }
 
 
+Group = tuple[Change, ...]
+"""Consecutive changes of one execution, stored as one item keyed by the first one's version."""
+
+
 class HistoryTable(Protocol):
-    async def put_many(self, changes: list[Change]) -> list[Exception | None]:
-        """Write up to 25 entries; one outcome per entry."""
+    async def put_many(self, groups: list[Group]) -> list[Exception | None]:
+        """Write up to 25 groups, one item each; one outcome per group."""
 
     async def list(self, tenant_id: str, execution_id: str, *, limit: int) -> list[Change]:
-        """Entries in version order."""
+        """Entries in version order; of a version written twice, the later item's."""

@@ -62,24 +62,29 @@ def execution(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def change(item: dict[str, Any]) -> dict[str, Any]:
-    """One history entry: a state change, keyed by the record version it produced."""
+def changes(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The history entries of one item: state changes, each keyed by the record version it
+    produced. Since 2026-12 an item holds a few consecutive ones (``nx``, after the first)."""
     tenant_id, execution_id = _split(item["pk"])
-    return {
-        "tenantId": tenant_id,
-        "executionId": execution_id,
-        "version": number(item["sk"]),
-        "atEpochMs": number(item["at"]),
-        "previousStatus": item.get("ps"),
-        "status": item["st"],
-        "stepIndex": number(item["si"]),
-        "attempt": number(item["a"]),
-        "transitionKey": item.get("tk"),
-        "errorCode": item.get("ec"),
-        "actor": item["by"],
-        "reason": item.get("why"),
-        "workerId": item.get("w"),
-    }
+    entries = [{**item, "v": item["sk"]}, *item.get("nx", ())]
+    return [
+        {
+            "tenantId": tenant_id,
+            "executionId": execution_id,
+            "version": number(e["v"]),
+            "atEpochMs": number(e["at"]),
+            "previousStatus": e.get("ps"),
+            "status": e["st"],
+            "stepIndex": number(e["si"]),
+            "attempt": number(e["a"]),
+            "transitionKey": e.get("tk"),
+            "errorCode": e.get("ec"),
+            "actor": e["by"],
+            "reason": e.get("why"),
+            "workerId": e.get("w"),
+        }
+        for e in entries
+    ]
 
 
 def await_unit(item: dict[str, Any]) -> dict[str, Any]:
@@ -104,16 +109,18 @@ def await_unit(item: dict[str, Any]) -> dict[str, Any]:
 def interaction(item: dict[str, Any]) -> dict[str, Any]:
     tenant_id, unit_id = _split(item["pk"])
     item_index = int(item["sk"].removeprefix("I#"))
+    # The id the interactions API takes (coordinator.awaits.model.interaction_id).
+    interaction_id = f"{unit_id}-{item_index}"
     return {
-        # The id the interactions API takes (coordinator.awaits.model.interaction_id).
-        "interactionId": f"{unit_id}-{item_index}",
+        "interactionId": interaction_id,
         "unitId": unit_id,
         "itemIndex": item_index,
         "tenantId": tenant_id,
         "executionId": item["ex"],
         "stepId": item["sid"],
         "status": item["st"],
-        "correlationId": item["cid"],
+        # An inbox interaction's correlation id is its id, and is not stored (since 2026-12).
+        "correlationId": item.get("cid", interaction_id),
         "request": _json(item["rq"]),
         "response": _json(item.get("rp")),
         "actor": item.get("by"),

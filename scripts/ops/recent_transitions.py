@@ -2,7 +2,7 @@
 
     scripts/recent-transitions [--since-minutes 60] [--status FAILED] [--limit 50] [--json]
 
-The history table holds one entry per state change (previous and new status, step, attempt,
+The history table holds an entry per state change (previous and new status, step, attempt,
 actor, reason), while an execution record keeps only its latest change (``ua``), so history is
 what can show a sequence. It is keyed by execution and has no index by time: this is a
 paginated Scan filtered on the change time, then sorted. History entries are written just after
@@ -23,6 +23,8 @@ from scripts.ops.cli import Json, print_json, print_table, run
 from scripts.ops.connection import all_items, load_settings, table
 from tpf.records import Status
 
+GROUP_SPAN_MS = 60_000
+"""Wider than any item's span: its changes follow each other within ``HOLD_S`` (2 s)."""
 COLUMNS = (
     "atEpochMs",
     "tenantId",
@@ -50,11 +52,17 @@ def recent_transitions(
 ) -> None:
     """List the newest state changes across executions."""
     since_ms = int((time.time() - timedelta(minutes=since_minutes).total_seconds()) * 1000)
-    recent = Attr("at").gte(since_ms)
-    if status:
-        recent &= Attr("st").is_in([s.value for s in status])
+    # An item holds a few consecutive changes made within seconds of its first (``at``): read
+    # a little further back, then keep the changes asked for.
+    recent = Attr("at").gte(since_ms - GROUP_SPAN_MS)
     history = table(load_settings(), "history")
-    changes = [items.change(i) for i in all_items(history.scan, FilterExpression=recent)]
+    wanted = {s.value for s in status or Status}
+    changes = [
+        change
+        for i in all_items(history.scan, FilterExpression=recent)
+        for change in items.changes(i)
+        if change["atEpochMs"] >= since_ms and change["status"] in wanted
+    ]
     changes.sort(key=lambda c: (c["atEpochMs"], c["version"]), reverse=True)
     changes = changes[:limit]
     if as_json:

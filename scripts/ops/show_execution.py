@@ -94,12 +94,14 @@ def show_execution(
     units.sort(key=lambda u: u["createdAtEpochMs"])
     interactions.sort(key=lambda i: (i["createdAtEpochMs"], i["unitId"], i["itemIndex"]))
     history = [
-        items.change(i)
+        change
         for i in all_items(
             table(settings, "history").query,
             KeyConditionExpression=Key("pk").eq(f"{record['tenantId']}#{execution_id}"),
         )
+        for change in items.changes(i)
     ]
+    history.sort(key=lambda c: c["version"])
     if as_json:
         print_json(
             {

@@ -24,6 +24,7 @@ from tests.e2e.test_csv_payments import expected_output
 from tests.e2e.test_fleet import finished
 from tests.substrates import unique_stack
 from tests.upgrades.snapshot import SIGNING_SECRET, TOKEN, restore
+from tests.waiting import wait_until
 from tpf.records import ACTIVE, DUE_AT, SEARCH_LANE, WAKE_AT, Status
 from tpf.settings import Settings
 from tpf.substrate import resolve_endpoints
@@ -99,6 +100,11 @@ def due_without_a_wake_time(snapshot: dict[str, Any]) -> int:
     [executions] = [t for n, t in snapshot["tables"].items() if n.endswith("-executions")]
     active = [i for i in executions["items"] if Status(i["st"]["S"]) in ACTIVE]
     return sum(1 for i in active if DUE_AT in i and WAKE_AT not in i)
+
+
+def complete_history(api: httpx.Client, execution_id: str, version: int) -> bool:
+    history = api.get(f"/executions/{execution_id}/history").json()
+    return [c["version"] for c in history] == list(range(version + 1))
 
 
 def searched(api: httpx.Client, **filters: str) -> list[str]:
@@ -186,6 +192,13 @@ def test_infra_up_upgrades_an_earlier_stack_and_its_parked_approval_finishes(
             # Created before the upgrade, found by the search index it added.
             waiting = searched(api, status="WAITING_EXTERNAL", pipelineId=PIPELINE_ID)
             assert parked["executionId"] in waiting
+            # Opened before inbox correlation ids became interaction ids: it keeps its own.
+            [listed] = [
+                i
+                for i in api.get("/interactions/pending", params={"limit": 1000}).json()
+                if i["interactionId"] == parked["interactionId"]
+            ]
+            assert listed["correlationId"] not in ("", parked["interactionId"])
         env = clean_env(tmp_path, **stack.env, TPF_API_URL=stack.api_url)
         approved = tpf("approvals", "approve", parked["interactionId"], "--tenant", "acme", env=env)
         assert approved.returncode == 0, approved.stdout + approved.stderr
@@ -201,6 +214,9 @@ def test_infra_up_upgrades_an_earlier_stack_and_its_parked_approval_finishes(
             assert decided["outcome"] == "APPROVED"
             assert status["pipelineId"] == PIPELINE_ID
             assert parked["executionId"] in searched(api, status="SUCCEEDED")
+            # Its history reads whole: entries of an earlier main, one per item, then this
+            # main's, a dispatch sharing its item with the commit it led to.
+            wait_until(lambda: complete_history(api, parked["executionId"], status["version"]))
         if "csv" in seen["snapshot"]:  # a file waiting for its provider
             csv_execution = seen["snapshot"]["csv"]["executionId"]
             tenant = f"{stack.api_url}/tpf/control-plane/tenants/{stack.settings.ingest_tenant}"
