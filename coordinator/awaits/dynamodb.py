@@ -24,6 +24,7 @@ from coordinator.awaits.model import (
     InteractionStatus,
     UnitStatus,
     admission_pk,
+    carried_unit,
     interaction_from_item,
     interaction_sk,
     interaction_to_item,
@@ -62,8 +63,23 @@ class DynamoAwaitTable:
     # -- reading ------------------------------------------------------------------------------
 
     async def get_unit(self, tenant_id: str, unit_id: str) -> AwaitUnit | None:
-        item = await self.items.get({"pk": unit_pk(tenant_id, unit_id), "sk": UNIT_SK})
-        return unit_from_item(item) if item else None
+        # The partition's last item: "U" sorts after every "I#..." and is there unless the unit
+        # is carried by its one interaction. One read either way, as a GetItem would be.
+        items = await self.items.query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": unit_pk(tenant_id, unit_id)}},
+            ScanIndexForward=False,
+            ConsistentRead=True,
+            Limit=1,
+            limit=1,
+        )
+        if not items:
+            return None
+        if items[0]["sk"] == UNIT_SK:
+            return unit_from_item(items[0])
+        last = interaction_from_item(items[0])
+        # Interactions of a unit that is not open yet (they are written before it) carry none.
+        return carried_unit(last) if last.carries is not None else None
 
     async def get_interaction(
         self, tenant_id: str, unit_id: str, item_index: int
@@ -188,12 +204,16 @@ class DynamoAwaitTable:
     # -- opening and closing ------------------------------------------------------------------
 
     async def create(self, unit: AwaitUnit, interactions: list[Interaction]) -> bool:
-        """Interactions first, each only if absent, then the unit only if absent.
+        """Interactions first, each only if absent, then the unit only if absent; a carried
+        unit is its one interaction, written only if absent.
 
         Conditional puts cost the WRU a batch would (one per item) and make a second opener,
         one that read "no unit" just before the first wrote it, harmless: it can never turn an
         interaction answered meanwhile back into PENDING.
         """
+        if unit.carried:
+            [carrier] = interactions
+            return await self._put_if_absent(carrier)
         # With interactions to write, a unit already there means another opener did it all.
         # Without, the unit's own condition is check enough: no read.
         if interactions and await self.get_unit(unit.tenant_id, unit.unit_id) is not None:
@@ -216,18 +236,23 @@ class DynamoAwaitTable:
 
         async def put_if_absent(interaction: Interaction) -> None:
             async with limit:
-                try:
-                    with conditions():
-                        await self.client.put_item(
-                            TableName=self.table_name,
-                            Item=serialize(interaction_to_item(interaction)),
-                            ConditionExpression="attribute_not_exists(pk)",
-                            ReturnConsumedCapacity="INDEXES",
-                        )
-                except ConditionFailed:
-                    pass  # another opener wrote it first: theirs stands, answered or not
+                # False: another opener wrote it first; theirs stands, answered or not.
+                await self._put_if_absent(interaction)
 
         await asyncio.gather(*(put_if_absent(i) for i in interactions))
+
+    async def _put_if_absent(self, interaction: Interaction) -> bool:
+        try:
+            with conditions():
+                await self.client.put_item(
+                    TableName=self.table_name,
+                    Item=serialize(interaction_to_item(interaction)),
+                    ConditionExpression="attribute_not_exists(pk)",
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed:
+            return False
+        return True
 
     async def close_unit(
         self, tenant_id: str, unit_id: str, status: UnitStatus, *, seen: AwaitUnit | None = None
@@ -236,6 +261,8 @@ class DynamoAwaitTable:
             unit, seen = seen or await self.get_unit(tenant_id, unit_id), None
             if unit is None or unit.status is not UnitStatus.OPEN:
                 return None
+            if unit.carried:
+                return await self._close_carried(unit, status)
             # A completed unit says every interaction was answered, a solo one's too (whose
             # answer was never counted).
             done = unit.total if status is UnitStatus.COMPLETED else unit.done
@@ -263,6 +290,28 @@ class DynamoAwaitTable:
             if await self._write([close, *hand_back]) is None:
                 return replace(unit, status=status, accounted=0, wake_ms=None, done=done)
         raise StaleRecord("the unit kept changing while closing")
+
+    async def _close_carried(self, unit: AwaitUnit, status: UnitStatus) -> AwaitUnit | None:
+        """Out of the inbox, unless answered: its answer completed it, with nothing to write."""
+        if status is UnitStatus.COMPLETED:
+            return None
+        key = {"pk": unit_pk(unit.tenant_id, unit.unit_id), "sk": interaction_sk(0)}
+        try:
+            with conditions():
+                await self.client.update_item(
+                    TableName=self.table_name,
+                    Key=serialize(key),
+                    UpdateExpression="SET #st = :out, un.cl = :closed REMOVE pp, ps, pa, pg",
+                    ConditionExpression="#st = :pending",
+                    ExpressionAttributeNames={"#st": "st"},
+                    ExpressionAttributeValues=serialize(
+                        {":out": "TIMED_OUT", ":closed": status.value, ":pending": "PENDING"}
+                    ),
+                    ReturnConsumedCapacity="INDEXES",
+                )
+        except ConditionFailed:
+            return None  # answered (or closed by another replica) meanwhile
+        return replace(unit, status=status)
 
     async def expire(self, interactions: list[Interaction]) -> None:
         async def one(i: Interaction) -> None:

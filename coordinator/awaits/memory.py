@@ -13,6 +13,7 @@ from coordinator.awaits.model import (
     Interaction,
     InteractionStatus,
     UnitStatus,
+    carried_unit,
     deadline_shard,
 )
 from coordinator.awaits.port import Key, key_of
@@ -30,6 +31,12 @@ class InMemoryAwaitTable:
 
     async def create(self, unit: AwaitUnit, interactions: list[Interaction]) -> bool:
         async with self.lock:
+            if unit.carried:
+                [carrier] = interactions
+                if key_of(carrier) in self.items:
+                    return False
+                self.items[key_of(carrier)] = carrier
+                return True
             if (unit.tenant_id, unit.unit_id) in self.units:
                 return False
             for i in interactions:
@@ -37,12 +44,24 @@ class InMemoryAwaitTable:
             self.units[(unit.tenant_id, unit.unit_id)] = unit
             return True
 
+    def uncarry(self, tenant_id: str, unit_id: str, **changes: object) -> AwaitUnit:
+        """Store a carried unit as mains before 2026-12 stored every unit, as an item of its
+        own, with ``changes``: how tests stage a unit an earlier main opened."""
+        carrier = self.items[(tenant_id, unit_id, 0)]
+        unit = replace(carried_unit(carrier), carried=False, **changes)  # type: ignore[arg-type]
+        self.items[key_of(carrier)] = replace(carrier, carries=None)
+        self.units[(tenant_id, unit_id)] = unit
+        return unit
+
     async def add_interactions(self, interactions: Sequence[Interaction]) -> None:
         async with self.lock:
             for i in interactions:
                 self.items.setdefault(key_of(i), i)
 
     async def get_unit(self, tenant_id: str, unit_id: str) -> AwaitUnit | None:
+        carrier = self.items.get((tenant_id, unit_id, 0))
+        if (tenant_id, unit_id) not in self.units and carrier and carrier.carries:
+            return carried_unit(carrier)
         return self.units.get((tenant_id, unit_id))
 
     async def get_units(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AwaitUnit]:
@@ -128,9 +147,22 @@ class InMemoryAwaitTable:
         self, tenant_id: str, unit_id: str, status: UnitStatus, *, seen: AwaitUnit | None = None
     ) -> AwaitUnit | None:
         async with self.lock:
-            current = self.units.get((tenant_id, unit_id))
+            current = await self.get_unit(tenant_id, unit_id)
             if current is None or current.status is not UnitStatus.OPEN:
                 return None
+            if current.carried:  # answered, it is complete already; else out of the inbox
+                carrier = self.items[(tenant_id, unit_id, 0)]
+                if (
+                    status is UnitStatus.COMPLETED
+                    or carrier.status is not InteractionStatus.PENDING
+                ):
+                    return None
+                assert carrier.carries is not None
+                carries = replace(carrier.carries, closed=status)
+                self.items[key_of(carrier)] = replace(
+                    carrier, status=InteractionStatus.TIMED_OUT, carries=carries
+                )
+                return replace(current, status=status)
             self.in_flight[tenant_id] = self.in_flight.get(tenant_id, 0) - current.accounted
             done = current.total if status is UnitStatus.COMPLETED else current.done
             closed = replace(current, status=status, accounted=0, wake_ms=None, done=done)

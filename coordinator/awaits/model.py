@@ -9,6 +9,10 @@ partition, so a unit's interactions are one Query::
     pk = <tenant>#~admission sk = "A"            the tenant's await requests in flight
     pk = <tenant>#~once#<step>#<key> sk = "O"    who sent an exclusive await's key first
 
+A unit its execution's record watches (an inbox await of one interaction) has no "U" item
+since 2026-12: its interaction carries it (``un``: ``Carried``, ``AwaitUnit.carried``), so
+``get_unit`` reads a partition's last item, "U" when there is one, else such a carrier.
+
 Two sparse entries of the ``pending`` index make the hot lookups Query-only: an open unit
 carries ``pp = D#<shard>`` ordered by the time the sweeper should look at it (its deadline, or
 earlier while admission has work to check), unless its execution's record watches it
@@ -171,6 +175,10 @@ class AwaitUnit:
     """Its execution's record watches its deadline, so it has no entry in the sweeper's list:
     an inbox await of one interaction, which has nothing to admit or send again. False on units
     opened before 2026-12, which the await sweeper watches."""
+    carried: bool = False
+    """Stored in its one interaction's item (``Interaction.carries``), with no item of its own:
+    a watched unit opened since 2026-12. Opening it is that one write; its answer completes it,
+    so completing it writes nothing more. Its status is the interaction's (``carried_unit``)."""
 
     @property
     def complete(self) -> bool:
@@ -183,6 +191,19 @@ class AwaitUnit:
     @property
     def look_at_ms(self) -> int:
         return self.deadline_ms if self.wake_ms is None else min(self.deadline_ms, self.wake_ms)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What a carried unit (``AwaitUnit.carried``) keeps in its interaction's item: the unit's
+    fields the interaction does not hold already."""
+
+    resume_step: int
+    transport: str
+    request_type: str | None = None
+    response_type: str | None = None
+    closed: UnitStatus | None = None
+    """How it was closed otherwise than by its answer (timed out, abandoned), once it was."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +235,8 @@ class Interaction:
     """The one interaction of an await that is not itemized: its answer is one conditional
     write, and its status alone says whether the await is answered (the unit's counter is not
     touched). False on interactions stored before 2026-12, whose answers are counted."""
+    carries: Carried | None = None
+    """Its unit, when the unit is carried in this item (``AwaitUnit.carried``)."""
 
     @property
     def interaction_id(self) -> str:
@@ -236,6 +259,39 @@ class Interaction:
 def interaction_id(unit_id: str, item_index: int) -> str:
     """Derived from (unit, item) and reversible, so a lookup by id is one GetItem."""
     return f"{unit_id}-{item_index}"
+
+
+_UNIT_STATUS_OF = {
+    InteractionStatus.PENDING: UnitStatus.OPEN,
+    InteractionStatus.COMPLETED: UnitStatus.COMPLETED,
+    InteractionStatus.TIMED_OUT: UnitStatus.TIMED_OUT,
+}
+
+
+def carried_unit(i: Interaction) -> AwaitUnit:
+    """The unit ``i`` carries, as of ``i``: open while it waits, completed by its answer."""
+    assert i.carries is not None, "not a carrier"
+    status = i.carries.closed or _UNIT_STATUS_OF[i.status]
+    return AwaitUnit(
+        tenant_id=i.tenant_id,
+        unit_id=i.unit_id,
+        execution_id=i.execution_id,
+        step_id=i.step_id,
+        step_index=i.step_index,
+        resume_step=i.carries.resume_step,
+        transport=i.carries.transport,
+        itemized=False,
+        total=1,
+        deadline_ms=i.deadline_ms,
+        created_at_ms=i.created_at_ms,
+        done=1 if status is UnitStatus.COMPLETED else 0,
+        status=status,
+        published=1,  # an inbox "sends" its request by storing it
+        request_type=i.carries.request_type,
+        response_type=i.carries.response_type,
+        watched=True,
+        carried=True,
+    )
 
 
 def derived_correlation(value: str) -> tuple[str, int] | None:
@@ -354,6 +410,15 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
         # Only a correlation id that is not the interaction's id needs the ``correlation``
         # index: an inbox interaction's is found by parsing it (one WRU less to open it).
         item["cid"] = i.correlation_id
+    if i.carries is not None:
+        carried = {
+            "rs": i.carries.resume_step,
+            "tr": i.carries.transport,
+            "rqt": i.carries.request_type,
+            "rst": i.carries.response_type,
+            "cl": i.carries.closed.value if i.carries.closed else None,
+        }
+        item["un"] = {k: v for k, v in carried.items() if v is not None}
     if i.solo:
         item["so"] = True
     if not i.inbox:
@@ -394,4 +459,15 @@ def interaction_from_item(item: dict[str, Any]) -> Interaction:
         inbox=bool(item.get("ib", True)),
         duplicate_of=item.get("dup"),
         solo=bool(item.get("so", False)),
+        carries=_carries(item["un"]) if "un" in item else None,
+    )
+
+
+def _carries(fields: dict[str, Any]) -> Carried:
+    return Carried(
+        resume_step=int(fields["rs"]),
+        transport=str(fields["tr"]),
+        request_type=str(fields["rqt"]) if "rqt" in fields else None,
+        response_type=str(fields["rst"]) if "rst" in fields else None,
+        closed=UnitStatus(fields["cl"]) if "cl" in fields else None,
     )

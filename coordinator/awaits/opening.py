@@ -8,7 +8,13 @@ from typing import Any
 
 from coordinator.awaits.admission import Admitter
 from coordinator.awaits.completing import canonical
-from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus, interaction_id
+from coordinator.awaits.model import (
+    AwaitUnit,
+    Carried,
+    Interaction,
+    UnitStatus,
+    interaction_id,
+)
 from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.resuming import Resumer
 from coordinator.identities import correlation_id
@@ -50,8 +56,9 @@ class UnitOpener:
         unit_id, now = record.await_unit_id, now_ms()
         existing = await self.table.get_unit(record.tenant_id, unit_id)
         if existing is None:
-            unit = await self._store(record, suspension, resume_step, now)
-            created = await self.table.create(unit, [])  # conditional: what it wrote is stored
+            unit, carrier = await self._store(record, suspension, resume_step, now)
+            # Conditional: what it wrote is stored.
+            created = await self.table.create(unit, [carrier] if carrier else [])
             existing = unit if created else await self.table.get_unit(unit.tenant_id, unit_id)
         if existing is None or existing.status is not UnitStatus.OPEN:
             return
@@ -72,8 +79,9 @@ class UnitOpener:
 
     async def _store(
         self, record: ExecutionRecord, suspension: Suspension, resume_step: int, now: int
-    ) -> AwaitUnit:
-        """Store the interactions, a page of requests at a time; the unit to create last."""
+    ) -> tuple[AwaitUnit, Interaction | None]:
+        """Store the interactions, a page of requests at a time; the unit to create last. A
+        carried unit's one interaction is returned unwritten instead: it is the unit."""
         assert record.await_unit_id is not None
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)
         step = contract.step(suspension.step_id)
@@ -81,7 +89,16 @@ class UnitOpener:
         exclusive_ms = step.await_.exclusive_ms if step.await_ else None
         deadline = now + suspension.timeout_ms
         inbox = not self.admitter.bounded(suspension.transport)
-        total = 0
+        # An inbox await of one interaction: its record watches its deadline, and its
+        # interaction carries it (no item of its own).
+        watched = inbox and not step.itemized
+        carries = Carried(
+            resume_step=resume_step,
+            transport=suspension.transport,
+            request_type=step.output_type_id,
+            response_type=step.await_.response.type_id if step.await_ else None,
+        )
+        total, carrier = 0, None
         async for page in self._requests(record, suspension.requests):
             interactions = []
             for request in page:
@@ -109,11 +126,15 @@ class UnitOpener:
                         created_at_ms=now,
                         inbox=inbox,
                         solo=not step.itemized,
+                        carries=carries if watched else None,
                     )
                 )
                 total += 1
-            await self.table.add_interactions(interactions)
-        return AwaitUnit(
+            if watched:
+                [carrier] = interactions
+            else:
+                await self.table.add_interactions(interactions)
+        unit = AwaitUnit(
             # An inbox has nothing to admit: every request is "sent" by being stored.
             published=0 if not inbox else total,
             tenant_id=record.tenant_id,
@@ -131,8 +152,10 @@ class UnitOpener:
             response_type=step.await_.response.type_id if step.await_ else None,
             exclusive_ms=exclusive_ms,
             paged=step.itemized and suspension.reads_pages,
-            watched=inbox and not step.itemized,
+            watched=watched,
+            carried=watched,
         )
+        return unit, carrier
 
     async def _requests(
         self, record: ExecutionRecord, payload: Payload

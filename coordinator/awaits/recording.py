@@ -18,7 +18,13 @@ from coordinator.awaits.completing import (
     judge,
     locate,
 )
-from coordinator.awaits.model import Interaction, InteractionStatus, UnitStatus
+from coordinator.awaits.model import (
+    AwaitUnit,
+    Interaction,
+    InteractionStatus,
+    UnitStatus,
+    carried_unit,
+)
 from coordinator.awaits.port import AwaitTable, Key, key_of
 from coordinator.awaits.resuming import Resumer
 from coordinator.store import ExecutionStore
@@ -87,13 +93,19 @@ class CompletionRecorder:
         for n in later:
             outcomes[n] = await self._judge_again(requests[n], located[n][0], now, validator)
         units: dict[tuple[str, str], bool] = {}  # → answered by a solo interaction
+        carried: dict[tuple[str, str], AwaitUnit] = {}  # units read with their answer
         for o in outcomes:
             if isinstance(o, Completed):
                 unit = (o.interaction.tenant_id, o.interaction.unit_id)
                 units[unit] = units.get(unit, False) or o.interaction.solo
+                if o.interaction.carries is not None:
+                    carried[unit] = carried_unit(o.interaction)
         for (tenant_id, unit_id), solo_answered in sorted(units.items()):
             try:
-                await self._progress(tenant_id, unit_id, now, solo_answered=solo_answered)
+                known = carried.get((tenant_id, unit_id))
+                await self._progress(
+                    tenant_id, unit_id, now, solo_answered=solo_answered, known=known
+                )
             except Exception:  # recorded answers stay recorded; the stall sweep moves it later
                 log.exception(
                     "await unit not moved on after its answers",
@@ -154,9 +166,18 @@ class CompletionRecorder:
         return Conflict("the await this interaction belongs to is closed", code="AWAIT_CLOSED")
 
     async def _progress(
-        self, tenant_id: str, unit_id: str, now: int, *, solo_answered: bool
+        self,
+        tenant_id: str,
+        unit_id: str,
+        now: int,
+        *,
+        solo_answered: bool,
+        known: AwaitUnit | None = None,
     ) -> None:
-        unit = await self.table.get_unit(tenant_id, unit_id)
+        unit = known or await self.table.get_unit(tenant_id, unit_id)
+        if unit is not None and unit.carried and unit.status is UnitStatus.COMPLETED:
+            await self.resumer.resume(unit)  # by its answer: what the record says decides
+            return
         if unit is None or unit.status is not UnitStatus.OPEN:
             return
         if unit.complete or solo_answered:

@@ -38,7 +38,8 @@ class Resumer:
         self.payloads, self.dispatcher = payloads, dispatcher
 
     async def resume(self, unit: AwaitUnit) -> None:
-        """Hand the answers to the execution (a conditional resume), then close the unit."""
+        """Hand the answers to the execution (a conditional resume), then close the unit (a
+        carried one was completed by its answer)."""
         record = await self.store.get(unit.tenant_id, unit.execution_id)
         if (
             record is None
@@ -73,8 +74,13 @@ class Resumer:
                 )
                 await self.dispatcher.send(running, now_ms=now, payload=data)
         except StaleRecord:
-            pass  # another replica resumed it
-        await self.close(unit, UnitStatus.COMPLETED, record=record, now=now)
+            resumed = False  # another replica resumed it
+        else:
+            resumed = True
+        if not unit.carried:
+            await self.close(unit, UnitStatus.COMPLETED, record=record, now=now)
+        elif resumed:  # its answer completed it: nothing to write, and it is timed here, once
+            _observe_wait(unit, UnitStatus.COMPLETED, record, now)
         log.info(
             "await completed",
             extra={"action": "await-resume", "executionId": unit.execution_id},
@@ -85,7 +91,7 @@ class Resumer:
         which is not counted (``Interaction.solo``)."""
         if unit.complete:
             return True
-        if unit.itemized or unit.total != 1:
+        if unit.carried or unit.itemized or unit.total != 1:  # a carried one is read whole
             return False
         only = await self.table.get_interaction(unit.tenant_id, unit.unit_id, 0)
         return only is not None and only.solo and only.status is InteractionStatus.COMPLETED
@@ -133,7 +139,7 @@ class Resumer:
         if closed is not None:
             # Only the call that closed it observes, so a unit is timed once across replicas.
             _observe_wait(unit, status, record, now_ms() if now is None else now)
-        if status is not UnitStatus.COMPLETED:
+        if status is not UnitStatus.COMPLETED and not unit.carried:  # closing took it out
             await self.table.expire(await self.table.interactions(unit.tenant_id, unit.unit_id))
 
 

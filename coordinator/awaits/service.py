@@ -26,7 +26,7 @@ from typing import Any
 from coordinator.awaits.admission import Admission, Admitter
 from coordinator.awaits.completing import Completed, CompletionRequest, canonical
 from coordinator.awaits.deadlines import DeadlineSweeper
-from coordinator.awaits.model import AwaitUnit, Inbox, Interaction, UnitStatus
+from coordinator.awaits.model import AwaitUnit, Inbox, Interaction, UnitStatus, carried_unit
 from coordinator.awaits.opening import UnitOpener
 from coordinator.awaits.port import AwaitTable
 from coordinator.awaits.recording import CompletionRecorder
@@ -176,7 +176,11 @@ class AwaitService:
         """
         where = Inbox(not_before_ms=now_ms(), step_id=step_id, assignee=assignee, group=group)
         found = await self.table.pending(tenant_id, limit=limit, where=where)
-        units = await self.table.get_units([(i.tenant_id, i.unit_id) for i in found])
+        # A carried unit is read with its interaction; only the others are read again.
+        units = await self.table.get_units(
+            [(i.tenant_id, i.unit_id) for i in found if i.carries is None]
+        )
+        units.update({(i.tenant_id, i.unit_id): carried_unit(i) for i in found if i.carries})
         return [
             (i, unit.response_type)
             for i in found

@@ -87,8 +87,31 @@ def changes(item: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+_UNIT_STATUS_OF = {"PENDING": "OPEN", "COMPLETED": "COMPLETED", "TIMED_OUT": "TIMED_OUT"}
+
+
 def await_unit(item: dict[str, Any]) -> dict[str, Any]:
+    """A unit's item (sk "U"), or the interaction that carries a unit of one (``un``, since
+    2026-12; coordinator.awaits.model.carried_unit)."""
     tenant_id, unit_id = _split(item["pk"])
+    if "un" in item:
+        carried = item["un"]
+        status = carried.get("cl") or _UNIT_STATUS_OF[item["st"]]
+        return {
+            "unitId": unit_id,
+            "tenantId": tenant_id,
+            "executionId": item["ex"],
+            "stepId": item["sid"],
+            "stepIndex": number(item["si"]),
+            "resumeStep": number(carried["rs"]),
+            "transport": carried["tr"],
+            "itemized": False,
+            "status": status,
+            "done": 1 if status == "COMPLETED" else 0,
+            "total": 1,
+            "createdAtEpochMs": number(item["ca"]),
+            "deadlineEpochMs": number(item["dl"]),
+        }
     return {
         "unitId": unit_id,
         "tenantId": tenant_id,

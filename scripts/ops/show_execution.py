@@ -66,7 +66,8 @@ def _awaits(awaits: Any, record: dict[str, Any], every: bool) -> list[dict[str, 
             & Attr("pk").begins_with(f"{tenant}#"),
         )
     elif record["awaitUnitId"]:
-        # The unit (sk "U") and its interactions (sk "I#000000", ...) share one partition.
+        # The unit (sk "U", or carried by its one interaction) and its interactions
+        # (sk "I#000000", ...) share one partition.
         found = all_items(
             awaits.query,
             KeyConditionExpression=Key("pk").eq(f"{tenant}#{record['awaitUnitId']}"),
@@ -89,7 +90,7 @@ def show_execution(
     settings = load_settings()
     record = _record(table(settings, "executions"), execution_id, tenant)
     stored = _awaits(table(settings, "awaits"), record, all_awaits)
-    units = [items.await_unit(i) for i in stored if i["sk"] == "U"]
+    units = [items.await_unit(i) for i in stored if i["sk"] == "U" or "un" in i]
     interactions = [items.interaction(i) for i in stored if i["sk"].startswith("I#")]
     units.sort(key=lambda u: u["createdAtEpochMs"])
     interactions.sort(key=lambda i: (i["createdAtEpochMs"], i["unitId"], i["itemIndex"]))

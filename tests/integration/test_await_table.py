@@ -15,11 +15,13 @@ from coordinator.awaits import AwaitTable, DynamoAwaitTable, InMemoryAwaitTable
 from coordinator.awaits.model import (
     MAX_ASSIGNMENT,
     AwaitUnit,
+    Carried,
     Claim,
     Inbox,
     Interaction,
     InteractionStatus,
     UnitStatus,
+    carried_unit,
     interaction_to_item,
 )
 from tests.substrates import TestStack
@@ -175,6 +177,52 @@ async def test_a_unit_its_record_watches_is_in_no_sweeper_list(table: AwaitTable
     assert (TENANT, u.unit_id) not in {unit for shard in found for unit in shard}
     closed = await table.close_unit(TENANT, u.unit_id, UnitStatus.ABANDONED)
     assert closed is not None and closed.watched and closed.status is UnitStatus.ABANDONED
+
+
+async def test_a_unit_of_one_is_carried_by_its_interaction_and_its_answer_completes_it(
+    table: AwaitTable,
+) -> None:
+    def carrier(unit_id: str) -> tuple[AwaitUnit, Interaction]:
+        u = replace(unit(unit_id, 1), itemized=False, transport="human", watched=True)
+        u = replace(u, carried=True, published=1)
+        [only] = interactions(u)
+        carries = Carried(resume_step=3, transport="human", response_type="t.Answer")
+        return u, replace(only, solo=True, inbox=True, carries=carries)
+
+    answered_unit, only = carrier(uuid.uuid4().hex)
+    assert await table.get_unit(TENANT, answered_unit.unit_id) is None
+    assert await table.create(answered_unit, [only])
+    assert not await table.create(answered_unit, [only])  # a second opener writes nothing
+    opened = await table.get_unit(TENANT, answered_unit.unit_id)
+    assert opened == carried_unit(only) and opened is not None
+    assert (opened.status, opened.carried, opened.response_type) == (
+        UnitStatus.OPEN,
+        True,
+        "t.Answer",
+    )
+    assert "un" in interaction_to_item(only) and "pp" not in interaction_to_item(only)["un"]
+    listed = await table.pending(TENANT, limit=1000, where=Inbox(not_before_ms=0))
+    assert [i.carries for i in listed if i.unit_id == answered_unit.unit_id] == [only.carries]
+
+    # Its answer completes it: nothing to close, so closing writes nothing and says so.
+    assert await table.record([answered(only)]) == [answered(only)]
+    done = await table.get_unit(TENANT, answered_unit.unit_id)
+    assert done is not None and (done.status, done.done) == (UnitStatus.COMPLETED, 1)
+    assert await table.close_unit(TENANT, answered_unit.unit_id, UnitStatus.COMPLETED) is None
+    assert await table.close_unit(TENANT, answered_unit.unit_id, UnitStatus.ABANDONED) is None
+
+    # Unanswered, it is closed by taking its interaction out of the inbox.
+    waiting, other = carrier(uuid.uuid4().hex)
+    assert await table.create(waiting, [other])
+    closed = await table.close_unit(TENANT, waiting.unit_id, UnitStatus.ABANDONED, seen=waiting)
+    assert closed is not None and closed.status is UnitStatus.ABANDONED
+    now = await table.get_unit(TENANT, waiting.unit_id)
+    assert now is not None and now.status is UnitStatus.ABANDONED
+    stored = await table.get_interaction(TENANT, waiting.unit_id, 0)
+    assert stored is not None and stored.status is InteractionStatus.TIMED_OUT
+    assert await table.record([answered(other)]) == []  # too late
+    listed = await table.pending(TENANT, limit=1000, where=Inbox(not_before_ms=0))
+    assert waiting.unit_id not in {i.unit_id for i in listed}
 
 
 async def test_an_inbox_correlation_id_is_its_interaction_id_and_needs_no_index(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import httpx
 import pytest
@@ -71,8 +70,7 @@ async def test_an_itemized_await_counts_its_items(
     assert record.await_unit_id is not None
     key = ("acme", record.await_unit_id)
     # As the CSV lane's send step stands after 412 answers of a 70,867-row file.
-    units = c.await_table.units
-    units[key] = replace(units[key], itemized=True, total=70_867, done=412)
+    c.await_table.uncarry(*key, itemized=True, total=70_867, done=412)
 
     progress = (await http.get(f"/executions/{execution_id}/await")).json()
 

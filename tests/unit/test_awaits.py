@@ -124,7 +124,8 @@ async def test_the_inbox_lists_an_interaction_only_once_its_unit_is_open(
     an answer that is refused, without the type of answer it waits for."""
     _, parked_at = await parked(c)
     listed: Interaction = parked_at["interaction"]
-    early = replace(listed, unit_id="u-not-open-yet", correlation_id="c-early")
+    # Of a unit that is not carried by its interaction (itemized or opened by an earlier main).
+    early = replace(listed, unit_id="u-not-open-yet", correlation_id="c-early", carries=None)
     await c.awaits.table.add_interactions([early])
 
     waiting = await c.awaits.waiting("acme")
@@ -273,6 +274,7 @@ async def answered_then_crashed(c: InMemoryCoordinator) -> tuple[str, Interactio
     execution_id, parked_at = await parked(c)
     interaction: Interaction = parked_at["interaction"]
     assert interaction.solo  # its answer is one write, and the unit counts nothing
+    assert interaction.carries is not None  # the unit is carried by its interaction
     order_id = parked_at["request"]["orderId"]
     answer = canonical(accepted(order_id))
     done = interaction.completed(
@@ -280,7 +282,8 @@ async def answered_then_crashed(c: InMemoryCoordinator) -> tuple[str, Interactio
     )
     assert await c.awaits.table.record([done]) == [done]
     unit = await c.awaits.table.get_unit("acme", interaction.unit_id)
-    assert unit is not None and unit.done == 0
+    assert unit is not None and unit.status is UnitStatus.COMPLETED  # completed by its answer
+    assert (await c.service.status("acme", execution_id)).status is Status.WAITING_EXTERNAL
     return execution_id, interaction, order_id
 
 

@@ -39,8 +39,10 @@ def awaited(outcome: str, transport: str) -> tuple[float, float]:
     return count, total
 
 
-def transport_of(c: InMemoryCoordinator, interaction: Interaction) -> str:
-    return c.await_table.units[(interaction.tenant_id, interaction.unit_id)].transport
+async def transport_of(c: InMemoryCoordinator, interaction: Interaction) -> str:
+    unit = await c.await_table.get_unit(interaction.tenant_id, interaction.unit_id)
+    assert unit is not None
+    return unit.transport
 
 
 async def test_a_completed_await_is_timed_once_with_its_pipeline_step_and_transport(
@@ -48,7 +50,7 @@ async def test_a_completed_await_is_timed_once_with_its_pipeline_step_and_transp
 ) -> None:
     _, parked_at = await parked(c, key="completed")
     interaction: Interaction = parked_at["interaction"]
-    transport = transport_of(c, interaction)
+    transport = await transport_of(c, interaction)
     count, total = awaited("completed", transport)
 
     await c.awaits.complete(
@@ -75,7 +77,7 @@ async def test_an_unanswered_await_is_timed_to_the_sweep_that_timed_it_out(
 ) -> None:
     _, parked_at = await parked(c, key="timed-out")
     interaction: Interaction = parked_at["interaction"]
-    transport = transport_of(c, interaction)
+    transport = await transport_of(c, interaction)
     count, total = awaited("timed_out", transport)
 
     assert await c.sweep(interaction.deadline_ms + 1) == 1
@@ -91,7 +93,7 @@ async def test_an_await_of_a_cancelled_execution_is_abandoned_as_of_the_cancel(
 ) -> None:
     execution_id, parked_at = await parked(c, key="cancelled")
     interaction: Interaction = parked_at["interaction"]
-    transport = transport_of(c, interaction)
+    transport = await transport_of(c, interaction)
     abandoned, abandoned_total = awaited("abandoned", transport)
     timed_out, _ = awaited("timed_out", transport)
 

@@ -4,7 +4,6 @@ opened (or closed without it) is settled by the sweeper instead of waiting for i
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 
@@ -175,7 +174,7 @@ async def test_a_parked_execution_whose_unit_the_await_sweeper_watches_leaves_th
 ) -> None:
     execution_id, parked_at = await parked(c)
     key = ("acme", parked_at["interaction"].unit_id)
-    c.await_table.units[key] = replace(c.await_table.units[key], watched=False)  # as before 2026-12
+    c.await_table.uncarry(*key, watched=False)  # as mains before 2026-12 opened it
     record = await c.service.status("acme", execution_id)
     assert record.wake_at_ms is not None and record.due_at_ms is not None
     assert execution_id in await due_ids(c, record.wake_at_ms)

@@ -63,7 +63,8 @@ async def test_parked_records_without_a_due_time_get_one() -> None:
     unit = await c.await_table.get_unit("acme", with_unit.await_unit_id or "")
     assert unit is not None
     without_unit = await as_an_earlier_main_parked_it(c, "b")
-    del c.await_table.units[("acme", without_unit.await_unit_id or "")]  # lost, never opened
+    # Lost, never opened.
+    del c.await_table.items[("acme", without_unit.await_unit_id or "", 0)]
     current, _ = await parked(c, "c")  # parked by this main: has its own due time
     before = await c.service.status("acme", current)
 
