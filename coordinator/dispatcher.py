@@ -14,6 +14,7 @@ from coordinator.routing import RestDispatch, WorkQueues
 from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.contract import Contract
+from tpf.payloads import PayloadStore
 from tpf.queues import Outgoing
 from tpf.records import ExecutionRecord
 from tpf.registry import Registry
@@ -35,9 +36,10 @@ class Dispatcher:
         work: WorkQueues,
         signer: Signer,
         timings: Timings,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self.store, self.registry, self.work = store, registry, work
-        self.signer, self.timings = signer, timings
+        self.signer, self.timings, self.payloads = signer, timings, payloads
         self.rest: RestDispatch | None = None
         """Set once results can be committed (wiring): routes to REST workers when a release
         has healthy ones."""
@@ -71,6 +73,10 @@ class Dispatcher:
     ) -> None:
         """Send the command of the transition ``record`` names (RUNNING or a scheduled retry)."""
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)
+        ref = record.step_payload
+        if payload is None and ref.tier == "answers" and self.payloads is not None:
+            # Recorded answers are read where they are: a worker never resolves them itself.
+            payload = await self.payloads.get(record.tenant_id, record.execution_id, ref)
         command = self.command_for(record, contract, payload)
         ttl_ms = (record.due_at_ms or now_ms) - now_ms + int(SIGNATURE_SLACK.total_seconds() * 1000)
         signed = self.signer.sign(command, channel="work", now_ms=now_ms, ttl_ms=ttl_ms)
@@ -116,6 +122,7 @@ def _wire_payload(record: ExecutionRecord, contract: Contract, payload: bytes | 
         return Payload(payload_type_id=type_id, payload=ref.inline)
     if payload is not None and len(payload) <= INLINE_MESSAGE_LIMIT:
         return Payload(payload_type_id=type_id, payload=payload.decode())
+    assert ref.tier in ("item", "s3"), f"a {ref.tier} payload is carried inline"
     return Payload(
         payload_type_id=type_id,
         payload_ref=PayloadRefWire(

@@ -18,6 +18,8 @@ from coordinator.dead_letters import DeadLetterPublisher
 from coordinator.dispatcher import Dispatcher
 from coordinator.store import ExecutionStore
 from tpf.errors import Conflict, NotFound, StaleRecord
+from tpf.payloads import PayloadRef
+from tpf.record_size import inline_room
 from tpf.records import ExecutionRecord, Status, cap_message
 
 MAX_REASON = 160
@@ -106,11 +108,22 @@ class OperatorActions:
                 actor=actor,
                 reason=_reason(reason),
                 allow_failed=allow_failed,
+                continuation=await self._stored_on_its_own(record),
             )
         )
         with contextlib.suppress(StaleRecord):  # a sweeper dispatched it first
             await self.dispatcher.dispatch(queued, now_ms=now_ms)
         return Acted(record.status, queued)
+
+    async def _stored_on_its_own(self, record: ExecutionRecord) -> PayloadRef | None:
+        """A continuation that is an await's recorded answers, stored as a payload of its own:
+        a re-drive starts the record's retention again, and the answers' does not."""
+        ref, payloads = record.continuation, self.dispatcher.payloads
+        if ref is None or ref.tier != "answers" or payloads is None:
+            return None
+        data = await payloads.get(record.tenant_id, record.execution_id, ref)
+        room = inline_room(record, "continuation")
+        return await payloads.put(record.tenant_id, record.execution_id, data, inline_limit=room)
 
     async def redrive_where(
         self,

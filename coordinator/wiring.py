@@ -85,7 +85,12 @@ def assemble(
 ) -> Coordinator:
     timings = settings.timings
     dispatcher = Dispatcher(
-        store=store, registry=registry, work=work, signer=signer, timings=timings
+        store=store,
+        registry=registry,
+        work=work,
+        signer=signer,
+        timings=timings,
+        payloads=payloads,
     )
     dead_letter_publisher = DeadLetterPublisher(dead_letters)
     await_service = AwaitService(
@@ -104,6 +109,7 @@ def assemble(
         ),
         shards=settings.due_shards,
     )
+    payloads.answers = await_service.recorded_answers
     committer = TransitionCommitter(
         store=store,
         registry=registry,

@@ -201,7 +201,7 @@ async def to_payload(
         return Payload(payload_type_id=payload_type_id, payload=text)
     data = text.encode()
     ref = await payloads.put(command.tenant_id, command.execution_id, data)
-    if ref.tier == "inline":  # unreachable above 64 bytes; keeps the types honest
+    if ref.tier not in ("item", "s3"):  # inline is unreachable above 64 bytes: types honest
         return Payload(payload_type_id=payload_type_id, payload=text)
     claim = PayloadRefWire(tier=ref.tier, digest=ref.digest, size=len(data))
     return Payload(payload_type_id=payload_type_id, payload_ref=claim)

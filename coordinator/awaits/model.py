@@ -310,6 +310,13 @@ def parse_interaction_id(value: str) -> tuple[str, int] | None:
     return unit_id, int(item)
 
 
+CARRIER_KEPT_S = 86_400
+"""A carrier is kept a day longer than the retention after its deadline: a record that resumed
+with its answer refers to it (``PayloadRef`` tier ``answers``) until the record expires, and the
+record's last change may come after the deadline (a late resume, then its step's retries). A
+re-drive, which starts the record's retention again, stores the answer on its own first."""
+
+
 def _ttl(at_ms: int) -> int:
     return at_ms // 1000 + int(EXECUTION_TTL.total_seconds())
 
@@ -395,7 +402,7 @@ def interaction_to_item(i: Interaction) -> dict[str, Any]:
         "dl": i.deadline_ms,
         "ca": i.created_at_ms,
         "st": i.status.value,
-        "ttl": _ttl(i.deadline_ms),
+        "ttl": _ttl(i.deadline_ms) + (CARRIER_KEPT_S if i.carries is not None else 0),
     }
     optional = {
         "rp": i.response,

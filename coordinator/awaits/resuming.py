@@ -10,13 +10,13 @@ from typing import Any
 from coordinator.awaits.completing import canonical
 from coordinator.awaits.model import AwaitUnit, Interaction, InteractionStatus, UnitStatus
 from coordinator.awaits.port import AwaitTable
-from coordinator.dispatcher import Dispatcher
+from coordinator.dispatcher import INLINE_MESSAGE_LIMIT, Dispatcher
 from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.errors import StaleRecord
 from tpf.pages import PAGE_ITEMS, PageWriter
-from tpf.payloads import PayloadStore
+from tpf.payloads import PayloadMissing, PayloadRef, PayloadStore
 from tpf.record_size import Slot, inline_room
 from tpf.records import ExecutionRecord, Status
 from tpf.registry import Registry
@@ -54,9 +54,15 @@ class Resumer:
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)
         data = canonical(answers).encode()
         slot: Slot = "result" if unit.resume_step >= len(contract.steps) else "continuation"
-        ref = await self.payloads.put(
-            unit.tenant_id, unit.execution_id, data, inline_limit=inline_room(record, slot)
-        )
+        room = inline_room(record, slot)
+        if unit.carried and slot == "continuation" and room < len(data) <= INLINE_MESSAGE_LIMIT:
+            # Its answer is stored already, in its interaction: the record points there, and
+            # a command that has to be sent again reads it back (``recorded_answers``).
+            ref = PayloadRef.of_answers(unit.unit_id)
+        else:
+            ref = await self.payloads.put(
+                unit.tenant_id, unit.execution_id, data, inline_limit=room
+            )
         now = now_ms()
         try:
             if unit.resume_step >= len(contract.steps):
@@ -85,6 +91,14 @@ class Resumer:
             "await completed",
             extra={"action": "await-resume", "executionId": unit.execution_id},
         )
+
+    async def recorded_answers(self, tenant_id: str, unit_id: str) -> bytes:
+        """What the resume of carried unit ``unit_id`` handed on: read from its interaction,
+        as it was then (an answered interaction never changes)."""
+        found = await self.table.interactions(tenant_id, unit_id, start=0, stop=1)
+        if not found or found[0].carries is None or found[0].response is None:
+            raise PayloadMissing(f"the answer of await unit {unit_id} is gone")
+        return canonical(answer_of(found[0])).encode()
 
     async def answered(self, unit: AwaitUnit) -> bool:
         """Every interaction answered: counted on the unit, or the answer of a solo interaction,

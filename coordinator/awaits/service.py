@@ -201,6 +201,10 @@ class AwaitService:
             raise NotFound(f"execution {execution_id} waits on no await")
         return unit
 
+    async def recorded_answers(self, tenant_id: str, unit_id: str) -> bytes:
+        """The answers a carried unit handed on, read back (``PayloadStore.answers``)."""
+        return await self.resumer.recorded_answers(tenant_id, unit_id)
+
     async def run(self, stop: asyncio.Event) -> None:
         """The await sweeper's loop (on every replica: each action is conditional)."""
         await self.deadlines.run(stop)

@@ -247,10 +247,13 @@ def redrive(
     actor: str,
     reason: str | None = None,
     allow_failed: bool = False,
+    continuation: PayloadRef | None = None,
 ) -> Move:
-    """Queue a dead-lettered execution again at its resume point with a fresh retry budget."""
+    """Queue a dead-lettered execution again at its resume point with a fresh retry budget;
+    ``continuation``, when given, is the same payload stored anew."""
     allowed = {Status.DLQ, Status.FAILED} if allow_failed else {Status.DLQ}
     new = record.change(
+        continuation=continuation or record.continuation,
         status=Status.QUEUED,
         version=record.version + 1,
         retries_used=0,

@@ -13,10 +13,11 @@ from coordinator.awaits.completing import canonical
 from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
 from coordinator.testing import InMemoryCoordinator
 from examples.restaurant_approval import AWAIT_STEP, restaurant_approval
-from tests.unit.drive import WORKER, commands
+from tests.unit.drive import WORKER, commands, failed
 from tpf.clock import now_ms
 from tpf.errors import Conflict, InvalidInput, NotFound
-from tpf.payloads import digest_of
+from tpf.payloads import PayloadMissing, PayloadRef, PayloadStore, digest_of
+from tpf.payloads.memory import InMemoryPayloadBackend
 from tpf.pipeline import Pipeline
 from tpf.queues import Outgoing
 from tpf.records import Status
@@ -310,6 +311,45 @@ async def test_a_solo_answer_sent_again_after_a_crash_resumes_the_execution(
     await drive(c)
     outcome = await result(c, execution_id)
     assert (outcome["outcome"], outcome["orderId"]) == ("APPROVED", order_id)
+
+
+async def test_a_resumed_order_reads_its_answer_where_it_was_recorded(
+    c: InMemoryCoordinator,
+) -> None:
+    """The answer is stored once, in its interaction: the resumed record points there, a
+    command sent again reads it back, and a re-drive stores it on its own first."""
+    execution_id, parked_at = await parked(c)
+    order_id = parked_at["request"]["orderId"]
+    stored_before = dict(c.payloads.backend.items)  # type: ignore[attr-defined]
+    await c.awaits.complete(
+        "acme", response=accepted(order_id), interaction_id=parked_at["interaction"].interaction_id
+    )
+    resumed = await c.service.status("acme", execution_id)
+    assert resumed.continuation is not None and resumed.continuation.tier == "answers"
+    assert c.payloads.backend.items == stored_before  # type: ignore[attr-defined]
+    answer = {"request": parked_at["request"], "response": accepted(order_id)}
+
+    for _ in range(3):  # every attempt the policy allows, the retries sent again
+        [command] = await commands(c)
+        assert command.input.payload is not None
+        assert json.loads(command.input.payload) == answer
+        await c.committer.commit(failed(command), now_ms=command.deadline_epoch_ms - 1)
+    assert (await c.service.status("acme", execution_id)).status is Status.DLQ
+
+    await c.operations.redrive("acme", execution_id, actor="ada", now_ms=now_ms())
+    redriven = await c.service.status("acme", execution_id)
+    assert redriven.continuation is not None and redriven.continuation.tier != "answers"
+    stored = await c.payloads.get("acme", execution_id, redriven.continuation)
+    assert json.loads(stored) == answer
+    await drive(c)
+    assert (await result(c, execution_id))["outcome"] == "APPROVED"
+
+
+async def test_only_the_coordinator_reads_recorded_answers() -> None:
+    worker_side = PayloadStore(InMemoryPayloadBackend())  # as a worker's: no answers reader
+    with pytest.raises(PayloadMissing):
+        await worker_side.get("acme", "e-1", PayloadRef.of_answers("u" * 32))
+    assert PayloadRef.from_compact(PayloadRef.of_answers("u1").compact()).tier == "answers"
 
 
 async def test_a_completion_past_the_deadline_is_refused(c: InMemoryCoordinator) -> None:

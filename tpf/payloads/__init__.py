@@ -11,12 +11,16 @@ The record's room is at least ``MAX_INLINE`` bytes, more when its ids are short
 
 Keys derive from tenant, execution and the content's digest, so writing the same content twice
 is harmless and a reference needs only the tier and digest. Reads verify the digest.
+
+The answers an await recorded are not stored again for the step after it: the record refers
+to them where they are (tier ``answers``, in the coordinator only).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -36,14 +40,18 @@ def digest_of(data: bytes) -> str:
 
 class PayloadRef(BaseModel):
     """Where a payload lives: inline (tiny), a payload item, or an S3 object; always with digest.
+    Or, tier ``answers``: the answers an await recorded, which are stored already, in its
+    interaction, and are read back from there rather than written twice (``digest`` names the
+    await unit; ``PayloadStore.answers`` reads them, in the coordinator only).
 
-    Compact form in the record: ``i:<json>``, ``d:<digest>``, ``s:<digest>``. The item key and
-    object key derive from tenant, execution and digest, so they need not be stored.
+    Compact form in the record: ``i:<json>``, ``d:<digest>``, ``s:<digest>``, ``a:<unitId>``.
+    The item key and object key derive from tenant, execution and digest, so they need not be
+    stored.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    tier: Literal["inline", "item", "s3"]
+    tier: Literal["inline", "item", "s3", "answers"]
     digest: str
     inline: str | None = None
 
@@ -51,17 +59,27 @@ class PayloadRef(BaseModel):
     def of_inline(cls, text: str) -> PayloadRef:
         return cls(tier="inline", digest=digest_of(text.encode()), inline=text)
 
+    @classmethod
+    def of_answers(cls, unit_id: str) -> PayloadRef:
+        return cls(tier="answers", digest=unit_id)
+
     def compact(self) -> str:
         if self.tier == "inline":
             return f"i:{self.inline}"
-        return f"{'d' if self.tier == 'item' else 's'}:{self.digest}"
+        return f"{_TAGS[self.tier]}:{self.digest}"
 
     @classmethod
     def from_compact(cls, value: str) -> PayloadRef:
         tag, _, rest = value.partition(":")
         if tag == "i":
             return cls.of_inline(rest)
-        return cls(tier="item" if tag == "d" else "s3", digest=rest)
+        return cls(tier=_TIERS.get(tag, "s3"), digest=rest)
+
+
+_TAGS: dict[str, str] = {"item": "d", "s3": "s", "answers": "a"}
+_TIERS: dict[str, Literal["item", "s3", "answers"]] = {"d": "item", "s": "s3", "a": "answers"}
+AnswersReader = Callable[[str, str], Awaitable[bytes]]
+"""(tenant, unit) → the answers that unit recorded, as its resume handed them on."""
 
 
 ITEM_LIMIT = 8 * 1024
@@ -94,6 +112,9 @@ class PayloadStore:
 
     def __init__(self, backend: PayloadBackend) -> None:
         self.backend = backend
+        self.answers: AnswersReader | None = None
+        """Reads ``answers`` references: set in the coordinator, which alone writes them (and
+        resolves them before a command leaves: a worker is never handed one)."""
 
     async def put(
         self, tenant_id: str, execution_id: str, data: bytes, *, inline_limit: int = MAX_INLINE
@@ -112,6 +133,10 @@ class PayloadStore:
     async def get(self, tenant_id: str, execution_id: str, ref: PayloadRef) -> bytes:
         if ref.tier == "inline":
             return (ref.inline or "").encode()
+        if ref.tier == "answers":
+            if self.answers is None:
+                raise PayloadMissing(f"payload {ref.compact()} is read by the coordinator only")
+            return await self.answers(tenant_id, ref.digest)
         if ref.tier == "item":
             data = await self.backend.read_item(item_key(tenant_id, execution_id, ref.digest))
         else:

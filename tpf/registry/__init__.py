@@ -41,6 +41,7 @@ from tpf.releases import (
     ReleaseDescriptor,
     contract_in_artifact,
 )
+from tpf.shared_calls import SharedCalls
 
 DEFAULT_TENANT = "default"
 
@@ -129,6 +130,11 @@ class Registry:
         self._contracts: dict[tuple[str, str], Contract] = {}
         self._releases: dict[tuple[str, str], ReleaseRecord] = {}
         self._active: dict[tuple[str, str | None], tuple[float, ReleaseRecord | None]] = {}
+        # A burst of submits meeting a cold or expired entry makes one read, not one each.
+        self._reads: SharedCalls[tuple[str, str, str], Any] = SharedCalls()
+        self._active_reads: SharedCalls[tuple[str, str | None], ReleaseRecord | None] = (
+            SharedCalls()
+        )
 
     async def put_contract(self, contract: Contract) -> None:
         """Idempotent: the version is the hash of the content."""
@@ -138,11 +144,15 @@ class Registry:
 
     async def contract(self, pipeline_id: str, contract_version: str) -> Contract:
         key = (pipeline_id, contract_version)
-        if key not in self._contracts:
-            item = await self.table.get(_pk(pipeline_id), f"contract#{contract_version}")
-            if item is None:
-                raise NotFound(f"no contract {contract_version} for pipeline {pipeline_id!r}")
-            self._contracts[key] = Contract.from_json(item["doc"])
+        if key not in self._contracts:  # immutable once stored
+
+            async def load() -> Contract:
+                item = await self.table.get(_pk(pipeline_id), f"contract#{contract_version}")
+                if item is None:
+                    raise NotFound(f"no contract {contract_version} for pipeline {pipeline_id!r}")
+                return Contract.from_json(item["doc"])
+
+            self._contracts[key] = await self._reads.call(("contract", *key), load)
         return self._contracts[key]
 
     async def register_release(self, release: ReleaseRecord) -> ReleaseRecord:
@@ -224,10 +234,14 @@ class Registry:
     async def release(self, pipeline_id: str, release_version: str) -> ReleaseRecord:
         key = (pipeline_id, release_version)
         if key not in self._releases:  # immutable once registered
-            item = await self.table.get(_pk(pipeline_id), f"release#{release_version}")
-            if item is None:
-                raise NotFound(f"no release {release_version} of pipeline {pipeline_id!r}")
-            self._releases[key] = ReleaseRecord.model_validate_json(item["doc"])
+
+            async def load() -> ReleaseRecord:
+                item = await self.table.get(_pk(pipeline_id), f"release#{release_version}")
+                if item is None:
+                    raise NotFound(f"no release {release_version} of pipeline {pipeline_id!r}")
+                return ReleaseRecord.model_validate_json(item["doc"])
+
+            self._releases[key] = await self._reads.call(("release", *key), load)
         return self._releases[key]
 
     async def activate(
@@ -250,6 +264,10 @@ class Registry:
         cached = self._active.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.active_ttl_s:
             return cached[1]
+        return await self._active_reads.call(key, lambda: self._read_active(*key))
+
+    async def _read_active(self, pipeline_id: str, tenant_id: str | None) -> ReleaseRecord | None:
+        key = (pipeline_id, tenant_id)
         newest = await self.activations(pipeline_id, limit=1, tenant_id=key[1])
         if not newest and key[1] is not None:
             newest = await self.activations(pipeline_id, limit=1)
