@@ -144,13 +144,16 @@ class Items:
                 break
         return found[:limit] if limit is not None else found
 
-    async def get_many(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One ``BatchGetItem`` of up to 100 keys, strongly consistent, unprocessed ones again."""
+    async def get_many(
+        self, keys: list[dict[str, Any]], *, consistent: bool = True
+    ) -> list[dict[str, Any]]:
+        """One ``BatchGetItem`` of up to 100 keys, strongly consistent unless told otherwise,
+        unprocessed ones again."""
         wanted = [serialize(k) for k in keys]
         found: list[dict[str, Any]] = []
         for attempt in range(BATCH_RETRIES):
             response = await self.client.batch_get_item(
-                RequestItems={self.table_name: {"Keys": wanted, "ConsistentRead": True}},
+                RequestItems={self.table_name: {"Keys": wanted, "ConsistentRead": consistent}},
                 ReturnConsumedCapacity="INDEXES",
             )
             found.extend(deserialize(i) for i in response["Responses"].get(self.table_name, []))

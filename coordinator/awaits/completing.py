@@ -23,6 +23,7 @@ from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.errors import Conflict, InvalidInput, NotFound
 from tpf.payloads import digest_of
+from tpf.records import ExecutionRecord
 from tpf.registry import Registry
 from tpf.signing import SignatureRejected, Signer
 
@@ -119,14 +120,22 @@ class ResponseValidator:
     def __init__(self, store: ExecutionStore, registry: Registry) -> None:
         self.store, self.registry = store, registry
         self._pipelines: dict[tuple[str, str], tuple[str, str]] = {}
+        self.records: dict[tuple[str, str], ExecutionRecord] = {}
+        """Records read consistently, for the resume that follows (carried units)."""
 
     async def check(self, interaction: Interaction, response: Any) -> None:
         key = (interaction.tenant_id, interaction.execution_id)
         if key not in self._pipelines:
-            record = await self.store.get(*key)
+            # A carried unit's answer resumes its execution right after: read the record as
+            # that resume needs it, once for both. Otherwise only its pipeline and contract
+            # matter, which never change: a read that may lag does (half the RRU).
+            carried = interaction.carries is not None
+            record = await self.store.get(*key, consistent=carried)
             if record is None:
                 raise NotFound(f"execution {interaction.execution_id} no longer exists")
             self._pipelines[key] = (record.pipeline_id, record.contract_version)
+            if carried:
+                self.records[key] = record
         contract = await self.registry.contract(*self._pipelines[key])
         contract.validate_await_response(interaction.step_id, response)
 

@@ -100,7 +100,9 @@ class DynamoAwaitTable:
                 found[(unit.tenant_id, unit.unit_id)] = unit
         return found
 
-    async def get_interactions(self, keys: Sequence[Key]) -> dict[Key, Interaction]:
+    async def get_interactions(
+        self, keys: Sequence[Key], *, consistent: bool = True
+    ) -> dict[Key, Interaction]:
         unique = list(dict.fromkeys(keys))
         found: dict[Key, Interaction] = {}
         for start in range(0, len(unique), BATCH_GET):
@@ -108,7 +110,7 @@ class DynamoAwaitTable:
                 {"pk": unit_pk(t, u), "sk": interaction_sk(n)}
                 for t, u, n in unique[start : start + BATCH_GET]
             ]
-            for item in await self.items.get_many(wanted):
+            for item in await self.items.get_many(wanted, consistent=consistent):
                 interaction = interaction_from_item(item)
                 found[key_of(interaction)] = interaction
         return found

@@ -72,7 +72,9 @@ class InMemoryAwaitTable:
     ) -> Interaction | None:
         return self.items.get((tenant_id, unit_id, item_index))
 
-    async def get_interactions(self, keys: Sequence[Key]) -> dict[Key, Interaction]:
+    async def get_interactions(
+        self, keys: Sequence[Key], *, consistent: bool = True
+    ) -> dict[Key, Interaction]:
         return {k: self.items[k] for k in keys if k in self.items}
 
     async def by_correlation(self, correlation_id: str) -> Key | None:

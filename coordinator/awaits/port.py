@@ -38,8 +38,11 @@ class AwaitTable(Protocol):
         self, tenant_id: str, unit_id: str, item_index: int
     ) -> Interaction | None: ...
 
-    async def get_interactions(self, keys: Sequence[Key]) -> dict[Key, Interaction]:
-        """The ones that exist, read consistently."""
+    async def get_interactions(
+        self, keys: Sequence[Key], *, consistent: bool = True
+    ) -> dict[Key, Interaction]:
+        """The ones that exist, read consistently unless ``consistent=False`` (half the RRU,
+        for a reader whose write is conditional anyway)."""
 
     async def by_correlation(self, correlation_id: str) -> Key | None: ...
 

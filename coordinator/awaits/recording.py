@@ -31,6 +31,7 @@ from coordinator.store import ExecutionStore
 from tpf import metrics
 from tpf.clock import now_ms
 from tpf.errors import Conflict, TpfError
+from tpf.records import ExecutionRecord
 from tpf.registry import Registry
 from tpf.signing import Signer
 
@@ -71,7 +72,13 @@ class CompletionRecorder:
                 located[n] = await locate(request, self.table, self.signer)
             except Exception as exc:
                 outcomes[n] = _own_outcome(exc, request)
-        found = await self.table.get_interactions([key for key, _ in located.values()])
+        # Read as it may lag (half the RRU): an answer is recorded by a write conditional on
+        # the interaction still waiting, and one that lost it is judged again on a consistent
+        # read. Only one the lagging read did not find yet (just opened) is read again now.
+        keys = [key for key, _ in located.values()]
+        found = await self.table.get_interactions(keys, consistent=False)
+        if missing := [key for key in keys if key not in found]:
+            found.update(await self.table.get_interactions(missing))
         validator = ResponseValidator(self.store, self.registry)
         chosen: dict[Key, tuple[int, Interaction]] = {}
         later: list[int] = []  # a second answer to an interaction answered earlier in the batch
@@ -93,18 +100,24 @@ class CompletionRecorder:
         for n in later:
             outcomes[n] = await self._judge_again(requests[n], located[n][0], now, validator)
         units: dict[tuple[str, str], bool] = {}  # → answered by a solo interaction
-        carried: dict[tuple[str, str], AwaitUnit] = {}  # units read with their answer
+        carriers: dict[tuple[str, str], Interaction] = {}  # units that came with their answer
         for o in outcomes:
             if isinstance(o, Completed):
                 unit = (o.interaction.tenant_id, o.interaction.unit_id)
                 units[unit] = units.get(unit, False) or o.interaction.solo
                 if o.interaction.carries is not None:
-                    carried[unit] = carried_unit(o.interaction)
+                    carriers[unit] = o.interaction
         for (tenant_id, unit_id), solo_answered in sorted(units.items()):
             try:
-                known = carried.get((tenant_id, unit_id))
+                carrier = carriers.get((tenant_id, unit_id))
+                read = validator.records.get((tenant_id, carrier.execution_id)) if carrier else None
                 await self._progress(
-                    tenant_id, unit_id, now, solo_answered=solo_answered, known=known
+                    tenant_id,
+                    unit_id,
+                    now,
+                    solo_answered=solo_answered,
+                    answered=carrier,
+                    record=read,
                 )
             except Exception:  # recorded answers stay recorded; the stall sweep moves it later
                 log.exception(
@@ -172,11 +185,19 @@ class CompletionRecorder:
         now: int,
         *,
         solo_answered: bool,
-        known: AwaitUnit | None = None,
+        answered: Interaction | None = None,
+        record: ExecutionRecord | None = None,
     ) -> None:
-        unit = known or await self.table.get_unit(tenant_id, unit_id)
+        """Resume a unit its answers completed, or admit more of its requests. ``answered``:
+        the interaction that carries it, as just answered (no need to read the unit), and
+        ``record`` its execution's, as read to judge that answer."""
+        if answered is not None:
+            unit: AwaitUnit | None = carried_unit(answered)
+        else:
+            unit = await self.table.get_unit(tenant_id, unit_id)
         if unit is not None and unit.carried and unit.status is UnitStatus.COMPLETED:
-            await self.resumer.resume(unit)  # by its answer: what the record says decides
+            # By its answer: what the record says decides whether it still matters.
+            await self.resumer.resume(unit, answered=answered, record=record)
             return
         if unit is None or unit.status is not UnitStatus.OPEN:
             return

@@ -37,10 +37,22 @@ class Resumer:
         self.table, self.store, self.registry = table, store, registry
         self.payloads, self.dispatcher = payloads, dispatcher
 
-    async def resume(self, unit: AwaitUnit) -> None:
+    async def resume(
+        self,
+        unit: AwaitUnit,
+        *,
+        answered: Interaction | None = None,
+        record: ExecutionRecord | None = None,
+    ) -> None:
         """Hand the answers to the execution (a conditional resume), then close the unit (a
-        carried one was completed by its answer)."""
-        record = await self.store.get(unit.tenant_id, unit.execution_id)
+        carried one was completed by its answer, ``answered`` when it is at hand).
+
+        ``record``: the execution's, read consistently just before (to judge the answer). The
+        resume is conditional on its version, and any change since that bumped the version
+        (a resume by another replica, a cancel, a timeout) is one that ends this resume anyway.
+        """
+        if record is None:
+            record = await self.store.get(unit.tenant_id, unit.execution_id)
         if (
             record is None
             or record.status is not Status.WAITING_EXTERNAL
@@ -48,7 +60,10 @@ class Resumer:
         ):
             await self.close(unit, UnitStatus.ABANDONED, record=record)
             return
-        answers = await self._answers(unit, paged=unit.paged)
+        if unit.carried and answered is not None and answered.response is not None:
+            answers: Any = answer_of(answered)  # as recorded: no need to read it back
+        else:
+            answers = await self._answers(unit, paged=unit.paged)
         if answers is None:
             return
         contract = await self.registry.contract(record.pipeline_id, record.contract_version)

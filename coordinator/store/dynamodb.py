@@ -147,11 +147,13 @@ class DynamoExecutionTable:
             current = from_item(exc.item)
             raise StaleRecord("transition no longer running", current=current) from exc
 
-    async def get(self, tenant_id: str, execution_id: str) -> ExecutionRecord | None:
+    async def get(
+        self, tenant_id: str, execution_id: str, *, consistent: bool = True
+    ) -> ExecutionRecord | None:
         response = await self.client.get_item(
             TableName=self.table_name,
             Key=serialize({"pk": partition_key(tenant_id, execution_id)}),
-            ConsistentRead=True,
+            ConsistentRead=consistent,
             ReturnConsumedCapacity="TOTAL",
         )
         item = response.get("Item")

@@ -63,8 +63,10 @@ class ExecutionStore:
     def __init__(self, table: ExecutionTable, history: History | None = None) -> None:
         self.table, self.history = table, history
 
-    async def get(self, tenant_id: str, execution_id: str) -> ExecutionRecord | None:
-        return await self.table.get(tenant_id, execution_id)
+    async def get(
+        self, tenant_id: str, execution_id: str, *, consistent: bool = True
+    ) -> ExecutionRecord | None:
+        return await self.table.get(tenant_id, execution_id, consistent=consistent)
 
     async def due(self, shard: str, *, now_ms: int, limit: int = 100) -> list[DueEntry]:
         return await self.table.due(shard, now_ms=now_ms, limit=limit)

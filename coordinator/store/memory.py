@@ -85,7 +85,9 @@ class InMemoryExecutionTable:
                 raise StaleRecord("transition no longer running", current=from_item(current))
             current[DUE_AT] = due_at_ms
 
-    async def get(self, tenant_id: str, execution_id: str) -> ExecutionRecord | None:
+    async def get(
+        self, tenant_id: str, execution_id: str, *, consistent: bool = True
+    ) -> ExecutionRecord | None:
         item = self.items.get(partition_key(tenant_id, execution_id))
         return from_item(item) if item else None
 

@@ -65,7 +65,11 @@ class ExecutionTable(Protocol):
     ) -> None:
         """Extend a running transition's deadline without changing ``version``."""
 
-    async def get(self, tenant_id: str, execution_id: str) -> ExecutionRecord | None: ...
+    async def get(
+        self, tenant_id: str, execution_id: str, *, consistent: bool = True
+    ) -> ExecutionRecord | None:
+        """The record; ``consistent=False`` reads it eventually consistently (half the RRU),
+        for what never changes once it is written (its pipeline, contract, release)."""
 
     async def due(self, shard: str, *, now_ms: int, limit: int) -> list[DueEntry]:
         """Records of one shard whose wake time is at or before ``now_ms``."""

@@ -4,13 +4,16 @@ restaurant approval, completion semantics, deadlines, re-drive, tokens, a plug-i
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
 import pytest
 
 from coordinator.awaits.completing import canonical
+from coordinator.awaits.memory import InMemoryAwaitTable
 from coordinator.awaits.model import AwaitUnit, Interaction, UnitStatus
+from coordinator.awaits.port import Key
 from coordinator.testing import InMemoryCoordinator
 from examples.restaurant_approval import AWAIT_STEP, restaurant_approval
 from tests.unit.drive import WORKER, commands, failed
@@ -350,6 +353,30 @@ async def test_only_the_coordinator_reads_recorded_answers() -> None:
     with pytest.raises(PayloadMissing):
         await worker_side.get("acme", "e-1", PayloadRef.of_answers("u" * 32))
     assert PayloadRef.from_compact(PayloadRef.of_answers("u1").compact()).tier == "answers"
+
+
+class Lagging(InMemoryAwaitTable):
+    """An awaits table whose reads that may lag have seen nothing yet (just opened)."""
+
+    async def get_interactions(
+        self, keys: Sequence[Key], *, consistent: bool = True
+    ) -> dict[Key, Interaction]:
+        return await super().get_interactions(keys) if consistent else {}
+
+
+async def test_an_answer_to_an_interaction_a_lagging_read_missed_is_recorded(
+    c: InMemoryCoordinator,
+) -> None:
+    execution_id, parked_at = await parked(c)
+    c.await_table.__class__ = Lagging
+    done = await c.awaits.complete(
+        "acme",
+        response=accepted(parked_at["request"]["orderId"]),
+        interaction_id=parked_at["interaction"].interaction_id,
+    )
+    assert not done.duplicate
+    await drive(c)
+    assert (await result(c, execution_id))["outcome"] == "APPROVED"
 
 
 async def test_a_completion_past_the_deadline_is_refused(c: InMemoryCoordinator) -> None:
