@@ -59,11 +59,14 @@ class Coordinator:
     workers: WorkerDirectory
 
     async def close(self) -> None:
-        """Flush what is written off the commit path (history entries), end REST calls."""
+        """Flush what is written off the commit path (history entries, the deletes of handled
+        messages), end REST calls."""
         if self.dispatcher.rest is not None:
             await self.dispatcher.rest.close()
         if self.store.history is not None:
             await self.store.history.close()
+        for queue in (self.results.queue, self.completions.queue, self.ingest.queue):
+            await queue.flush()
 
 
 def assemble(

@@ -163,6 +163,8 @@ async def _serve(
 
         async def finish() -> None:
             await asyncio.gather(*(p.stop() for p in pollers))
+            # The deletes of the last commands handled, still waiting for company.
+            await asyncio.gather(*(p.work.flush() for p in pollers))
 
     else:
         from worker.rest import serve_rest, worker_app

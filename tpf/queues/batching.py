@@ -48,8 +48,31 @@ class Batcher(Generic[T]):
         self._pending: list[_Pending[T]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._drained_at = -float("inf")
+        self._posted: set[asyncio.Future[None]] = set()
 
     async def submit(self, item: T) -> None:
+        await self._enqueue(item).done
+
+    def post(self, item: T, on_failure: Callable[[T, BaseException], None]) -> None:
+        """``item`` goes with the next batch; the caller does not wait for it. A failure is
+        handed to ``on_failure``."""
+        entry = self._enqueue(item)
+        self._posted.add(entry.done)
+
+        def settled(done: asyncio.Future[None]) -> None:
+            self._posted.discard(done)
+            if not done.cancelled() and done.exception() is not None:
+                on_failure(item, done.exception())  # type: ignore[arg-type]
+
+        entry.done.add_done_callback(settled)
+
+    async def flush(self) -> None:
+        """Send what is pending now, and wait for what was posted."""
+        self._drain()
+        if self._posted:
+            await asyncio.gather(*list(self._posted), return_exceptions=True)
+
+    def _enqueue(self, item: T) -> _Pending[T]:
         entry = _Pending(item)
         self._pending.append(entry)
         if len(self._pending) >= self._size:
@@ -59,7 +82,7 @@ class Batcher(Generic[T]):
             busy = loop.time() - self._drained_at < self._busy_linger_s
             linger = self._busy_linger_s if busy else self._linger_s
             self._timer = loop.call_later(linger, self._drain)
-        await entry.done
+        return entry
 
     def _drain(self) -> None:
         self._drained_at = asyncio.get_running_loop().time()

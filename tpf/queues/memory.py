@@ -73,6 +73,9 @@ class InMemoryQueue:
         if stored is not None and stored.receipt == receipt:
             del self.messages[message_id]
 
+    async def flush(self) -> None:
+        """Deletes here are done when ``delete`` returns."""
+
     async def change_visibility(self, receipt: str, seconds: int) -> None:
         message_id, _, _ = receipt.partition("#")
         stored = self.messages.get(message_id)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from tpf.queues.batching import Batcher
 from tpf.queues.port import BATCH, MAX_BYTES, Outgoing, QueueDepth, QueueError, Received, packed
 
+log = logging.getLogger("tpf.queues")
 BUSY_SEND_LINGER_S = 0.01
 """How long a send waits for others while sends stream (``Batcher``); alone, it waits 2 ms."""
 DELETE_LINGER_S = 0.05
-"""How long a delete waits for others to share its request. Longer than a send's: a handled
-message is not on anyone's critical path, and a delete is a tenth of a request in a batch."""
+"""How long a delete waits for others to share its request. Longer than a send's: nobody
+waits for it (``delete``), and in a batch a delete is a tenth of a request."""
 
 
 class SqsQueue:
@@ -21,9 +23,7 @@ class SqsQueue:
 
     def __init__(self, client: Any, url: str, name: str, *, max_bytes: int = MAX_BYTES) -> None:
         self.client, self.url, self.name, self.max_bytes = client, url, name, max_bytes
-        self._sends: Batcher[Outgoing] = Batcher(
-            self._send_batch, busy_linger_s=BUSY_SEND_LINGER_S
-        )
+        self._sends: Batcher[Outgoing] = Batcher(self._send_batch, busy_linger_s=BUSY_SEND_LINGER_S)
         self._deletes: Batcher[str] = Batcher(self._delete_batch, linger_s=DELETE_LINGER_S)
 
     @classmethod
@@ -42,7 +42,21 @@ class SqsQueue:
         await asyncio.gather(*(self._sends.submit(m) for m in messages))
 
     async def delete(self, receipt: str) -> None:
-        await self._deletes.submit(receipt)
+        """Acknowledge a handled message: queued to share a request with others, without
+        holding the caller. A delete that fails is logged; its message then comes back after
+        its visibility timeout, to a handler that takes it as the duplicate it is."""
+        self._deletes.post(receipt, self._delete_failed)
+
+    async def flush(self) -> None:
+        """Send the deletes still waiting for company (before the process stops)."""
+        await self._deletes.flush()
+
+    def _delete_failed(self, receipt: str, exc: BaseException) -> None:
+        log.warning(
+            "a delete failed; the message will be delivered again: %s",
+            exc,
+            extra={"action": "delete-failed", "queue": self.name},
+        )
 
     async def receive(self, *, max_messages: int = BATCH, wait_s: int = 20) -> list[Received]:
         response = await self.client.receive_message(
