@@ -33,6 +33,7 @@ from botocore.exceptions import (
 
 from tpf.accounting import LEDGER, RequestLedger
 from tpf.errors import ConfigurationError
+from tpf.queues.sqs import flush_deletes
 from tpf.settings import Settings
 
 SERVICES = ("dynamodb", "sqs", "s3")
@@ -172,6 +173,8 @@ async def open_clients(
             )
             ledger.attach(client.meta.events)
             opened[service] = client
+            if service == "sqs":  # runs before the client closes: nothing is left to it
+                stack.push_async_callback(flush_deletes, client)
         # Creating a client sends nothing: it costs a request only where a Lambda worker is.
         kwargs = client_kwargs(settings, "lambda", endpoints)
         kwargs["endpoint_url"] = lambda_endpoint(settings, endpoints)

@@ -29,9 +29,11 @@ async def queue(request: pytest.FixtureRequest) -> AsyncIterator[Queue]:
         created = await aws.sqs.create_queue(
             QueueName=name, Attributes={"VisibilityTimeout": str(VISIBILITY_S)}
         )
+        queue = await SqsQueue.open(aws.sqs, name)
         try:
-            yield await SqsQueue.open(aws.sqs, name)
+            yield queue
         finally:
+            await queue.flush()  # the test's deletes, before their queue goes
             await aws.sqs.delete_queue(QueueUrl=created["QueueUrl"])
 
 

@@ -1,5 +1,5 @@
-"""The batcher behind SQS sends and deletes: alone, an item leaves after the short linger; in
-a stream, items wait a little longer for each other and share requests."""
+"""The batcher behind SQS sends and deletes: a full batch leaves at once; a posted item (a
+delete) does not hold its caller, and a failure is reported, not raised at no one."""
 
 from __future__ import annotations
 
@@ -15,25 +15,6 @@ class Flushes:
     async def __call__(self, items: list[str]) -> list[Exception | None]:
         self.batches.append(list(items))
         return [None] * len(items)
-
-
-async def stream(batcher: Batcher[str]) -> None:
-    await batcher.submit("a")  # alone, after an idle spell
-    second = asyncio.ensure_future(batcher.submit("b"))  # right after a batch left: busy
-    await asyncio.sleep(0.05)  # the next one arrives well within the busy linger
-    await asyncio.gather(second, batcher.submit("c"))
-
-
-async def test_a_stream_waits_for_company_and_a_lone_item_does_not() -> None:
-    flushes = Flushes()
-    await stream(Batcher(flushes, linger_s=0.002, busy_linger_s=0.5))
-    assert flushes.batches == [["a"], ["b", "c"]]
-
-
-async def test_without_a_busy_linger_every_gap_ends_a_batch() -> None:
-    flushes = Flushes()
-    await stream(Batcher(flushes, linger_s=0.002))
-    assert flushes.batches == [["a"], ["b"], ["c"]]
 
 
 async def test_a_full_batch_leaves_at_once() -> None:

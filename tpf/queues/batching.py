@@ -2,7 +2,8 @@
 
 Callers send and delete one message at a time; ``Batcher`` gathers concurrent calls into
 requests of 10 (SQS's batch limit) and returns to each caller once its own entry is durable, so
-throughput comes from batching without weakening "sent means sent".
+throughput comes from batching without weakening "sent means sent". A delete is posted: its
+caller goes on, and it waits longer for company, since no one waits for it.
 """
 
 from __future__ import annotations
@@ -27,27 +28,19 @@ class _Pending(Generic[T]):
 
 class Batcher(Generic[T]):
     """Gathers items from concurrent callers for up to ``linger_s``; flushes ``size`` at a time.
-
-    ``busy_linger_s``, when longer, is how long it gathers while busy: when the previous batch
-    left less than that long ago. One item at a time keeps the short linger (no latency added
-    at low load); a stream of them waits a little to share requests (fewer, fuller ones).
-    """
+    A caller waits for its item's batch (``submit``) or not (``post``)."""
 
     def __init__(
         self,
         flush: Callable[[list[T]], Awaitable[list[Exception | None]]],
         linger_s: float = 0.002,
         size: int = BATCH,
-        *,
-        busy_linger_s: float | None = None,
     ) -> None:
         self._flush = flush
         self._linger_s = linger_s
-        self._busy_linger_s = max(linger_s, busy_linger_s or 0.0)
         self._size = size
         self._pending: list[_Pending[T]] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._drained_at = -float("inf")
         self._posted: set[asyncio.Future[None]] = set()
 
     async def submit(self, item: T) -> None:
@@ -78,14 +71,10 @@ class Batcher(Generic[T]):
         if len(self._pending) >= self._size:
             self._drain()
         elif self._timer is None:
-            loop = asyncio.get_running_loop()
-            busy = loop.time() - self._drained_at < self._busy_linger_s
-            linger = self._busy_linger_s if busy else self._linger_s
-            self._timer = loop.call_later(linger, self._drain)
+            self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._drain)
         return entry
 
     def _drain(self) -> None:
-        self._drained_at = asyncio.get_running_loop().time()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

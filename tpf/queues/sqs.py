@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,11 +12,18 @@ from tpf.queues.batching import Batcher
 from tpf.queues.port import BATCH, MAX_BYTES, Outgoing, QueueDepth, QueueError, Received, packed
 
 log = logging.getLogger("tpf.queues")
-BUSY_SEND_LINGER_S = 0.01
-"""How long a send waits for others while sends stream (``Batcher``); alone, it waits 2 ms."""
-DELETE_LINGER_S = 0.05
-"""How long a delete waits for others to share its request. Longer than a send's: nobody
-waits for it (``delete``), and in a batch a delete is a tenth of a request."""
+_OPEN: weakref.WeakSet[SqsQueue] = weakref.WeakSet()
+DELETE_LINGER_S = 0.2
+"""How long a delete waits for others to share its request. A send's caller waits for it (2 ms
+at most); nobody waits for a delete (``delete``), and in a full batch it is a tenth of a
+request. A handled message stays invisible far longer than this (its visibility timeout)."""
+
+
+async def flush_deletes(client: Any) -> None:
+    """Send the deletes still waiting in every queue opened on ``client``: before it closes
+    (``tpf.substrate.open_clients``), so none is left to a closed client."""
+    for queue in [q for q in _OPEN if q.client is client]:
+        await queue.flush()
 
 
 class SqsQueue:
@@ -23,7 +31,8 @@ class SqsQueue:
 
     def __init__(self, client: Any, url: str, name: str, *, max_bytes: int = MAX_BYTES) -> None:
         self.client, self.url, self.name, self.max_bytes = client, url, name, max_bytes
-        self._sends: Batcher[Outgoing] = Batcher(self._send_batch, busy_linger_s=BUSY_SEND_LINGER_S)
+        _OPEN.add(self)
+        self._sends: Batcher[Outgoing] = Batcher(self._send_batch)
         self._deletes: Batcher[str] = Batcher(self._delete_batch, linger_s=DELETE_LINGER_S)
 
     @classmethod
