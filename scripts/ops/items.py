@@ -94,36 +94,23 @@ def await_unit(item: dict[str, Any]) -> dict[str, Any]:
     """A unit's item (sk "U"), or the interaction that carries a unit of one (``un``, since
     2026-12; coordinator.awaits.model.carried_unit)."""
     tenant_id, unit_id = _split(item["pk"])
-    if "un" in item:
-        carried = item["un"]
-        status = carried.get("cl") or _UNIT_STATUS_OF[item["st"]]
-        return {
-            "unitId": unit_id,
-            "tenantId": tenant_id,
-            "executionId": item["ex"],
-            "stepId": item["sid"],
-            "stepIndex": number(item["si"]),
-            "resumeStep": number(carried["rs"]),
-            "transport": carried["tr"],
-            "itemized": False,
-            "status": status,
-            "done": 1 if status == "COMPLETED" else 0,
-            "total": 1,
-            "createdAtEpochMs": number(item["ca"]),
-            "deadlineEpochMs": number(item["dl"]),
-        }
+    if "un" in item:  # its own fields, and what a unit of one answered by it says
+        status = item["un"].get("cl") or _UNIT_STATUS_OF[item["st"]]
+        own = {**item["un"], "it": False, "st": status, "d": int(status == "COMPLETED"), "n": 1}
+    else:
+        own = item
     return {
         "unitId": unit_id,
         "tenantId": tenant_id,
         "executionId": item["ex"],
         "stepId": item["sid"],
         "stepIndex": number(item["si"]),
-        "resumeStep": number(item["rs"]),
-        "transport": item["tr"],
-        "itemized": bool(item["it"]),
-        "status": item["st"],
-        "done": number(item["d"]),
-        "total": number(item["n"]),
+        "resumeStep": number(own["rs"]),
+        "transport": own["tr"],
+        "itemized": bool(own["it"]),
+        "status": own["st"],
+        "done": number(own["d"]),
+        "total": number(own["n"]),
         "createdAtEpochMs": number(item["ca"]),
         "deadlineEpochMs": number(item["dl"]),
     }
