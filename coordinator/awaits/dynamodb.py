@@ -297,46 +297,42 @@ class DynamoAwaitTable:
         """Out of the inbox, unless answered: its answer completed it, with nothing to write."""
         if status is UnitStatus.COMPLETED:
             return None
-        key = {"pk": unit_pk(unit.tenant_id, unit.unit_id), "sk": interaction_sk(0)}
+        if not await self._time_out(unit.tenant_id, unit.unit_id, 0, closed=status):
+            return None  # answered (or closed by another replica) meanwhile
+        return replace(unit, status=status)
+
+    async def expire(self, interactions: list[Interaction]) -> None:
+        pending = [i for i in interactions if i.status is InteractionStatus.PENDING]
+        for start in range(0, len(pending), BATCH_WRITE):
+            batch = pending[start : start + BATCH_WRITE]
+            await asyncio.gather(
+                *(self._time_out(i.tenant_id, i.unit_id, i.item_index) for i in batch)
+            )
+
+    async def _time_out(
+        self, tenant_id: str, unit_id: str, item_index: int, *, closed: UnitStatus | None = None
+    ) -> bool:
+        """PENDING→TIMED_OUT, out of the inbox (with how its carried unit ``closed``, when it
+        carries one); False when it was answered or timed out meanwhile."""
+        key = {"pk": unit_pk(tenant_id, unit_id), "sk": interaction_sk(item_index)}
+        values = {":out": "TIMED_OUT", ":pending": "PENDING"}
+        also = ""
+        if closed is not None:
+            values[":closed"], also = closed.value, ", un.cl = :closed"
         try:
             with conditions():
                 await self.client.update_item(
                     TableName=self.table_name,
                     Key=serialize(key),
-                    UpdateExpression="SET #st = :out, un.cl = :closed REMOVE pp, ps, pa, pg",
+                    UpdateExpression=f"SET #st = :out{also} REMOVE pp, ps, pa, pg",
                     ConditionExpression="#st = :pending",
                     ExpressionAttributeNames={"#st": "st"},
-                    ExpressionAttributeValues=serialize(
-                        {":out": "TIMED_OUT", ":closed": status.value, ":pending": "PENDING"}
-                    ),
+                    ExpressionAttributeValues=serialize(values),
                     ReturnConsumedCapacity="INDEXES",
                 )
         except ConditionFailed:
-            return None  # answered (or closed by another replica) meanwhile
-        return replace(unit, status=status)
-
-    async def expire(self, interactions: list[Interaction]) -> None:
-        async def one(i: Interaction) -> None:
-            key = {"pk": unit_pk(i.tenant_id, i.unit_id), "sk": interaction_sk(i.item_index)}
-            try:
-                with conditions():
-                    await self.client.update_item(
-                        TableName=self.table_name,
-                        Key=serialize(key),
-                        UpdateExpression="SET #st = :out REMOVE pp, ps, pa, pg",
-                        ConditionExpression="#st = :pending",
-                        ExpressionAttributeNames={"#st": "st"},
-                        ExpressionAttributeValues=serialize(
-                            {":out": "TIMED_OUT", ":pending": "PENDING"}
-                        ),
-                        ReturnConsumedCapacity="INDEXES",
-                    )
-            except ConditionFailed:
-                pass  # answered (or expired by another replica) meanwhile
-
-        pending = [i for i in interactions if i.status is InteractionStatus.PENDING]
-        for start in range(0, len(pending), BATCH_WRITE):
-            await asyncio.gather(*(one(i) for i in pending[start : start + BATCH_WRITE]))
+            return False
+        return True
 
     # -- counting -----------------------------------------------------------------------------
 

@@ -147,10 +147,9 @@ class Registry:
         if key not in self._contracts:  # immutable once stored
 
             async def load() -> Contract:
-                item = await self.table.get(_pk(pipeline_id), f"contract#{contract_version}")
-                if item is None:
-                    raise NotFound(f"no contract {contract_version} for pipeline {pipeline_id!r}")
-                return Contract.from_json(item["doc"])
+                return Contract.from_json(
+                    await self._doc(pipeline_id, "contract", contract_version)
+                )
 
             self._contracts[key] = await self._reads.call(("contract", *key), load)
         return self._contracts[key]
@@ -236,13 +235,18 @@ class Registry:
         if key not in self._releases:  # immutable once registered
 
             async def load() -> ReleaseRecord:
-                item = await self.table.get(_pk(pipeline_id), f"release#{release_version}")
-                if item is None:
-                    raise NotFound(f"no release {release_version} of pipeline {pipeline_id!r}")
-                return ReleaseRecord.model_validate_json(item["doc"])
+                doc = await self._doc(pipeline_id, "release", release_version)
+                return ReleaseRecord.model_validate_json(doc)
 
             self._releases[key] = await self._reads.call(("release", *key), load)
         return self._releases[key]
+
+    async def _doc(self, pipeline_id: str, kind: str, version: str) -> str:
+        """The stored document of a pipeline's contract or release; NotFound when absent."""
+        item = await self.table.get(_pk(pipeline_id), f"{kind}#{version}")
+        if item is None:
+            raise NotFound(f"no {kind} {version} of pipeline {pipeline_id!r}")
+        return str(item["doc"])
 
     async def activate(
         self, pipeline_id: str, release_version: str, *, now_ms: int, tenant_id: str | None = None
