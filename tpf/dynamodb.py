@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 _serializer = TypeSerializer()
@@ -52,11 +52,36 @@ class StillContended(Exception):
 
 
 def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in item.items()}
+    return {k: serialize_value(v) for k, v in item.items()}
 
 
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+    return {k: deserialize_value(v) for k, v in item.items()}
+
+
+# Strings and integers are most of every item. boto3's (de)serializer takes a dozen type checks
+# and a decimal context to each; these take one, and hand everything else to it.
+_LARGEST_EXACT = 10**38
+"""DynamoDB numbers hold 38 significant digits; boto3 refuses larger integers, so do we."""
+
+
+def serialize_value(value: Any) -> dict[str, Any]:
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is int and -_LARGEST_EXACT < value < _LARGEST_EXACT:
+        return {"N": str(value)}
+    result: dict[str, Any] = _serializer.serialize(value)
+    return result
+
+
+def deserialize_value(value: dict[str, Any]) -> Any:
+    if len(value) == 1:
+        if (text := value.get("S")) is not None:
+            return text
+        if (number := value.get("N")) is not None:
+            return DYNAMODB_CONTEXT.create_decimal(number)
+    return _deserializer.deserialize(value)
 
 
 def error_code(exc: BaseException) -> str | None:

@@ -151,7 +151,9 @@ class ExecutionRecord(BaseModel):
             now = fields.get("updated_at_ms", self.updated_at_ms)
             keep = due is not None and wake is not None and now < wake <= due
             fields["wake_at_ms"] = wake if keep else due
-        return ExecutionRecord.model_validate({**self.model_dump(), **fields})
+        # The fields as they are, not dumped: nested payload references are frozen models,
+        # taken as they are, and a dump only to validate it again costs a third of a change.
+        return ExecutionRecord.model_validate({**self.__dict__, **fields})
 
 
 def partition_key(tenant_id: str, execution_id: str) -> str:

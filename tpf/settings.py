@@ -23,6 +23,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tpf.event_loop import EventLoopChoice
+
 Substrate = Literal["embedded", "localstack", "aws"]
 ProfileName = Literal["default", "test"]
 
@@ -140,6 +142,9 @@ class Settings(BaseSettings):
     """Submissions per second one tenant may make on one replica (429 beyond); 0 turns it off."""
     tenant_submit_burst: int = Field(default=2000, ge=1)
     """Submissions one tenant may make at once before the rate applies."""
+    event_loop: EventLoopChoice = "auto"
+    """The event loop of a long-running role (``tpf.event_loop``): ``auto`` runs on uvloop where
+    it is installed, ``asyncio`` on the standard library's loop."""
     startup_wait_s: float = Field(default=60.0, ge=0, le=3600)
     """How long a starting role keeps trying a substrate it cannot reach (an outage, a restart)
     before it gives up with one line; a missing resource or credential gives up at once."""

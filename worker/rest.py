@@ -95,7 +95,14 @@ def worker_app(
 ) -> FastAPI:
     """The REST worker over ``handler``. ``capabilities`` adds to what the handler describes;
     ``ready`` is false once the worker drains (``/q/health/ready`` then answers 503)."""
-    app = FastAPI(title="tpf transition worker", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="tpf transition worker",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # As the coordinator's: no OpenTelemetry hooks to consult on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     advertised = describe(handler, capabilities)
 
     @app.get("/q/health/live")

@@ -1,9 +1,9 @@
 """What the fleet's processes did between two moments: their request ledgers and CPU time.
 
-Each role process rewrites its ledger file every few hundred milliseconds
-(``TPF_LEDGER_INTERVAL_S``); a reading waits for files written after the moment it stands for,
-so the difference of two readings counts the requests made in between, by the processes that
-made them. CPU time comes from ``/proc/<pid>/stat`` (user + system, every thread).
+A reading asks every role process for its ledger (``tpf.accounting.request_path``) and waits for
+files written after the moment it stands for, so the difference of two readings counts the
+requests made in between, by the processes that made them. CPU time comes from
+``/proc/<pid>/stat`` (user + system, every thread).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tpf.accounting import RequestLedger
+from tpf.accounting import RequestLedger, request_path
 from tpf.errors import ConfigurationError
 from tpfctl.fleet import Fleet
 
@@ -68,6 +68,9 @@ def read(fleet: Fleet, *, timeout: float = 15.0) -> Reading:
     at = time.time()
     cpu = {m.name: cpu_seconds(m.process.pid) if m.process else None for m in fleet.members}
     ledgers: dict[str, dict[str, Any]] = {}
+    for member in fleet.members:
+        if member.alive:
+            request_path(member.ledger_path).touch()
     deadline = time.monotonic() + timeout
     for member in fleet.members:
         if not member.alive:

@@ -18,13 +18,10 @@ from typing import Any
 
 from coordinator.history import Change
 from infra.provision import teardown
-from tpf.accounting import LEDGER_INTERVAL_ENV
 from tpf.records import Status
 from tpfctl.bench import observe
 from tpfctl.bench.drive import Load, Outcome, driving
 from tpfctl.stack import DEFAULT_PIPELINES, OwnedStack, StackSpec, owned_stack
-
-LEDGER_INTERVAL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -129,7 +126,7 @@ def _stack(options: Options) -> Iterator[OwnedStack]:
         workers=options.workers,
         pipelines=options.pipelines,
         # Latency is read from the history, and the cost model counts its writes.
-        extra_env={LEDGER_INTERVAL_ENV: str(LEDGER_INTERVAL_S), "TPF_HISTORY": "true"},
+        extra_env={"TPF_HISTORY": "true"},
     )
     stack: OwnedStack | None = None
     try:

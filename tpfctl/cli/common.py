@@ -15,6 +15,7 @@ from rich.console import Console
 
 from tpf.accounting import LEDGER
 from tpf.errors import ConfigurationError, TpfError
+from tpf.event_loop import loop_factory
 from tpf.secret_references import resolve_token
 from tpf.settings import Settings
 from tpf.substrate import read_state
@@ -93,7 +94,8 @@ def run_role(role: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
             if settings.ledger_file:
                 settings.ledger_file.write_text(LEDGER.to_json())
 
-    asyncio.run(runner())
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as loop:
+        loop.run(runner())
 
 
 async def _until_reachable(
