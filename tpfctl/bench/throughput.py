@@ -129,6 +129,11 @@ def run(bench: LazySession) -> list[dict[str, Any]]:
     ]
 
 
+CPU_RATIO_TARGET = 1.2
+"""The coordinator's CPU per transition over the bare loop's for the same requests: what the
+framework may add to them (``docs/benchmarks.md``, coordinator CPU; not met today)."""
+
+
 def coordinator_cpu(rounds: list[Round], shape: dict[str, Any]) -> dict[str, Any]:
     """Totals over the rounds: CPU seconds are coarse (clock ticks), sums are steadier."""
     spent_by_round = [r.measured.window.cpu_seconds("coordinator") for r in rounds]
@@ -147,7 +152,7 @@ def coordinator_cpu(rounds: list[Round], shape: dict[str, Any]) -> dict[str, Any
         "cpu_ms_per_transition": round(per_transition, 3),
         "bare_cpu_seconds": round(bare_spent, 3),
         "bare_cpu_ms_per_transition": round(bare_per_transition, 3),
-        "ratio": at_most(ratio(per_transition, bare_per_transition), 2.0),
+        "ratio": at_most(ratio(per_transition, bare_per_transition), CPU_RATIO_TARGET),
     }
 
 
