@@ -9,8 +9,8 @@ under 1 KB).
 A role process started with ``TPF_LEDGER_FILE`` writes its snapshot there when it exits and,
 so that a benchmark can take differences while it runs, whenever the file's request file
 (:func:`request_path`) is touched, and every ``TPF_LEDGER_INTERVAL_S`` seconds (default 1)
-while it counts requests. A benchmark reading asks; it does not wait for a timer. Writing on a
-short timer instead cost a busy coordinator 5 % of its CPU in JSON, inside the window measured.
+while it counts requests. A benchmark reading asks rather than waiting for a timer, so no
+process spends CPU on JSON every few hundred milliseconds inside the window being measured.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The event loop a role runs on.
 
-A coordinator spends about half of its CPU outside AWS requests: waking tasks, moving bytes
-through transports, parsing HTTP. uvloop does that work in C; with it a coordinator spends less
-CPU per transition at the same requests (``docs/benchmarks.md``, coordinator CPU). It is a
+Much of a coordinator's CPU is plumbing around its requests: waking tasks, moving bytes
+through transports, parsing HTTP. uvloop does that work in C; with it (and httptools parsing
+for uvicorn) a coordinator spends less CPU per transition at the same requests
+(``docs/benchmarks.md``, coordinator CPU). It is a
 dependency wherever it builds (not on Windows), so ``auto`` takes it when it is importable and
 asyncio's own loop otherwise; ``asyncio`` asks for the standard loop, and ``uvloop`` refuses to
 start without it rather than run slower than configured.
