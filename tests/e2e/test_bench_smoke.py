@@ -133,6 +133,8 @@ def test_coordinator_cpu_per_transition_is_set_against_the_bare_loop(
     assert entry["transitions"] == entry["executions_per_round"] * entry["rounds"]
     assert entry["cpu_ms_per_transition"] > 0 and entry["bare_cpu_ms_per_transition"] > 0
     assert finite(entry["ratio"]["value"])
+    own = entry["cpu_ms_per_transition"] - entry["bare_cpu_ms_per_transition"]
+    assert abs(entry["framework_cpu_ms_per_transition"] - own) < 0.002
 
 
 def test_latency_gives_percentiles_of_every_transition(

@@ -46,3 +46,24 @@ def test_a_celery_worker_runs_every_chain_and_leaves_no_process_or_queue_behind(
     assert all(p.poll() is not None for p in processes)
     sqs = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
     assert sqs.list_queues(QueueNamePrefix=peer.queue_prefix).get("QueueUrls", []) == []
+
+
+def test_celerys_sqs_requests_keep_their_connections_as_tpfs_do(sqs_endpoint: str) -> None:
+    """Both sides of the comparison on the same terms: LocalStack closes a connection after
+    each answer unless the request asks to keep it (``tpfctl.bench.peer.transport``)."""
+    from botocore.awsrequest import AWSRequest
+
+    from tpfctl.bench.peer import celery_app
+
+    app = celery_app.client(sqs_endpoint, "keepalive-probe-", submit_lanes=1)
+    try:
+        with app.connection_for_write() as connection:
+            client = connection.default_channel.sqs()
+            answer = client.list_queues(QueueNamePrefix="keepalive-probe-")
+            # kombu signs its long polls with the same client's signer, then sends them itself.
+            poll = AWSRequest(method="POST", url=sqs_endpoint, data={"Action": "ReceiveMessage"})
+            client._request_signer.sign("ReceiveMessage", poll)
+    finally:
+        app.close()
+    assert answer["ResponseMetadata"]["HTTPHeaders"].get("connection") is None
+    assert poll.headers["Connection"] == "keep-alive"

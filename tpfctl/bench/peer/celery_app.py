@@ -4,8 +4,9 @@ Only the peer benchmark imports this module (and the Celery workers it starts, t
 Celery is a benchmark dependency, the ``bench`` extra, never a runtime one.
 
 Celery's defaults, plus what SQS asks for: kombu's SQS transport as it comes (long polling,
-prefetch), no result backend (nobody reads a chain's result: the last step's output is the
-end), remote control and events off, since SQS has no broadcast. Workers
+prefetch), except that it asks LocalStack to keep connections as tpf's clients do
+(:mod:`tpfctl.bench.peer.transport`); no result backend (nobody reads a chain's result: the
+last step's output is the end), remote control and events off, since SQS has no broadcast. Workers
 read their settings from the environment (:func:`worker_env`); the benchmark's own process
 publishes through an app of its own (:func:`client`).
 
@@ -52,6 +53,8 @@ def settings(endpoint: str, queue_prefix: str, *, submit_lanes: int = 10) -> dic
     # kombu takes the endpoint from the URL's host and port, the scheme from ``is_secure``.
     return {
         "broker_url": f"sqs://{quote(key, safe='')}:{quote(secret, safe='')}@{url.netloc}",
+        # kombu's own sqs transport, keeping connections as tpf's clients do (see the module).
+        "broker_transport": "tpfctl.bench.peer.transport:Transport",
         "broker_transport_options": {
             "region": region,
             "is_secure": url.scheme == "https",
