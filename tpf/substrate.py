@@ -126,10 +126,11 @@ def keep_connections(client: Any, settings: Settings, service: str) -> None:
     time per request. Set after signing (``before-send``), so the header is not signed. S3 is
     left as the SDK sends it: payloads rarely leave the record, so its requests are few."""
     if settings.substrate != "aws" and service == "sqs":
-        client.meta.events.register("before-send.sqs", _keep_alive)
+        client.meta.events.register("before-send.sqs", ask_to_keep_alive)
 
 
-def _keep_alive(request: Any, **_: Any) -> None:
+def ask_to_keep_alive(request: Any, **_: Any) -> None:
+    """A botocore event handler: the request asks the server to keep its connection open."""
     request.headers["Connection"] = "keep-alive"
 
 

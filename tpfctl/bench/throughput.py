@@ -131,7 +131,8 @@ def run(bench: LazySession) -> list[dict[str, Any]]:
 
 CPU_RATIO_TARGET = 1.2
 """The coordinator's CPU per transition over the bare loop's for the same requests: what the
-framework may add to them. Not met: ``docs/benchmarks.md`` (coordinator CPU) says why."""
+framework may add to them. Not met: ``docs/benchmarks.md``, "Why the CPU ratio stays above
+1.2", says why."""
 
 
 def coordinator_cpu(rounds: list[Round], shape: dict[str, Any]) -> dict[str, Any]:

@@ -15,15 +15,13 @@ from typing import Any
 
 from kombu.transport import SQS
 
-
-def _keep_alive(request: Any, **_: Any) -> None:
-    request.headers["Connection"] = "keep-alive"
+from tpf.substrate import ask_to_keep_alive
 
 
 class Channel(SQS.Channel):
     def _new_boto_client(self, *args: Any, **kwargs: Any) -> Any:
         client = super()._new_boto_client(*args, **kwargs)
-        client.meta.events.register("before-sign.sqs", _keep_alive)
+        client.meta.events.register("before-sign.sqs", ask_to_keep_alive)
         return client
 
 
